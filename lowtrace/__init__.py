@@ -1,0 +1,68 @@
+"""lowtrace: a fast, strict, thread-safe tracing client for AI agents and LLM apps.
+
+The low-level client (``TracingClient``) records traces with explicit parents from any
+thread; the finished data model (``Trace``) is immutable and round-trips through JSON.
+"""
+
+from __future__ import annotations
+
+from lowtrace._client import ClientStats, TracingClient
+from lowtrace._config import Limits, PipelineConfig
+from lowtrace._live import TraceState
+from lowtrace._model import SpanEvent, SpanRecord, TokenUsage, Trace, TraceInfo
+from lowtrace._noop import NoopSpan
+from lowtrace._pipeline import Exporter, ExporterStats
+from lowtrace._span import DroppedSpan, LiveSpan, SpanState
+from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._types import SpanStatus, SpanType
+from lowtrace.errors import (
+    FilterError,
+    InvalidArgumentError,
+    LifecycleError,
+    LowtraceError,
+    MissingExtraError,
+    OpenSpansError,
+    SpanEndedError,
+    SpanNotFoundError,
+    StoreError,
+    StoreNotFoundError,
+    TraceEndedError,
+    TraceNotFoundError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientStats",
+    "DroppedSpan",
+    "Exporter",
+    "ExporterStats",
+    "FilterError",
+    "InvalidArgumentError",
+    "LifecycleError",
+    "Limits",
+    "LiveSpan",
+    "LowtraceError",
+    "MissingExtraError",
+    "NoopSpan",
+    "OpenSpansError",
+    "PipelineConfig",
+    "SpanEndedError",
+    "SpanEvent",
+    "SpanNotFoundError",
+    "SpanRecord",
+    "SpanState",
+    "SpanStatus",
+    "SpanType",
+    "StoreError",
+    "StoreNotFoundError",
+    "TokenUsage",
+    "Trace",
+    "TraceEndedError",
+    "TraceInfo",
+    "TraceList",
+    "TraceNotFoundError",
+    "TraceState",
+    "TraceStore",
+    "TracingClient",
+]

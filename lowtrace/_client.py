@@ -1,0 +1,501 @@
+"""``TracingClient``: the thread-safe, lifecycle-checked, low-level tracing API.
+
+The client validates arguments, snapshots values, finds the live trace (lock-free) and lets
+the trace apply the change under its own lock. Finished traces go to the export pipeline;
+reads go to the store named by the URI. In strict mode (the default) a broken rule raises a
+``LifecycleError``; with ``strict=False`` it is logged and counted and the call returns an
+inert value, so instrumentation can never take the application down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from lowtrace import _forksafe
+from lowtrace._config import Limits, PipelineConfig, env_enabled, env_uri
+from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
+from lowtrace._live import LiveTrace, TraceState, snapshot_attributes
+from lowtrace._model import NULL_BLOB, JsonBlob, Trace
+from lowtrace._noop import NOOP_SPAN, NoopSpan
+from lowtrace._registry import LiveRegistry
+from lowtrace._pipeline import ExportPipeline, Exporter, ExporterStats, describe
+from lowtrace._span import DroppedSpan, LiveSpan, check_time
+from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.uri import open_store
+from lowtrace._traceparent import parse_traceparent
+from lowtrace._types import SpanStatus, SpanType, normalize_span_type
+from lowtrace._values import encode_value
+from lowtrace.errors import (
+    InvalidArgumentError,
+    LowtraceError,
+    SpanNotFoundError,
+    TraceEndedError,
+    TraceNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = ["ClientStats", "TracingClient"]
+
+log = logging.getLogger("lowtrace")
+_time_ns = time.time_ns
+_UNKNOWN: Final = SpanType.UNKNOWN
+_ACTIVE: Final = TraceState.ACTIVE
+
+SpanHandle = LiveSpan | DroppedSpan | NoopSpan
+
+
+@attrs.frozen
+class ClientStats:
+    """A snapshot of what a client did and lost."""
+
+    live_traces: int
+    started_traces: int
+    finished_traces: int
+    abandoned_traces: int
+    dropped_spans: int
+    violations: Mapping[str, int]
+    exporters: tuple[ExporterStats, ...]
+
+    @property
+    def lost_traces(self) -> int:
+        """Traces some destination never received (dropped on a full queue, or failed)."""
+        return sum(e.lost for e in self.exporters)
+
+
+class TracingClient:
+    """Records traces: start them, add spans with explicit parents, end them, read them back.
+
+    Every method may be called from any thread, concurrently, on the same or different
+    traces. ``uri`` names where finished traces are stored and read (``memory://``,
+    ``sqlite:///path.db`` — the default, from ``LOWTRACE_URI`` — or ``jsonl:///path``);
+    ``exporters`` receive every finished trace as well.
+    """
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        *,
+        strict: bool = True,
+        exporters: Sequence[Exporter] = (),
+        limits: Limits | None = None,
+        pipeline: PipelineConfig | None = None,
+        enabled: bool | None = None,
+    ) -> None:
+        self.strict = strict
+        self.limits = limits if limits is not None else Limits()
+        self.enabled = env_enabled() if enabled is None else enabled
+        self.uri = uri if uri is not None else env_uri()
+        self._ids = IdGenerator()
+        self._registry = LiveRegistry(self.limits, self._abandon)
+        self._stats_lock = threading.Lock()  # guards the violation counters
+        self._violations: Counter[str] = Counter()
+        self._closed = False
+        self._pipeline_config = pipeline if pipeline is not None else PipelineConfig()
+        for exporter in exporters:
+            if not callable(getattr(exporter, "export", None)):
+                raise InvalidArgumentError(f"exporter {exporter!r} has no export(traces) method")
+        self._store: TraceStore | None = None
+        lanes: list[tuple[str, Exporter]] = []
+        if self.enabled:
+            self._store = open_store(self.uri)
+            lanes.append((self._store.uri or self.uri, self._store))
+        lanes.extend((describe(e), e) for e in exporters)
+        self._pipeline = ExportPipeline(lanes, self._pipeline_config)
+        _forksafe.register(self)
+        _live_clients.add(self)
+
+    def __repr__(self) -> str:
+        state = "disabled" if not self.enabled else "closed" if self._closed else "open"
+        return f"<TracingClient uri={self.uri!r} {state}>"
+
+    def __enter__(self) -> TracingClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def start_trace(
+        self,
+        name: str,
+        *,
+        span_type: SpanType | str = SpanType.CHAIN,
+        inputs: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        start_time_ns: int | None = None,
+        traceparent: str | None = None,
+    ) -> SpanHandle:
+        """Start a trace and return its live root span.
+
+        ``traceparent`` (a W3C header value) continues a remote trace: the trace keeps the
+        remote trace id and the root's ``parent_id`` is the remote span id.
+        """
+        if not self.enabled:
+            return NOOP_SPAN
+        try:
+            if type(name) is not str or not name:
+                _check_name(name)
+            kind = span_type if type(span_type) is SpanType else normalize_span_type(span_type)
+            if start_time_ns is None:
+                start = _time_ns()
+            else:
+                start = check_time(start_time_ns, "start_time_ns")
+            limit = self.limits.max_value_bytes
+            blob, cut = _encode(inputs, limit) if inputs is not None else (NULL_BLOB, 0)
+            if attributes is None:
+                values, cut_attrs = {}, 0
+            else:
+                values, cut_attrs = snapshot_attributes(attributes, limit)
+            tag_values = _tags(tags) if tags else {}
+            parent_id: str | None = None
+            if traceparent is not None:
+                trace_id, parent_id = parse_traceparent(traceparent)
+                if trace_id in self._registry.traces:
+                    raise InvalidArgumentError(
+                        f"trace {trace_id} is already live in this client; use start_span"
+                    )
+            else:
+                trace_id = self._ids.trace_id()
+            live = LiveTrace(self, trace_id, tag_values)
+            root = live.add_root(
+                self._ids.span_id(), parent_id, name, kind, start, blob, values, cut + cut_attrs
+            )
+            self._registry.add(live)
+            return root
+        except TypeError as exc:
+            return self._violation(InvalidArgumentError(str(exc)), NOOP_SPAN)  # type: ignore[no-any-return]
+        except LowtraceError as exc:
+            return self._violation(exc, NOOP_SPAN)  # type: ignore[no-any-return]
+
+    def start_span(
+        self,
+        name: str,
+        *,
+        trace_id: str,
+        parent_id: str,
+        span_type: SpanType | str = _UNKNOWN,
+        inputs: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        start_time_ns: int | None = None,
+    ) -> SpanHandle:
+        """Start a span under ``parent_id`` in a live trace and return its handle."""
+        if not self.enabled:
+            return NOOP_SPAN
+        try:
+            live = self._registry.traces.get(trace_id)
+            if live is None or live.state is not _ACTIVE:
+                live = self._live(trace_id)  # raises the right error
+            if type(name) is not str or not name:
+                _check_name(name)
+            if type(parent_id) is not str:
+                raise InvalidArgumentError(
+                    f"parent_id must be the str span_id of the parent span, got {parent_id!r}"
+                )
+            kind = span_type if type(span_type) is SpanType else normalize_span_type(span_type)
+            if start_time_ns is None:
+                start = _time_ns()
+            else:
+                start = check_time(start_time_ns, "start_time_ns")
+            cut = 0
+            if inputs is None:
+                blob = NULL_BLOB
+            else:
+                blob, cut = _encode(inputs, self.limits.max_value_bytes)
+            if attributes:
+                values, cut_attrs = snapshot_attributes(attributes, self.limits.max_value_bytes)
+                cut += cut_attrs
+            elif attributes is None or type(attributes) is dict:
+                values = {}
+            else:
+                values, _ = snapshot_attributes(attributes, self.limits.max_value_bytes)
+            return live.add_span(
+                self._ids.span_id(), parent_id, name, kind, start, blob, values, cut
+            )
+        except SpanNotFoundError as exc:
+            return self._violation(self._explain_missing(exc, trace_id, parent_id), NOOP_SPAN)  # type: ignore[no-any-return]
+        except TypeError as exc:
+            return self._violation(InvalidArgumentError(str(exc)), NOOP_SPAN)  # type: ignore[no-any-return]
+        except LowtraceError as exc:
+            return self._violation(exc, NOOP_SPAN)  # type: ignore[no-any-return]
+
+    # -- ending -----------------------------------------------------------------------------
+
+    def end_span(
+        self,
+        trace_id: str,
+        span_id: str,
+        *,
+        outputs: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        status: SpanStatus | str | None = None,
+        status_message: str | None = None,
+        end_time_ns: int | None = None,
+    ) -> None:
+        """End a span. ``status=None`` means OK unless an exception was recorded on it.
+
+        Ending the root span ends the trace, with the same rules as ``end_trace``.
+        """
+        if not self.enabled:
+            return
+        try:
+            live = self._live(trace_id)
+            span = live.spans.get(span_id) if type(span_id) is str else None
+            if span is None:
+                if type(span_id) is str and live.is_dropped(span_id):
+                    return
+                raise self._explain_missing(
+                    SpanNotFoundError(f"no span {span_id!r} in trace {trace_id}"), trace_id, span_id
+                )
+            live.end_span(span, outputs, attributes, status, status_message, end_time_ns)
+        except TypeError as exc:
+            self._violation(InvalidArgumentError(str(exc)), None)
+        except LowtraceError as exc:
+            self._violation(exc, None)
+
+    def end_trace(
+        self,
+        trace_id: str,
+        *,
+        outputs: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        status: SpanStatus | str | None = None,
+        status_message: str | None = None,
+        end_time_ns: int | None = None,
+        close_open_spans: bool = False,
+    ) -> Trace | None:
+        """End the root span and the trace; return the finished ``Trace``.
+
+        Raises ``OpenSpansError`` while other spans are open, unless ``close_open_spans``
+        is true: then they are ended with status ERROR and a message saying so. The trace
+        is handed to the export pipeline; the caller never waits on I/O.
+        """
+        if not self.enabled:
+            return None
+        try:
+            live = self._live(trace_id)
+            return live.finish(
+                outputs, attributes, status, status_message, end_time_ns, close_open_spans
+            )
+        except TypeError as exc:
+            return self._violation(InvalidArgumentError(str(exc)), None)  # type: ignore[no-any-return]
+        except LowtraceError as exc:
+            return self._violation(exc, None)  # type: ignore[no-any-return]
+
+    def set_trace_tags(self, trace_id: str, tags: Mapping[str, Any]) -> None:
+        """Add or replace tags of a live trace (values are stored as strings)."""
+        if not self.enabled:
+            return
+        try:
+            self._live(trace_id).set_tags(_tags(tags))
+        except LowtraceError as exc:
+            self._violation(exc, None)
+
+    def get_live_span(self, trace_id: str, span_id: str) -> LiveSpan | None:
+        """The handle of an open or ended span of a live trace, or None."""
+        live = self._registry.traces.get(trace_id)
+        return live.spans.get(span_id) if live is not None else None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_trace(self, trace_id: str) -> Trace | None:
+        """A finished trace from the store (after ``flush()``), or None if it is not there."""
+        return self._require_store().get_trace(trace_id)
+
+    def search_traces(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+    ) -> TraceList:
+        """Stored traces matching ``filter``, newest first unless ``order_by`` says otherwise."""
+        return self._require_store().search_traces(
+            filter, order_by=order_by, max_results=max_results, page_token=page_token
+        )
+
+    def count_traces(self, filter: str | None = None) -> int:
+        """How many stored traces match ``filter``."""
+        return self._require_store().count(filter)
+
+    def delete_traces(
+        self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
+    ) -> int:
+        """Delete stored traces by id and/or start time; returns how many were deleted."""
+        return self._require_store().delete_traces(trace_ids, older_than_ms=older_than_ms)
+
+    @property
+    def store(self) -> TraceStore | None:
+        """The store named by ``uri`` (None when tracing is disabled)."""
+        return self._store
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every trace ended so far reached every destination.
+
+        True when all of them were delivered; False on timeout or if any was lost (dropped
+        on a full queue or failed after retries) since the previous ``flush``.
+        """
+        return self._pipeline.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Abandon live traces, deliver what is queued (bounded in time), stop the workers.
+
+        Calls each exporter's ``shutdown()`` once. Returns ``flush``'s verdict.
+        """
+        if self._closed:
+            return True
+        self._closed = True
+        for live in list(self._registry.traces.values()):
+            self._abandon(live, "the client was closed while the trace was live")
+        self._registry.stop()
+        _live_clients.discard(self)
+        ok = self._pipeline.shutdown(
+            self._pipeline_config.shutdown_timeout_s if timeout is None else timeout
+        )
+        return ok
+
+    def stats(self) -> ClientStats:
+        """Counters: traces started, finished, abandoned; violations; per-destination export."""
+        with self._stats_lock:
+            violations = dict(self._violations)
+        registry = self._registry
+        return ClientStats(
+            live_traces=len(registry.traces),
+            started_traces=registry.started,
+            finished_traces=registry.finished,
+            abandoned_traces=registry.abandoned,
+            dropped_spans=registry.dropped_spans,
+            violations=violations,
+            exporters=tuple(self._pipeline.stats()),
+        )
+
+    # -- internals used by live traces -------------------------------------------------------
+
+    def _new_span_id(self) -> str:
+        return self._ids.span_id()
+
+    def _trace_finished(self, live: LiveTrace, trace: Trace) -> None:
+        self._registry.remove(live)
+        self._pipeline.submit(trace, live.payload_bytes())
+
+    def _abandon(self, live: LiveTrace, reason: str) -> None:
+        try:
+            live.finish(
+                None,
+                None,
+                SpanStatus.ERROR,
+                f"trace abandoned: {reason}",
+                None,
+                True,
+                abandon_reason=reason,
+            )
+        except LowtraceError:
+            return  # it ended meanwhile: nothing was abandoned
+        self._registry.count_abandoned()
+        log.warning("lowtrace: trace %s closed as ERROR: abandoned (%s)", live.trace_id, reason)
+
+    def _violation(self, exc: LowtraceError, fallback: Any) -> Any:
+        if self.strict:
+            raise exc
+        name = type(exc).__name__
+        with self._stats_lock:
+            self._violations[name] += 1
+            count = self._violations[name]
+        if count <= 10 or count % 1000 == 0:
+            log.warning("lowtrace: %s: %s (occurrence %d)", name, exc, count)
+        return fallback
+
+    def _live(self, trace_id: str) -> LiveTrace:
+        live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+        if live is None:
+            if type(trace_id) is not str or not is_trace_id(trace_id):
+                raise InvalidArgumentError(
+                    f"trace_id must be 32 lowercase hex digits, got {trace_id!r}"
+                )
+            if self._registry.was_ended(trace_id):
+                raise TraceEndedError(f"trace {trace_id} has already ended; it cannot change")
+            raise TraceNotFoundError(
+                f"no live trace {trace_id} in this client; start it with start_trace() first"
+            )
+        if live.state is not _ACTIVE:
+            raise live.ended_error()
+        return live
+
+    def _explain_missing(
+        self, exc: SpanNotFoundError, trace_id: str, span_id: object
+    ) -> LowtraceError:
+        if type(span_id) is not str or not is_span_id(span_id):
+            return InvalidArgumentError(f"span ids are 16 lowercase hex digits, got {span_id!r}")
+        other = self._registry.owner_of_span(span_id)
+        if other is not None and other != trace_id:
+            return SpanNotFoundError(
+                f"span {span_id} belongs to trace {other}, not to trace {trace_id}; "
+                "a parent must be in the same trace as its child"
+            )
+        return exc
+
+    def _require_store(self) -> TraceStore:
+        if self._store is None:
+            self._store = open_store(self.uri, create=False)
+        return self._store
+
+    def _after_fork_in_child(self) -> None:
+        self._registry.after_fork_in_child()
+        self._pipeline.after_fork_in_child()
+        self._stats_lock = threading.Lock()
+
+
+def _check_name(name: object) -> None:
+    if type(name) is not str:
+        raise InvalidArgumentError(f"name must be a str, got {type(name).__name__}: {name!r}")
+    if not name.strip():  # type: ignore[attr-defined]
+        raise InvalidArgumentError("name must be a non-empty str")
+
+
+def _encode(value: Any, limit: int) -> tuple[JsonBlob, int]:
+    if value is None:
+        return NULL_BLOB, 0
+    data, cut = encode_value(value, limit)
+    return JsonBlob(data), int(cut)
+
+
+def _tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    if not tags:
+        return {}
+    try:
+        items = tags.items()
+    except AttributeError:
+        raise InvalidArgumentError(f"tags must be a mapping, got {type(tags).__name__}") from None
+    out: dict[str, str] = {}
+    for key, value in items:
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError(f"tag keys must be non-empty str, got {key!r}")
+        out[key] = value if type(value) is str else str(value)
+    return out
+
+
+_live_clients: weakref.WeakSet[TracingClient] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_clients_at_exit() -> None:
+    """Deliver what is queued at interpreter exit, each client within its shutdown timeout."""
+    for client in list(_live_clients):
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - exit must go on
+            log.exception("lowtrace: closing %r at exit failed", client)

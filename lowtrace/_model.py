@@ -1,0 +1,361 @@
+"""The finished data model: immutable records of a trace once it has ended.
+
+Frozen, slotted attrs classes with equality by value. Inputs and outputs are kept as the
+JSON bytes snapshotted when they were recorded (``JsonBlob``) and decoded into a fresh
+object on every access, so a finished trace cannot be changed through what it returns and
+big payloads cost nothing until somebody reads them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final, overload
+
+import attrs
+import orjson
+from lowtrace._types import SpanStatus, SpanType
+
+__all__ = [
+    "NULL_BLOB",
+    "JsonBlob",
+    "SpanEvent",
+    "SpanList",
+    "SpanRecord",
+    "TokenUsage",
+    "Trace",
+    "TraceInfo",
+    "merge_traces",
+    "outermost_token_usage",
+    "parents_first",
+]
+
+
+@attrs.frozen(repr=False)
+class JsonBlob:
+    """A JSON document kept as bytes; ``.value`` decodes a fresh copy each time."""
+
+    raw: bytes
+
+    @property
+    def value(self) -> Any:
+        return orjson.loads(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __repr__(self) -> str:
+        text = self.raw[:80].decode("utf-8", "replace")
+        return f"JsonBlob({text}{'...' if len(self.raw) > 80 else ''})"
+
+    @classmethod
+    def of(cls, value: Any) -> JsonBlob:
+        """Wrap an already encoded blob as is; encode any other value (lossless for JSON)."""
+        if type(value) is cls:
+            return value  # type: ignore[no-any-return]
+        if value is None:
+            return NULL_BLOB
+        from lowtrace._values import encode_value
+
+        return cls(encode_value(value, 2**62)[0])
+
+
+NULL_BLOB: Final = JsonBlob(b"null")
+
+
+@attrs.frozen
+class TokenUsage:
+    """Tokens a model call consumed; ``total_tokens`` defaults to input + output."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+
+@attrs.frozen
+class SpanEvent:
+    """A point in time inside a span: a streamed token, a retry, an exception."""
+
+    name: str
+    time_ns: int
+    attributes: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SpanRecord:
+    """One finished step of a trace."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    name: str
+    span_type: str = SpanType.UNKNOWN
+    start_time_ns: int = 0
+    end_time_ns: int = 0
+    status: SpanStatus = SpanStatus.OK
+    status_message: str | None = None
+    _inputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=JsonBlob.of, alias="inputs")
+    _outputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=JsonBlob.of, alias="outputs")
+    attributes: Mapping[str, Any] = attrs.field(factory=dict)
+    events: tuple[SpanEvent, ...] = ()
+    token_usage: TokenUsage | None = None
+
+    @property
+    def inputs(self) -> Any:
+        """The recorded inputs (a fresh copy on each access)."""
+        return orjson.loads(self._inputs.raw)
+
+    @property
+    def outputs(self) -> Any:
+        """The recorded outputs (a fresh copy on each access)."""
+        return orjson.loads(self._outputs.raw)
+
+    @property
+    def inputs_json(self) -> bytes:
+        """The inputs as the JSON bytes snapshotted when they were recorded."""
+        return self._inputs.raw
+
+    @property
+    def outputs_json(self) -> bytes:
+        """The outputs as the JSON bytes snapshotted when they were recorded."""
+        return self._outputs.raw
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_time_ns - self.start_time_ns
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_time_ns - self.start_time_ns) / 1e6
+
+
+@attrs.frozen
+class TraceInfo:
+    """The summary of a trace: what a traces list shows and what search filters on."""
+
+    trace_id: str
+    name: str
+    status: SpanStatus
+    status_message: str | None
+    start_time_ns: int
+    end_time_ns: int
+    tags: Mapping[str, str] = attrs.field(factory=dict)
+    token_usage: TokenUsage | None = None
+    span_count: int = 0
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_time_ns - self.start_time_ns) / 1e6
+
+    @property
+    def start_time_ms(self) -> int:
+        return self.start_time_ns // 1_000_000
+
+
+class SpanList(Sequence[SpanRecord]):
+    """The spans of a finished trace: an immutable sequence in start order.
+
+    ``end_trace`` hands the ended live spans over as they are and the records are built on
+    first read (usually by the export worker), which keeps that cost off the request path.
+    Compares equal to another ``SpanList`` or a tuple with the same records.
+    """
+
+    __slots__ = ("_lock", "_records", "_source")
+
+    def __init__(
+        self,
+        records: Iterable[SpanRecord] = (),
+        source: Callable[[], Sequence[SpanRecord]] | None = None,
+    ) -> None:
+        self._records: tuple[SpanRecord, ...] | None = None if source else tuple(records)
+        self._source = source
+        self._lock = threading.Lock() if source else None
+
+    @classmethod
+    def of(cls, spans: Iterable[SpanRecord]) -> SpanList:
+        """The value itself if it is a SpanList, else a SpanList of the given records."""
+        return spans if type(spans) is cls else cls(spans)  # type: ignore[return-value]
+
+    def _get(self) -> tuple[SpanRecord, ...]:
+        records = self._records
+        if records is None:
+            assert self._lock is not None and self._source is not None
+            with self._lock:
+                records = self._records
+                if records is None:
+                    records = self._records = tuple(self._source())
+                    self._source = None
+        return records
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    @overload
+    def __getitem__(self, index: int) -> SpanRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[SpanRecord, ...]: ...
+    def __getitem__(self, index: int | slice) -> SpanRecord | tuple[SpanRecord, ...]:
+        return self._get()[index]
+
+    def __iter__(self) -> Iterator[SpanRecord]:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SpanList):
+            return self._get() == other._get()
+        if isinstance(other, tuple):
+            return self._get() == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._get())
+
+    def __repr__(self) -> str:
+        return f"SpanList({list(self._get())!r})"
+
+
+@attrs.frozen
+class Trace:
+    """A finished trace: its summary and its spans in start order. Immutable."""
+
+    info: TraceInfo
+    spans: SpanList = attrs.field(converter=SpanList.of)
+
+    @property
+    def root(self) -> SpanRecord | None:
+        """The top span: the first without a parent inside this trace."""
+        ids = {s.span_id for s in self.spans}
+        for span in self.spans:
+            if span.parent_id is None or span.parent_id not in ids:
+                return span
+        return None
+
+    def get_span(self, span_id: str) -> SpanRecord | None:
+        """The span with this id, or None."""
+        for span in self.spans:
+            if span.span_id == span_id:
+                return span
+        return None
+
+    def children(self, span_id: str | None) -> list[SpanRecord]:
+        """The direct children of a span, in start order."""
+        return [s for s in self.spans if s.parent_id == span_id]
+
+    def walk(self) -> Iterator[tuple[int, SpanRecord]]:
+        """Depth-first (depth, span) pairs from the roots, children in start order."""
+        ids = {s.span_id for s in self.spans}
+        kids: dict[str | None, list[SpanRecord]] = {}
+        for span in self.spans:
+            parent = span.parent_id if span.parent_id in ids else None
+            kids.setdefault(parent, []).append(span)
+        stack = [(0, s) for s in reversed(kids.get(None, []))]
+        while stack:
+            depth, span = stack.pop()
+            yield depth, span
+            stack.extend((depth + 1, c) for c in reversed(kids.get(span.span_id, [])))
+
+    def to_json(self) -> bytes:
+        """The whole trace as JSON bytes; ``Trace.from_json`` restores an equal trace."""
+        from lowtrace._serde import trace_to_json
+
+        return trace_to_json(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Trace:
+        from lowtrace._serde import trace_from_json
+
+        return trace_from_json(data)
+
+    def to_bytes(self) -> bytes:
+        """The compact binary form (zstd-compressed JSON) for storage and transport."""
+        from lowtrace._serde import trace_to_bytes
+
+        return trace_to_bytes(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Trace:
+        from lowtrace._serde import trace_from_bytes
+
+        return trace_from_bytes(data)
+
+
+def outermost_token_usage(spans: Iterable[SpanRecord]) -> TokenUsage | None:
+    """Token usage summed over spans, each model call once.
+
+    Where a span and one of its descendants both report usage (a framework's model span
+    wrapping an autologged client call), only the outermost one counts. ``spans`` must list
+    every parent before its children (start order does).
+    """
+    covered: dict[str, bool] = {}
+    total: TokenUsage | None = None
+    for span in spans:
+        above = covered.get(span.parent_id, False) if span.parent_id is not None else False
+        usage = span.token_usage
+        if usage is not None and not above:
+            total = usage if total is None else total + usage
+        covered[span.span_id] = above or usage is not None
+    return total
+
+
+def merge_traces(fragments: Sequence[Trace]) -> Trace:
+    """One trace from fragments with the same trace id recorded by different processes.
+
+    A trace continued from a remote parent (W3C ``traceparent``) is written by each side
+    separately; reading merges them into one tree. The summary comes from the fragment whose
+    root has no parent (the true root), times span all fragments, tags are combined.
+    """
+    if len(fragments) == 1:
+        return fragments[0]
+    by_id: dict[str, SpanRecord] = {}
+    for fragment in fragments:
+        for span in fragment.spans:
+            by_id.setdefault(span.span_id, span)
+    spans = parents_first(sorted(by_id.values(), key=lambda s: s.start_time_ns))
+    heads = [f for f in fragments if f.spans and f.spans[0].parent_id is None]
+    head = min(heads or fragments, key=lambda f: f.info.start_time_ns)
+    tags: dict[str, str] = {}
+    for fragment in sorted(fragments, key=lambda f: f is head):
+        tags.update(fragment.info.tags)
+    info = TraceInfo(
+        trace_id=head.info.trace_id,
+        name=head.info.name,
+        status=head.info.status,
+        status_message=head.info.status_message,
+        start_time_ns=min(f.info.start_time_ns for f in fragments),
+        end_time_ns=max(f.info.end_time_ns for f in fragments),
+        tags=tags,
+        token_usage=outermost_token_usage(spans),
+        span_count=len(spans),
+    )
+    return Trace(info, tuple(spans))
+
+
+def parents_first(spans: list[SpanRecord]) -> list[SpanRecord]:
+    """Start order, except that a parent always precedes its children (clock skew)."""
+    ids = {s.span_id for s in spans}
+    placed: set[str] = set()
+    out: list[SpanRecord] = []
+    pending: dict[str, list[SpanRecord]] = {}
+
+    def place(span: SpanRecord) -> None:
+        out.append(span)
+        placed.add(span.span_id)
+        for child in pending.pop(span.span_id, ()):
+            place(child)
+
+    for span in spans:
+        parent = span.parent_id
+        if parent is None or parent not in ids or parent in placed:
+            place(span)
+        else:
+            pending.setdefault(parent, []).append(span)
+    for waiting in pending.values():  # cycles or broken links: keep them, at the end
+        out.extend(s for s in waiting if s.span_id not in placed)
+    return out

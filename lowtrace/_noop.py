@@ -1,0 +1,58 @@
+"""The inert span handle returned when tracing is disabled or a call was refused.
+
+It accepts every call of a live span handle and records nothing, so code written against
+``LiveSpan`` runs unchanged with ``LOWTRACE_ENABLED=false`` or in non-strict mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["NOOP_SPAN", "NoopSpan"]
+
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
+
+
+class NoopSpan:
+    """A span handle that records nothing. Its ids are all zeros (invalid in W3C terms)."""
+
+    __slots__ = ()
+
+    trace_id = _ZERO_TRACE
+    span_id = _ZERO_SPAN
+    parent_id = None
+    name = ""
+    ended = False
+    is_recording = False
+    traceparent = f"00-{_ZERO_TRACE}-{_ZERO_SPAN}-00"
+
+    def __repr__(self) -> str:
+        return "<NoopSpan>"
+
+    def end(self, **_: Any) -> None:
+        """Does nothing."""
+
+    def set_attributes(self, attributes: Any) -> None:
+        """Does nothing."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Does nothing."""
+
+    def set_inputs(self, inputs: Any) -> None:
+        """Does nothing."""
+
+    def set_outputs(self, outputs: Any) -> None:
+        """Does nothing."""
+
+    def add_event(self, name: str, attributes: Any = None, time_ns: int | None = None) -> None:
+        """Does nothing."""
+
+    def record_exception(self, exc: BaseException, *, time_ns: int | None = None) -> None:
+        """Does nothing."""
+
+    def set_token_usage(self, **_: int | None) -> None:
+        """Does nothing."""
+
+
+NOOP_SPAN: Final = NoopSpan()

@@ -1,0 +1,1 @@
+"""The trace search language: parsing, evaluation in memory, compilation to SQL."""

@@ -1,0 +1,113 @@
+"""Finished traces to JSON and back (cattrs + orjson), and the zstd binary form.
+
+Inputs and outputs are embedded as the JSON bytes recorded at the time (``orjson.Fragment``),
+so serialising a trace never re-encodes its payloads, and ``from_json(to_json(t)) == t``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Final
+
+import cattrs
+import orjson
+import zstandard
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from lowtrace._model import JsonBlob, SpanList, SpanRecord, Trace
+from lowtrace._types import SpanStatus, normalize_span_type
+
+__all__ = [
+    "FORMAT",
+    "converter",
+    "trace_from_bytes",
+    "trace_from_json",
+    "trace_to_bytes",
+    "trace_to_dict",
+    "trace_to_json",
+]
+
+#: Version tag written into every serialised trace.
+FORMAT: Final = "lowtrace.trace/1"
+
+converter = cattrs.Converter(forbid_extra_keys=False)
+converter.register_unstructure_hook(JsonBlob, lambda blob: orjson.Fragment(blob.raw))
+converter.register_structure_hook(JsonBlob, lambda value, _: JsonBlob.of(value))
+converter.register_structure_hook(SpanStatus, lambda value, _: SpanStatus(value))
+converter.register_unstructure_hook(SpanStatus, str)
+_span_overrides = {
+    "_inputs": override(rename="inputs"),
+    "_outputs": override(rename="outputs"),
+}
+converter.register_unstructure_hook(
+    SpanRecord, make_dict_unstructure_fn(SpanRecord, converter, **_span_overrides)
+)
+_structure_span = make_dict_structure_fn(SpanRecord, converter, **_span_overrides)
+
+
+def _structure_span_record(value: Any, _: Any) -> SpanRecord:
+    span = _structure_span(value, SpanRecord)
+    span_type = normalize_span_type(span.span_type)
+    if span_type is not span.span_type:
+        object.__setattr__(span, "span_type", span_type)
+    return span
+
+
+converter.register_structure_hook(SpanRecord, _structure_span_record)
+_unstructure_span = converter.get_unstructure_hook(SpanRecord)
+converter.register_unstructure_hook(
+    SpanList, lambda spans: [_unstructure_span(span) for span in spans]
+)
+converter.register_structure_hook(
+    SpanList, lambda value, _: SpanList([_structure_span_record(v, None) for v in value])
+)
+
+_local = threading.local()
+
+
+def trace_to_dict(trace: Trace) -> dict[str, Any]:
+    """A JSON-ready dict (payloads as ``orjson.Fragment``) with the format tag."""
+    data: dict[str, Any] = converter.unstructure(trace)
+    data["format"] = FORMAT
+    return data
+
+
+def trace_to_json(trace: Trace) -> bytes:
+    return orjson.dumps(trace_to_dict(trace))
+
+
+def trace_from_json(data: bytes | str) -> Trace:
+    obj = orjson.loads(data)
+    obj.pop("format", None)
+    return converter.structure(obj, Trace)
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    # zstd contexts are not thread-safe: one per thread.
+    comp: zstandard.ZstdCompressor | None = getattr(_local, "comp", None)
+    if comp is None:
+        comp = _local.comp = zstandard.ZstdCompressor(level=3)
+    return comp
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dec: zstandard.ZstdDecompressor | None = getattr(_local, "dec", None)
+    if dec is None:
+        dec = _local.dec = zstandard.ZstdDecompressor()
+    return dec
+
+
+def compress(data: bytes) -> bytes:
+    """zstd-compress bytes (frame carries the content size)."""
+    return _compressor().compress(data)
+
+
+def decompress(data: bytes) -> bytes:
+    return _decompressor().decompress(data)
+
+
+def trace_to_bytes(trace: Trace) -> bytes:
+    return compress(trace_to_json(trace))
+
+
+def trace_from_bytes(data: bytes) -> Trace:
+    return trace_from_json(decompress(data))

@@ -1,0 +1,1 @@
+"""Where finished traces are kept and searched: in memory, SQLite, JSONL, PostgreSQL."""

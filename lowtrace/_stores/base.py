@@ -1,0 +1,74 @@
+"""The interface every trace store implements, and the page type search returns.
+
+A store is also an exporter: the client's background worker hands it batches of finished
+traces through ``export``. Reading (``get_trace``, ``search_traces``, ``count``) may happen
+from any thread while the worker writes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+
+from lowtrace._model import Trace
+
+__all__ = ["TraceList", "TraceStore"]
+
+
+class TraceList(list[Trace]):
+    """One page of ``search_traces`` results; ``next_page_token`` is None on the last page."""
+
+    def __init__(self, traces: Iterable[Trace] = (), next_page_token: str | None = None) -> None:
+        super().__init__(traces)
+        self.next_page_token = next_page_token
+
+    def __repr__(self) -> str:
+        return f"TraceList({list.__repr__(self)}, next_page_token={self.next_page_token!r})"
+
+    def to_pandas(self):  # type: ignore[no-untyped-def]
+        """The page as a pandas DataFrame, one row per trace (needs the ``pandas`` extra)."""
+        from lowtrace._stores.frames import traces_to_pandas
+
+        return traces_to_pandas(self)
+
+
+class TraceStore(abc.ABC):
+    """Keeps finished traces and answers queries over them."""
+
+    #: The URI this store was opened from, for messages.
+    uri: str = ""
+
+    @abc.abstractmethod
+    def export(self, traces: Sequence[Trace]) -> None:
+        """Write a batch of finished traces (one transaction where the backend has them)."""
+
+    @abc.abstractmethod
+    def get_trace(self, trace_id: str) -> Trace | None:
+        """The stored trace with this id (fragments from several processes merged), or None."""
+
+    @abc.abstractmethod
+    def search_traces(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+    ) -> TraceList:
+        """Traces matching the filter language, one page at a time, newest first by default."""
+
+    @abc.abstractmethod
+    def count(self, filter: str | None = None) -> int:
+        """How many stored traces match the filter."""
+
+    @abc.abstractmethod
+    def delete_traces(
+        self,
+        trace_ids: Sequence[str] | None = None,
+        *,
+        older_than_ms: int | None = None,
+    ) -> int:
+        """Delete by ids and/or start time before ``older_than_ms``; returns how many went."""
+
+    def shutdown(self) -> None:
+        """Release connections and files. Called once by the client's ``close()``."""

@@ -1,0 +1,34 @@
+"""Opening a store from a URI: ``memory://``, ``sqlite:///...``, ``jsonl:///...``, ``postgresql://``."""
+
+from __future__ import annotations
+
+from lowtrace._stores.base import TraceStore
+from lowtrace.errors import InvalidArgumentError
+
+__all__ = ["open_store"]
+
+_SCHEMES = "memory://, sqlite:///path.db, jsonl:///path.jsonl.zst, postgresql://..."
+
+
+def open_store(uri: str, *, create: bool = True) -> TraceStore:
+    """The store a URI names. With ``create=False`` a missing store raises instead of appearing."""
+    if not isinstance(uri, str) or "://" not in uri:
+        raise InvalidArgumentError(f"not a store URI: {uri!r} (expected one of {_SCHEMES})")
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme == "memory":
+        from lowtrace._stores.memory import MemoryStore
+
+        return MemoryStore(uri)
+    if scheme == "sqlite":
+        from lowtrace._stores.sqlite import SQLiteStore
+
+        return SQLiteStore.from_uri(uri, create=create)
+    if scheme == "jsonl":
+        from lowtrace._stores.jsonl import JsonlStore
+
+        return JsonlStore.from_uri(uri, create=create)
+    if scheme in ("postgresql", "postgres"):
+        from lowtrace._stores.postgres import PostgresStore
+
+        return PostgresStore.from_uri(uri, create=create)
+    raise InvalidArgumentError(f"unknown store URI scheme {scheme!r} in {uri!r}; use {_SCHEMES}")

@@ -1,0 +1,184 @@
+"""Snapshotting user values into JSON at the moment they are recorded.
+
+Inputs, outputs, attributes and event attributes are copied when recorded, so a caller who
+later mutates its objects does not change the trace. Anything orjson cannot encode is
+recorded readably (a dict for models and mappings, ``repr`` otherwise) and never raises
+into the caller. A value whose JSON is larger than the configured cap is replaced by a
+string preview that ends with a visible truncation marker.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import math
+import reprlib
+from typing import Any, Final
+
+import attrs
+import orjson
+
+__all__ = [
+    "SCALAR_TYPES",
+    "encode_value",
+    "snapshot_mapping",
+    "snapshot_value",
+    "truncation_marker",
+]
+
+_OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_MAX_DEPTH: Final = 200
+_REPR = reprlib.Repr()
+_REPR.maxstring = 2000
+_REPR.maxother = 2000
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 100
+_REPR.maxlevel = 6
+
+#: Types recorded as they are: immutable, and encoded natively by orjson.
+SCALAR_TYPES: Final[frozenset[type]] = frozenset({str, int, float, bool, type(None)})
+
+
+def truncation_marker(original_bytes: int, limit: int) -> str:
+    """The text appended to a truncated value, so nobody mistakes it for the whole."""
+    return f"...[truncated by lowtrace: {original_bytes} bytes, limit {limit}]"
+
+
+def _safe_repr(obj: object) -> str:
+    try:
+        return _REPR.repr(obj)
+    except Exception:  # a broken __repr__ must not reach the caller
+        return f"<unrepresentable {type(obj).__qualname__} object>"
+
+
+def _default(obj: Any) -> Any:
+    """orjson's fallback: turn common non-JSON objects into JSON-able ones, else a repr."""
+    dump = getattr(obj, "model_dump", None)  # pydantic v2 models (OpenAI, LangChain types)
+    if callable(dump) and not isinstance(obj, type):
+        try:
+            return dump(mode="json")
+        except Exception:
+            return _safe_repr(obj)
+    if attrs.has(type(obj)):
+        return attrs.asdict(obj, recurse=False)
+    if isinstance(obj, (set, frozenset)):
+        try:
+            return sorted(obj)
+        except TypeError:
+            return list(obj)
+    if isinstance(obj, BaseException):
+        return {"type": type(obj).__qualname__, "message": str(obj)}
+    if isinstance(obj, collections.abc.Mapping):
+        return dict(obj)
+    if isinstance(obj, (collections.abc.Sequence, collections.abc.Set)) and not isinstance(
+        obj, (bytes, bytearray, memoryview, str)
+    ):
+        return list(obj)
+    return _safe_repr(obj)
+
+
+def _sanitize(obj: Any, depth: int, active: set[int]) -> Any:
+    """Slow path for values orjson refuses: cycles, huge ints, bad strings, deep nesting."""
+    if depth > _MAX_DEPTH:
+        return "<max depth reached>"
+    if obj is None or isinstance(obj, bool):
+        return obj
+    if isinstance(obj, int):
+        return int(obj) if -(2**63) <= obj < 2**64 else str(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, str):
+        return obj.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(obj, (dict, list, tuple)):
+        if id(obj) in active:
+            return "<cycle>"
+        active.add(id(obj))
+        try:
+            if isinstance(obj, dict):
+                return {
+                    (k if isinstance(k, str) else _safe_repr(k)): _sanitize(v, depth + 1, active)
+                    for k, v in obj.items()
+                }
+            return [_sanitize(v, depth + 1, active) for v in obj]
+        finally:
+            active.discard(id(obj))
+    try:
+        converted = _default(obj)
+    except Exception:
+        return _safe_repr(obj)
+    if isinstance(converted, str):
+        return _sanitize(converted, depth, active)
+    return _sanitize(converted, depth + 1, active)
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError, RecursionError):
+        pass
+    try:
+        return orjson.dumps(_sanitize(value, 0, set()), default=_safe_repr, option=_OPTIONS)
+    except Exception:
+        return orjson.dumps(_safe_repr(value))
+
+
+def _truncate_json(data: bytes, limit: int) -> bytes:
+    """Replace JSON longer than ``limit`` bytes by a string preview with a marker."""
+    marker = truncation_marker(len(data), limit)
+    keep = max(0, limit - len(marker) - 16)
+    preview = data[:keep].decode("utf-8", "ignore")
+    if data[:1] == b'"':  # a string: show its own text, not its JSON quoting
+        try:
+            preview = orjson.loads(data)[: max(0, keep - 2)]
+        except orjson.JSONDecodeError:
+            pass
+    return orjson.dumps(preview + marker)
+
+
+def encode_value(value: Any, limit: int) -> tuple[bytes, bool]:
+    """Encode ``value`` to JSON bytes (never raising); returns (json, was_truncated)."""
+    data = _dumps(value)
+    if len(data) > limit:
+        return _truncate_json(data, limit), True
+    return data, False
+
+
+def snapshot_value(value: Any, limit: int) -> tuple[Any, bool]:
+    """A deep, JSON-shaped copy of ``value`` (scalars as they are); returns (copy, truncated)."""
+    cls = type(value)
+    if cls in SCALAR_TYPES:
+        if cls is str and len(value) * 4 > limit and len(value.encode("utf-8", "replace")) > limit:
+            return orjson.loads(_truncate_json(_dumps(value), limit)), True
+        if cls is float and not math.isfinite(value):
+            return None, False  # JSON has no NaN/inf; orjson writes null too
+        return value, False
+    data, truncated = encode_value(value, limit)
+    return orjson.loads(data), truncated
+
+
+def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any], int]:
+    """Snapshot a str-keyed mapping of values; returns (copy, number of truncated values)."""
+    if type(values) is dict:
+        # Fast path: small scalar values under str keys are copied as they are.
+        small = limit >> 2
+        for key, value in values.items():
+            cls = type(value)
+            if (
+                type(key) is not str
+                or cls not in SCALAR_TYPES
+                or (cls is str and len(value) > small)
+                or (cls is float and not math.isfinite(value))
+            ):
+                break
+        else:
+            return values.copy(), 0
+    elif not isinstance(values, collections.abc.Mapping):
+        raise TypeError(f"{what} must be a mapping of str to values, got {type(values).__name__}")
+    out: dict[str, Any] = {}
+    truncated = 0
+    for key, value in values.items():
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise TypeError(f"{what} keys must be str, got {key!r}")
+            key = str(key)
+        out[key], cut = snapshot_value(value, limit)
+        truncated += cut
+    return out, truncated

@@ -25,8 +25,8 @@ from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
 from lowtrace._live import LiveTrace, TraceState, snapshot_attributes
 from lowtrace._model import NULL_BLOB, JsonBlob, Trace
 from lowtrace._noop import NOOP_SPAN, NoopSpan
+from lowtrace._pipeline import Exporter, ExporterStats, ExportPipeline, describe
 from lowtrace._registry import LiveRegistry
-from lowtrace._pipeline import ExportPipeline, Exporter, ExporterStats, describe
 from lowtrace._span import DroppedSpan, LiveSpan, check_time
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.uri import open_store
@@ -154,6 +154,7 @@ class TracingClient:
                 start = check_time(start_time_ns, "start_time_ns")
             limit = self.limits.max_value_bytes
             blob, cut = _encode(inputs, limit) if inputs is not None else (NULL_BLOB, 0)
+            values: dict[str, Any]
             if attributes is None:
                 values, cut_attrs = {}, 0
             else:
@@ -209,6 +210,7 @@ class TracingClient:
             else:
                 start = check_time(start_time_ns, "start_time_ns")
             cut = 0
+            values: dict[str, Any]
             if inputs is None:
                 blob = NULL_BLOB
             else:
@@ -363,10 +365,9 @@ class TracingClient:
             self._abandon(live, "the client was closed while the trace was live")
         self._registry.stop()
         _live_clients.discard(self)
-        ok = self._pipeline.shutdown(
+        return self._pipeline.shutdown(
             self._pipeline_config.shutdown_timeout_s if timeout is None else timeout
         )
-        return ok
 
     def stats(self) -> ClientStats:
         """Counters: traces started, finished, abandoned; violations; per-destination export."""
@@ -382,6 +383,19 @@ class TracingClient:
             violations=violations,
             exporters=tuple(self._pipeline.stats()),
         )
+
+    def report_error(self, exc: BaseException, where: str) -> None:
+        """Count and log an error that instrumentation built on this client caught.
+
+        The fluent API and the integrations never let a tracing error reach the user's
+        code; they report it here instead, so it shows up in ``stats().violations``.
+        """
+        name = f"{where}: {type(exc).__name__}"
+        with self._stats_lock:
+            self._violations[name] += 1
+            count = self._violations[name]
+        if count <= 10 or count % 1000 == 0:
+            log.warning("lowtrace: error in %s (occurrence %d): %r", where, count, exc)
 
     # -- internals used by live traces -------------------------------------------------------
 
@@ -460,9 +474,9 @@ class TracingClient:
 
 
 def _check_name(name: object) -> None:
-    if type(name) is not str:
+    if not isinstance(name, str):
         raise InvalidArgumentError(f"name must be a str, got {type(name).__name__}: {name!r}")
-    if not name.strip():  # type: ignore[attr-defined]
+    if not name.strip():
         raise InvalidArgumentError("name must be a non-empty str")
 
 
@@ -497,5 +511,5 @@ def _close_clients_at_exit() -> None:
     for client in list(_live_clients):
         try:
             client.close()
-        except Exception:  # noqa: BLE001 - exit must go on
+        except Exception:
             log.exception("lowtrace: closing %r at exit failed", client)

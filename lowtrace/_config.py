@@ -7,7 +7,7 @@ is counted and marked in the trace, never silent.
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -28,7 +28,7 @@ DEFAULT_URI: Final = "sqlite:///lowtrace.db"
 _FALSE = frozenset({"0", "false", "no", "off", "disabled"})
 
 
-def _positive(_: object, attribute: attrs.Attribute[object], value: float) -> None:
+def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
         raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 

@@ -273,10 +273,7 @@ class LiveTrace:
         elif attributes is not None and type(attributes) is not dict:
             snapshot_attributes(attributes, limit)  # raises for a non-mapping
         end = _time_ns() if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
-        if status is None:
-            new_status = _OK
-        else:
-            new_status = resolve_status(status, _OK)
+        new_status = _OK if status is None else resolve_status(status, _OK)
         if status_message is not None and type(status_message) is not str:
             _check_message(status_message)
         with self.lock:
@@ -422,9 +419,8 @@ def _check_message(message: object) -> None:
 def snapshot_attributes(
     attributes: Mapping[str, Any] | None, limit: int
 ) -> tuple[dict[str, Any], int]:
-    if not attributes:
-        if attributes is None or isinstance(attributes, dict):
-            return {}, 0
+    if not attributes and (attributes is None or isinstance(attributes, dict)):
+        return {}, 0
     try:
         return snapshot_mapping(attributes, limit, "attributes")
     except TypeError as exc:

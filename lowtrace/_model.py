@@ -14,6 +14,7 @@ from typing import Any, Final, overload
 
 import attrs
 import orjson
+
 from lowtrace._types import SpanStatus, SpanType
 
 __all__ = [
@@ -52,7 +53,7 @@ class JsonBlob:
     def of(cls, value: Any) -> JsonBlob:
         """Wrap an already encoded blob as is; encode any other value (lossless for JSON)."""
         if type(value) is cls:
-            return value  # type: ignore[no-any-return]
+            return value
         if value is None:
             return NULL_BLOB
         from lowtrace._values import encode_value
@@ -61,6 +62,16 @@ class JsonBlob:
 
 
 NULL_BLOB: Final = JsonBlob(b"null")
+
+
+def to_blob(value: Any) -> JsonBlob:
+    """attrs converter: keep a JsonBlob, encode anything else."""
+    return JsonBlob.of(value)
+
+
+def to_span_list(spans: Iterable[SpanRecord]) -> SpanList:
+    """attrs converter: keep a SpanList, wrap any other iterable of records."""
+    return SpanList.of(spans)
 
 
 @attrs.frozen
@@ -101,8 +112,8 @@ class SpanRecord:
     end_time_ns: int = 0
     status: SpanStatus = SpanStatus.OK
     status_message: str | None = None
-    _inputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=JsonBlob.of, alias="inputs")
-    _outputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=JsonBlob.of, alias="outputs")
+    _inputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=to_blob, alias="inputs")
+    _outputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=to_blob, alias="outputs")
     attributes: Mapping[str, Any] = attrs.field(factory=dict)
     events: tuple[SpanEvent, ...] = ()
     token_usage: TokenUsage | None = None
@@ -181,7 +192,7 @@ class SpanList(Sequence[SpanRecord]):
     @classmethod
     def of(cls, spans: Iterable[SpanRecord]) -> SpanList:
         """The value itself if it is a SpanList, else a SpanList of the given records."""
-        return spans if type(spans) is cls else cls(spans)  # type: ignore[return-value]
+        return spans if isinstance(spans, SpanList) else cls(spans)
 
     def _get(self) -> tuple[SpanRecord, ...]:
         records = self._records
@@ -226,7 +237,7 @@ class Trace:
     """A finished trace: its summary and its spans in start order. Immutable."""
 
     info: TraceInfo
-    spans: SpanList = attrs.field(converter=SpanList.of)
+    spans: SpanList = attrs.field(converter=to_span_list)
 
     @property
     def root(self) -> SpanRecord | None:

@@ -13,6 +13,7 @@ import cattrs
 import orjson
 import zstandard
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
 from lowtrace._model import JsonBlob, SpanList, SpanRecord, Trace
 from lowtrace._types import SpanStatus, normalize_span_type
 
@@ -34,14 +35,21 @@ converter.register_unstructure_hook(JsonBlob, lambda blob: orjson.Fragment(blob.
 converter.register_structure_hook(JsonBlob, lambda value, _: JsonBlob.of(value))
 converter.register_structure_hook(SpanStatus, lambda value, _: SpanStatus(value))
 converter.register_unstructure_hook(SpanStatus, str)
-_span_overrides = {
-    "_inputs": override(rename="inputs"),
-    "_outputs": override(rename="outputs"),
-}
 converter.register_unstructure_hook(
-    SpanRecord, make_dict_unstructure_fn(SpanRecord, converter, **_span_overrides)
+    SpanRecord,
+    make_dict_unstructure_fn(
+        SpanRecord,
+        converter,
+        _inputs=override(rename="inputs"),
+        _outputs=override(rename="outputs"),
+    ),
 )
-_structure_span = make_dict_structure_fn(SpanRecord, converter, **_span_overrides)
+_structure_span = make_dict_structure_fn(
+    SpanRecord,
+    converter,
+    _inputs=override(rename="inputs"),
+    _outputs=override(rename="outputs"),
+)
 
 
 def _structure_span_record(value: Any, _: Any) -> SpanRecord:

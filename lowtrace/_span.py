@@ -63,11 +63,11 @@ _ENDED: Final = SpanState.ENDED
 
 def check_time(value: object, what: str) -> int:
     """A timestamp argument: a non-negative int of nanoseconds since the epoch."""
-    if type(value) is not int or value < 0:  # type: ignore[operator]
+    if type(value) is not int or value < 0:
         raise InvalidArgumentError(
             f"{what} must be a non-negative int of nanoseconds, got {value!r}"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 class _Notes:
@@ -365,7 +365,7 @@ class DroppedSpan:
 def _safe_str(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken __str__ must not reach the caller
         return f"<unprintable {type(exc).__qualname__}>"
 
 

@@ -10,6 +10,7 @@ string preview that ends with a visible truncation marker.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import math
 import reprlib
 from typing import Any, Final
@@ -45,7 +46,7 @@ def truncation_marker(original_bytes: int, limit: int) -> str:
 def _safe_repr(obj: object) -> str:
     try:
         return _REPR.repr(obj)
-    except Exception:  # a broken __repr__ must not reach the caller
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not reach the caller
         return f"<unrepresentable {type(obj).__qualname__} object>"
 
 
@@ -55,7 +56,7 @@ def _default(obj: Any) -> Any:
     if callable(dump) and not isinstance(obj, type):
         try:
             return dump(mode="json")
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure falls back to repr
             return _safe_repr(obj)
     if attrs.has(type(obj)):
         return attrs.asdict(obj, recurse=False)
@@ -102,7 +103,7 @@ def _sanitize(obj: Any, depth: int, active: set[int]) -> Any:
             active.discard(id(obj))
     try:
         converted = _default(obj)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure falls back to repr
         return _safe_repr(obj)
     if isinstance(converted, str):
         return _sanitize(converted, depth, active)
@@ -116,7 +117,7 @@ def _dumps(value: Any) -> bytes:
         pass
     try:
         return orjson.dumps(_sanitize(value, 0, set()), default=_safe_repr, option=_OPTIONS)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the last resort never raises
         return orjson.dumps(_safe_repr(value))
 
 
@@ -126,10 +127,8 @@ def _truncate_json(data: bytes, limit: int) -> bytes:
     keep = max(0, limit - len(marker) - 16)
     preview = data[:keep].decode("utf-8", "ignore")
     if data[:1] == b'"':  # a string: show its own text, not its JSON quoting
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             preview = orjson.loads(data)[: max(0, keep - 2)]
-        except orjson.JSONDecodeError:
-            pass
     return orjson.dumps(preview + marker)
 
 
@@ -175,10 +174,8 @@ def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any]
     out: dict[str, Any] = {}
     truncated = 0
     for key, value in values.items():
-        if type(key) is not str:
-            if not isinstance(key, str):
-                raise TypeError(f"{what} keys must be str, got {key!r}")
-            key = str(key)
-        out[key], cut = snapshot_value(value, limit)
+        if not isinstance(key, str):
+            raise TypeError(f"{what} keys must be str, got {key!r}")
+        out[str(key)], cut = snapshot_value(value, limit)
         truncated += cut
     return out, truncated

@@ -1,0 +1,131 @@
+"""A multi-threaded example agent traced with lowtrace's low-level client.
+
+A planner decides which tools to call, the tools run concurrently in a thread pool (each
+span started in the pool's thread with an explicit parent), a fake chat model writes the
+answer and reports token usage, and one tool fails on purpose. The trace goes to the
+default store (``sqlite:///lowtrace.db`` in the working directory, or ``LOWTRACE_URI``).
+
+    python examples/demo_agent.py
+    lowtrace list
+    lowtrace show <trace id>
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient
+
+client = TracingClient()
+
+
+def search_docs(root: LiveSpan, parent_id: str, query: str) -> list[str]:
+    """A retriever tool: runs in a worker thread, child of the planner span."""
+    span = client.start_span(
+        "search_docs",
+        trace_id=root.trace_id,
+        parent_id=parent_id,
+        span_type=SpanType.RETRIEVER,
+        inputs={"query": query},
+    )
+    time.sleep(random.uniform(0.01, 0.03))
+    docs = [f"{query}: fact {i}" for i in range(3)]
+    client.end_span(span.trace_id, span.span_id, outputs=docs, attributes={"hits": len(docs)})
+    return docs
+
+
+def get_weather(root: LiveSpan, parent_id: str, city: str) -> dict[str, object]:
+    """A tool that fails for one city, to show an ERROR span with its exception."""
+    span = client.start_span(
+        "get_weather",
+        trace_id=root.trace_id,
+        parent_id=parent_id,
+        span_type=SpanType.TOOL,
+        inputs={"city": city},
+    )
+    try:
+        time.sleep(random.uniform(0.005, 0.02))
+        if city == "Atlantis":
+            raise LookupError(f"no weather station in {city}")
+        result = {"city": city, "celsius": 21}
+        span.end(outputs=result)
+        return result
+    except LookupError as exc:
+        span.record_exception(exc)
+        span.end()
+        return {"city": city, "error": str(exc)}
+
+
+def chat_model(root: LiveSpan, messages: list[dict[str, str]]) -> str:
+    """A fake chat model call that reports token usage like a real one."""
+    span = client.start_span(
+        "chat_model",
+        trace_id=root.trace_id,
+        parent_id=root.span_id,
+        span_type=SpanType.CHAT_MODEL,
+        inputs={"messages": messages},
+        attributes={"model": "demo-gpt", "temperature": 0.2},
+    )
+    time.sleep(0.02)
+    answer = "Paris is sunny (21°C); Atlantis has no weather station."
+    span.set_token_usage(
+        input_tokens=sum(len(m["content"]) // 4 for m in messages), output_tokens=len(answer) // 4
+    )
+    span.end(outputs={"role": "assistant", "content": answer})
+    return answer
+
+
+def run_agent(question: str) -> str:
+    root = client.start_trace(
+        "weather_agent",
+        span_type=SpanType.AGENT,
+        inputs={"question": question},
+        tags={"app_version": "demo-1", "user": "alice"},
+    )
+    planner = client.start_span(
+        "plan",
+        trace_id=root.trace_id,
+        parent_id=root.span_id,
+        span_type=SpanType.CHAIN,
+        inputs={"question": question},
+    )
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(search_docs, root, planner.span_id, "Paris weather"),
+            pool.submit(get_weather, root, planner.span_id, "Paris"),
+            pool.submit(get_weather, root, planner.span_id, "Atlantis"),
+        ]
+        results = [f.result() for f in futures]
+    client.end_span(root.trace_id, planner.span_id, outputs={"tool_results": len(results)})
+    answer = chat_model(
+        root,
+        [
+            {"role": "system", "content": "Answer with the tool results."},
+            {"role": "user", "content": f"{question}\nResults: {results}"},
+        ],
+    )
+    trace = client.end_trace(root.trace_id, outputs={"answer": answer}, status=SpanStatus.OK)
+    assert trace is not None
+    return trace.info.trace_id
+
+
+def main() -> None:
+    from lowtrace._textview import format_tree
+
+    trace_id = run_agent("What's the weather in Paris and Atlantis?")
+    if not client.flush(timeout=10):
+        raise SystemExit("the trace could not be stored; see the log above")
+    stored = client.get_trace(trace_id)
+    assert stored is not None
+    print(format_tree(stored))
+    print(f"\nStored in {client.uri}. Look at it with:")
+    uri = "" if client.uri == "sqlite:///lowtrace.db" else f" --uri {client.uri}"
+    print(f"  lowtrace list{uri}\n  lowtrace show{uri} {trace_id}")
+    print(f"  lowtrace search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")
+    client.close()
+
+
+if __name__ == "__main__":
+    main()

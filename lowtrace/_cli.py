@@ -1,0 +1,239 @@
+"""The ``lowtrace`` command: list, show, search, export and delete stored traces; serve the UI.
+
+Every subcommand takes ``--uri`` (default: ``LOWTRACE_URI``, then the default SQLite file).
+Reading never creates a store. Failures print one short line on stderr and exit non-zero,
+never a traceback: 1 for a bad filter, an unknown trace or a missing store; 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from lowtrace._config import env_uri
+from lowtrace._model import Trace
+from lowtrace._stores.base import TraceStore
+from lowtrace._stores.jsonl import inference_row
+from lowtrace._stores.uri import open_store
+from lowtrace._textview import format_table, format_tree
+from lowtrace.errors import LowtraceError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class _Failure(Exception):
+    """A user-facing failure: the message is printed, the code is the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _store(args: argparse.Namespace) -> TraceStore:
+    return open_store(args.uri or env_uri(), create=False)
+
+
+def _pages(
+    store: TraceStore, filter: str | None, order_by: str | None, limit: int | None
+) -> Iterator[Trace]:
+    """Every matching trace (up to ``limit``), fetched a page at a time."""
+    token: str | None = None
+    seen = 0
+    while True:
+        size = 500 if limit is None else min(500, limit - seen)
+        if size <= 0:
+            return
+        page = store.search_traces(filter, order_by=order_by, max_results=size, page_token=token)
+        for trace in page:
+            yield trace
+            seen += 1
+        token = page.next_page_token
+        if token is None:
+            return
+
+
+def _cmd_list(args: argparse.Namespace, out: IO[str]) -> int:
+    store = _store(args)
+    traces = list(_pages(store, getattr(args, "filter", None), args.order_by, args.limit))
+    if args.json:
+        for trace in traces:
+            out.write(trace.to_json().decode() + "\n")
+    else:
+        out.write(format_table([t.info for t in traces]) + "\n")
+        if not traces:
+            out.write("(no traces)\n")
+    return EXIT_OK
+
+
+def _cmd_show(args: argparse.Namespace, out: IO[str]) -> int:
+    trace = _store(args).get_trace(args.trace_id)
+    if trace is None:
+        raise _Failure(f"no trace {args.trace_id!r} in {args.uri or env_uri()}")
+    if args.json:
+        out.write(orjson.dumps(orjson.loads(trace.to_json()), option=orjson.OPT_INDENT_2).decode())
+        out.write("\n")
+    else:
+        out.write(format_tree(trace, show_io=args.io) + "\n")
+    return EXIT_OK
+
+
+def _progress(total: int | None, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="trace", file=sys.stderr, leave=False)
+
+
+def _cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
+    store = _store(args)
+    total = store.count(args.filter)
+    if args.limit is not None:
+        total = min(total, args.limit)
+    bar = _progress(total, sys.stderr.isatty() and not args.no_progress)
+    target = Path(args.output) if args.output and args.output != "-" else None
+    count = 0
+    lines: list[bytes] = []
+    sink = target.open("wb") if target else None
+    try:
+        import zstandard
+
+        writer: Any = sink
+        if sink is not None and target is not None and target.suffix == ".zst":
+            writer = zstandard.ZstdCompressor(level=3).stream_writer(sink)
+        for trace in _pages(store, args.filter, args.order_by, args.limit):
+            row = orjson.dumps(
+                inference_row(trace) if args.rows else orjson.Fragment(trace.to_json())
+            )
+            if writer is None:
+                out.write(row.decode() + "\n")
+            else:
+                lines.append(row + b"\n")
+                if len(lines) >= 256:
+                    writer.write(b"".join(lines))
+                    lines.clear()
+            count += 1
+            if bar is not None:
+                bar.update(1)
+        if writer is not None and lines:
+            writer.write(b"".join(lines))
+        if writer is not None and writer is not sink:
+            writer.close()
+    finally:
+        if sink is not None and not sink.closed:
+            sink.close()
+        if bar is not None:
+            bar.close()
+    if target is not None:
+        print(f"exported {count} trace(s) to {target}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
+    if not args.trace_ids and args.older_than_days is None:
+        raise _Failure("delete needs TRACE_ID... or --older-than-days N", EXIT_USAGE)
+    if not args.yes:
+        raise _Failure("refusing to delete without --yes", EXIT_USAGE)
+    older = (
+        int((time.time() - args.older_than_days * 86400) * 1000)
+        if args.older_than_days is not None
+        else None
+    )
+    deleted = _store(args).delete_traces(args.trace_ids or None, older_than_ms=older)
+    out.write(f"deleted {deleted} trace(s)\n")
+    return EXIT_OK
+
+
+def _cmd_ui(args: argparse.Namespace, out: IO[str]) -> int:
+    try:
+        from lowtrace._ui.server import serve
+    except ImportError as exc:
+        raise _Failure(f"the UI needs its extra: pip install 'lowtrace[ui]' ({exc})") from None
+    uri = args.uri or env_uri()
+    open_store(uri, create=False)  # fail early, and never create a store by looking at it
+    serve(uri, host=args.host, port=args.port, allow_remote=args.allow_remote)
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lowtrace", description="Look at, search, export and delete stored traces."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--uri", help="store URI (default: $LOWTRACE_URI, else sqlite:///lowtrace.db)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def listing(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--limit", type=int, default=50, help="at most N traces (default 50)")
+        p.add_argument("--order-by", help='e.g. "duration_ms DESC" (default: newest first)')
+        p.add_argument("--json", action="store_true", help="one JSON trace per line")
+
+    p = sub.add_parser("list", parents=[common], help="list the newest traces")
+    listing(p)
+    p.set_defaults(run=_cmd_list)
+    p = sub.add_parser("search", parents=[common], help="list traces matching a filter")
+    p.add_argument("filter", help="e.g. \"status = 'ERROR' AND duration_ms > 500\"")
+    listing(p)
+    p.set_defaults(run=_cmd_list)
+    p = sub.add_parser("show", parents=[common], help="show one trace as a tree")
+    p.add_argument("trace_id")
+    p.add_argument("--io", action="store_true", help="also show each span's inputs and outputs")
+    p.add_argument("--json", action="store_true", help="the full trace as JSON")
+    p.set_defaults(run=_cmd_show)
+    p = sub.add_parser("export", parents=[common], help="export traces as JSON lines")
+    p.add_argument("--filter", help="only traces matching this filter")
+    p.add_argument("--order-by")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("-o", "--output", help="file (.jsonl, or .jsonl.zst compressed); default stdout")
+    p.add_argument("--rows", action="store_true", help="inference-table rows instead of traces")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_export)
+    p = sub.add_parser("delete", parents=[common], help="delete traces")
+    p.add_argument("trace_ids", nargs="*", metavar="TRACE_ID")
+    p.add_argument("--older-than-days", type=float, help="delete traces started before N days ago")
+    p.add_argument("--yes", action="store_true", help="do it (required)")
+    p.set_defaults(run=_cmd_delete)
+    p = sub.add_parser("ui", parents=[common], help="serve the trace viewer")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5800)
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    p.set_defaults(run=_cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.run(args, sys.stdout)
+    except _Failure as exc:
+        print(f"lowtrace: {exc}", file=sys.stderr)
+        return exc.code
+    except LowtraceError as exc:
+        first, *_ = str(exc).splitlines() or [type(exc).__name__]
+        detail = "\n".join(str(exc).splitlines()[1:])
+        print(f"lowtrace: {type(exc).__name__}: {first}", file=sys.stderr)
+        if detail:
+            print(detail, file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Plain-text views of traces for terminals: an indented span tree and a traces table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from lowtrace._model import SpanRecord, TokenUsage, Trace, TraceInfo
+from lowtrace._types import SpanStatus
+
+__all__ = ["format_table", "format_tree"]
+
+
+def _clip(text: str, width: int) -> str:
+    text = text.replace("\n", " ").replace("\r", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _tokens(usage: TokenUsage | None) -> str:
+    if usage is None:
+        return ""
+    return f"{usage.total_tokens} tok ({usage.input_tokens} in / {usage.output_tokens} out)"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.1f} ms" if value < 10_000 else f"{value / 1000:,.2f} s"
+
+
+def _value(span: SpanRecord, which: str, width: int) -> str:
+    raw = span.inputs_json if which == "inputs" else span.outputs_json
+    return _clip(raw.decode("utf-8", "replace"), width)
+
+
+def format_tree(trace: Trace, *, show_io: bool = False, width: int = 100) -> str:
+    """An indented tree: name, type, duration, status and tokens of every span."""
+    info = trace.info
+    lines = [
+        f"Trace {info.trace_id}  {info.name!r}  {info.status}"
+        + (f" ({info.status_message})" if info.status_message else "")
+        + f"  {_ms(info.duration_ms)}  {info.span_count} spans"
+        + (f"  {_tokens(info.token_usage)}" if info.token_usage else ""),
+    ]
+    if info.tags:
+        lines.append("  tags: " + ", ".join(f"{k}={v}" for k, v in sorted(info.tags.items())))
+    for depth, span in trace.walk():
+        mark = "✗" if span.status is SpanStatus.ERROR else "•"
+        line = f"{'  ' * (depth + 1)}{mark} {span.name} [{span.span_type}] {_ms(span.duration_ms)}"
+        if span.token_usage:
+            line += f"  {_tokens(span.token_usage)}"
+        if span.status is SpanStatus.ERROR and span.status_message:
+            line += f"  ERROR: {_clip(span.status_message, 60)}"
+        lines.append(line)
+        if show_io:
+            pad = "  " * (depth + 2)
+            if span.inputs_json != b"null":
+                lines.append(f"{pad}in:  {_value(span, 'inputs', width)}")
+            if span.outputs_json != b"null":
+                lines.append(f"{pad}out: {_value(span, 'outputs', width)}")
+    return "\n".join(lines)
+
+
+def format_table(infos: Sequence[TraceInfo]) -> str:
+    """One line per trace: id, start, name, status, duration, spans, tokens, tags."""
+    header = (
+        f"{'TRACE ID':32}  {'START (UTC)':19}  {'STATUS':6}  {'DURATION':>11}  "
+        f"{'SPANS':>5}  {'TOKENS':>7}  NAME / TAGS"
+    )
+    rows = [header]
+    for info in infos:
+        start = dt.datetime.fromtimestamp(info.start_time_ns / 1e9, dt.UTC)
+        tokens = str(info.token_usage.total_tokens) if info.token_usage else "-"
+        tags = " ".join(f"{k}={v}" for k, v in sorted(info.tags.items()))
+        rows.append(
+            f"{info.trace_id}  {start:%Y-%m-%d %H:%M:%S}  {info.status!s:6}  "
+            f"{_ms(info.duration_ms):>11}  {info.span_count:>5}  {tokens:>7}  "
+            f"{_clip(info.name, 40)}{'  ' + _clip(tags, 60) if tags else ''}"
+        )
+    return "\n".join(rows)

@@ -192,7 +192,7 @@ class _Lane:
                 break
             with self.cond:
                 self.retried += 1
-                pause = random.uniform(0, delay)  # noqa: S311 - jitter, not security
+                pause = random.uniform(0, delay)
                 if self.stopping:
                     pause = min(pause, self.deadline - time.monotonic())
                     if pause <= 0:
@@ -246,7 +246,7 @@ class ExportPipeline:
             if callable(shutdown):
                 try:
                     shutdown()
-                except Exception:  # noqa: BLE001 - one exporter must not stop the others
+                except Exception:
                     log.exception("lowtrace: %s.shutdown() failed", lane.name)
         lost = [s for s in self.stats() if s.lost or s.queued]
         for s in lost:

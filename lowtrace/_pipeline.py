@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["ExportPipeline", "Exporter", "ExporterStats"]
 
 log = logging.getLogger("lowtrace")
+_FOREVER = float("inf")
 
 
 @runtime_checkable
@@ -124,6 +125,9 @@ class _Lane:
         with self.cond:
             target = self.submitted
             while self.done < target:
+                if deadline == _FOREVER:
+                    self.cond.wait()
+                    continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -226,7 +230,7 @@ class ExportPipeline:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is delivered; True if nothing was lost."""
-        deadline = float("inf") if timeout is None else time.monotonic() + timeout
+        deadline = _FOREVER if timeout is None else time.monotonic() + timeout
         ok = True
         for lane in self.lanes:
             ok = lane.wait_delivered(deadline) and ok

@@ -1,0 +1,118 @@
+"""What every integration does the same way: open a span where it belongs, close it safely.
+
+A framework call becomes a child of its framework parent when there is one, else of the
+current fluent span, else the root of a new trace (which it then owns and ends). Errors in
+tracing are reported to the client and never reach the framework or the application.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lowtrace._types import SpanStatus
+
+if TYPE_CHECKING:
+    from lowtrace._client import TracingClient
+    from lowtrace._types import SpanType
+
+__all__ = ["Run", "current_span", "default_client", "finish_run", "start_run"]
+
+
+class Run:
+    """A traced framework call: the client, the live span and whether it owns its trace."""
+
+    __slots__ = ("chunks", "client", "owns_trace", "span")
+
+    def __init__(self, client: TracingClient, span: Any, owns_trace: bool) -> None:
+        self.client = client
+        self.span = span
+        self.owns_trace = owns_trace
+        self.chunks = 0  # streamed chunks seen, recorded as an attribute at the end
+
+    @property
+    def trace_id(self) -> str:
+        return str(self.span.trace_id)
+
+    @property
+    def span_id(self) -> str:
+        return str(self.span.span_id)
+
+
+def default_client() -> TracingClient:
+    """The fluent layer's default client, looked up at call time."""
+    import lowtrace
+
+    return lowtrace.get_default_client()  # type: ignore[no-any-return]
+
+
+def current_span() -> Any:
+    """The current fluent span (or None), so framework calls nest under user code."""
+    import lowtrace
+
+    getter = getattr(lowtrace, "get_current_span", None)
+    span = getter() if getter is not None else None
+    return span if span is not None and getattr(span, "is_recording", False) else None
+
+
+def start_run(
+    client: TracingClient,
+    name: str,
+    span_type: SpanType,
+    inputs: Any,
+    attributes: dict[str, Any],
+    parent: Run | None = None,
+) -> Run:
+    """Start a span under ``parent``, else under the current fluent span, else a new trace."""
+    if parent is not None:
+        span = parent.client.start_span(
+            name,
+            trace_id=parent.trace_id,
+            parent_id=parent.span_id,
+            span_type=span_type,
+            inputs=inputs,
+            attributes=attributes,
+        )
+        return Run(parent.client, span, owns_trace=False)
+    current = current_span()
+    if current is not None:
+        span = client.start_span(
+            name,
+            trace_id=current.trace_id,
+            parent_id=current.span_id,
+            span_type=span_type,
+            inputs=inputs,
+            attributes=attributes,
+        )
+        return Run(client, span, owns_trace=False)
+    span = client.start_trace(name, span_type=span_type, inputs=inputs, attributes=attributes)
+    return Run(client, span, owns_trace=True)
+
+
+def finish_run(
+    run: Run,
+    outputs: Any = None,
+    error: BaseException | None = None,
+    attributes: dict[str, Any] | None = None,
+    where: str = "lowtrace.integrations",
+) -> None:
+    """End the run's span (its trace too, if it owns it), recording an error if any."""
+    try:
+        span = run.span
+        if run.chunks:
+            attributes = {**(attributes or {}), "lowtrace.streamed_chunks": run.chunks}
+        if error is not None:
+            span.record_exception(error)
+        status = SpanStatus.ERROR if error is not None else None
+        if run.owns_trace:
+            # A child the framework left open (an abandoned stream) must not keep it open.
+            run.client.end_trace(
+                run.trace_id,
+                outputs=outputs,
+                attributes=attributes,
+                status=status,
+                close_open_spans=True,
+            )
+        else:
+            span.end(outputs=outputs, attributes=attributes, status=status)
+    except Exception as exc:  # noqa: BLE001 - never break the application
+        run.client.report_error(exc, where)

@@ -1,0 +1,442 @@
+"""LangChain tracing: a callback handler that maps LangChain runs onto lowtrace spans.
+
+Every callback carries ``run_id`` and ``parent_run_id``; the handler keeps a thread-safe map
+from run ids to live span handles and turns each start/end/error callback into
+``start_span``/``end``, so ``RunnableParallel`` branches and ``batch()`` items that run on
+other threads still build correct trees. A run without a known parent starts a trace of its
+own (or a child of the current fluent span, when there is one): one trace per top-level run.
+
+    from lowtrace.integrations.langchain import LowtraceCallbackHandler, autolog
+    chain.invoke(inputs, config={"callbacks": [LowtraceCallbackHandler()]})
+    autolog()   # or: every LangChain run in this process, no config needed
+
+Needs ``pip install 'lowtrace[langchain]'``. Tracing errors are reported to the client
+(``client.report_error``) and never reach LangChain or the application.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from lowtrace._types import SpanType
+from lowtrace.errors import MissingExtraError
+from lowtrace.integrations._common import Run, default_client, finish_run, start_run
+
+try:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.tracers.context import register_configure_hook
+except ImportError as _exc:  # pragma: no cover - exercised without the extra
+    raise MissingExtraError(
+        "lowtrace.integrations.langchain needs langchain-core: pip install 'lowtrace[langchain]'"
+    ) from _exc
+
+if TYPE_CHECKING:
+    from lowtrace._client import TracingClient
+
+__all__ = ["LowtraceCallbackHandler", "autolog", "disable"]
+
+_WHERE = "lowtrace.integrations.langchain"
+# LangChain message types as the chat roles every model API (and our viewer) uses.
+_ROLES = {
+    "human": "user",
+    "ai": "assistant",
+    "AIMessage": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "function": "function",
+    "HumanMessage": "user",
+}
+
+
+def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], default: str) -> str:
+    name = kwargs.get("name")
+    if isinstance(name, str) and name:
+        return name
+    if serialized:
+        if isinstance(serialized.get("name"), str) and serialized["name"]:
+            return str(serialized["name"])
+        ids = serialized.get("id")
+        if isinstance(ids, list) and ids:
+            return str(ids[-1])
+    return default
+
+
+def _message(message: Any) -> dict[str, Any]:
+    """A LangChain message as a plain dict: role, content, and tool calls when present."""
+    kind = str(getattr(message, "type", type(message).__name__)).removesuffix("Chunk")
+    out: dict[str, Any] = {
+        "role": _ROLES.get(kind, kind),
+        "content": getattr(message, "content", str(message)),
+    }
+    tool_calls = getattr(message, "tool_calls", None)
+    if tool_calls:
+        out["tool_calls"] = list(tool_calls)
+    name = getattr(message, "name", None)
+    if name:
+        out["name"] = name
+    return out
+
+
+def _document(doc: Any) -> dict[str, Any]:
+    return {
+        "page_content": getattr(doc, "page_content", str(doc)),
+        "metadata": dict(getattr(doc, "metadata", None) or {}),
+    }
+
+
+def _usage(response: Any) -> tuple[int | None, int | None, int | None] | None:
+    """Token usage of an LLMResult: message usage_metadata, else the provider's llm_output."""
+    inp = out = total = 0
+    found = False
+    for generations in getattr(response, "generations", None) or []:
+        for gen in generations:
+            meta = getattr(getattr(gen, "message", None), "usage_metadata", None)
+            if meta:
+                found = True
+                inp += int(meta.get("input_tokens") or 0)
+                out += int(meta.get("output_tokens") or 0)
+                total += int(meta.get("total_tokens") or 0)
+    if found:
+        return inp, out, total or inp + out
+    llm_output = getattr(response, "llm_output", None) or {}
+    usage = llm_output.get("token_usage") or llm_output.get("usage")
+    if isinstance(usage, Mapping):
+        inp = usage.get("prompt_tokens", usage.get("input_tokens"))
+        out = usage.get("completion_tokens", usage.get("output_tokens"))
+        tot = usage.get("total_tokens")
+        if inp is not None or out is not None or tot is not None:
+            return inp, out, tot
+    return None
+
+
+def _generations(response: Any) -> Any:
+    """The model's reply: one message dict (or text), or a list when there are several."""
+    outs: list[Any] = []
+    for generations in getattr(response, "generations", None) or []:
+        for gen in generations:
+            message = getattr(gen, "message", None)
+            outs.append(_message(message) if message is not None else getattr(gen, "text", gen))
+    return outs[0] if len(outs) == 1 else outs
+
+
+class LowtraceCallbackHandler(BaseCallbackHandler):
+    """Records LangChain chains, chat models, LLMs, tools, retrievers and parsers as spans."""
+
+    raise_error = False  # tracing must never break the chain
+    run_inline = True  # callbacks in order, in the run's own thread: parents before children
+
+    def __init__(self, client: TracingClient | None = None) -> None:
+        super().__init__()
+        self._client = client
+        self._lock = threading.Lock()  # guards _runs
+        self._runs: dict[UUID, Run] = {}
+        self.enabled = True
+
+    def __repr__(self) -> str:
+        return f"<LowtraceCallbackHandler runs={len(self._runs)}>"
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _start(
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        name: str,
+        span_type: SpanType,
+        inputs: Any,
+        attributes: dict[str, Any],
+    ) -> None:
+        if not self.enabled:
+            return
+        client = self._client or default_client()
+        try:
+            with self._lock:
+                parent = self._runs.get(parent_run_id) if parent_run_id else None
+            run = start_run(client, name, span_type, inputs, attributes, parent)
+            with self._lock:
+                self._runs[run_id] = run
+        except Exception as exc:  # noqa: BLE001 - never break the application
+            client.report_error(exc, _WHERE)
+
+    def _end(self, run_id: UUID, outputs: Any = None, error: BaseException | None = None) -> None:
+        with self._lock:
+            run = self._runs.pop(run_id, None)
+        if run is not None:
+            finish_run(run, outputs, error, where=_WHERE)
+
+    def _run(self, run_id: UUID) -> Run | None:
+        with self._lock:
+            return self._runs.get(run_id)
+
+    # -- chains and parsers -----------------------------------------------------------------
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        run_type = kwargs.get("run_type")
+        kind = {"parser": SpanType.PARSER, "prompt": SpanType.CHAIN}.get(
+            str(run_type), SpanType.CHAIN
+        )
+        attributes: dict[str, Any] = {}
+        if tags:
+            attributes["langchain.tags"] = list(tags)
+        if metadata:
+            attributes["langchain.metadata"] = dict(metadata)
+        if run_type:
+            attributes["langchain.run_type"] = run_type
+        self._start(
+            run_id, parent_run_id, _name(serialized, kwargs, "chain"), kind, inputs, attributes
+        )
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, outputs)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    # -- models -----------------------------------------------------------------------------
+
+    def _model_attributes(
+        self,
+        serialized: Mapping[str, Any] | None,
+        metadata: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        params = dict(kwargs.get("invocation_params") or {})
+        attributes: dict[str, Any] = {}
+        if params:
+            attributes["invocation_params"] = params
+        model = (
+            (metadata or {}).get("ls_model_name") or params.get("model") or params.get("model_name")
+        )
+        if model:
+            attributes["model"] = model
+        provider = (metadata or {}).get("ls_provider")
+        if provider:
+            attributes["provider"] = provider
+        return attributes
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        batches = [[_message(m) for m in batch] for batch in messages]
+        inputs = {"messages": batches[0] if len(batches) == 1 else batches}
+        self._start(
+            run_id,
+            parent_run_id,
+            _name(serialized, kwargs, "chat_model"),
+            SpanType.CHAT_MODEL,
+            inputs,
+            self._model_attributes(serialized, metadata, kwargs),
+        )
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any] | None,
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        inputs = {"prompts": list(prompts)}
+        self._start(
+            run_id,
+            parent_run_id,
+            _name(serialized, kwargs, "llm"),
+            SpanType.LLM,
+            inputs,
+            self._model_attributes(serialized, metadata, kwargs),
+        )
+
+    def on_llm_new_token(
+        self, token: Any, *, chunk: Any = None, run_id: UUID, **kwargs: Any
+    ) -> None:
+        run = self._run(run_id)
+        if run is None:
+            return
+        run.chunks += 1
+        try:
+            run.span.add_event("new_token", {"token": token})
+        except Exception as exc:  # noqa: BLE001 - never break the application
+            run.client.report_error(exc, _WHERE)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._run(run_id)
+        if run is not None:
+            try:
+                usage = _usage(response)
+                if usage is not None:
+                    inp, out, total = usage
+                    run.span.set_token_usage(
+                        input_tokens=inp, output_tokens=out, total_tokens=total
+                    )
+            except Exception as exc:  # noqa: BLE001 - never break the application
+                run.client.report_error(exc, _WHERE)
+        self._end(run_id, _generations(response))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    # -- tools and retrievers ---------------------------------------------------------------
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        attributes = {}
+        if serialized and serialized.get("description"):
+            attributes["description"] = serialized["description"]
+        self._start(
+            run_id,
+            parent_run_id,
+            _name(serialized, kwargs, "tool"),
+            SpanType.TOOL,
+            inputs if inputs is not None else input_str,
+            attributes,
+        )
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        content = getattr(output, "content", output)  # a ToolMessage carries its content
+        self._end(run_id, content)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._start(
+            run_id,
+            parent_run_id,
+            _name(serialized, kwargs, "retriever"),
+            SpanType.RETRIEVER,
+            {"query": query},
+            {},
+        )
+
+    def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, [_document(d) for d in documents])
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._end(run_id, error=error)
+
+    # -- point events -----------------------------------------------------------------------
+
+    def _event(self, run_id: UUID, name: str, attributes: dict[str, Any]) -> None:
+        run = self._run(run_id)
+        if run is None:
+            return
+        try:
+            run.span.add_event(name, attributes)
+        except Exception as exc:  # noqa: BLE001 - never break the application
+            run.client.report_error(exc, _WHERE)
+
+    def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        outcome = getattr(retry_state, "outcome", None)
+        error = outcome.exception() if outcome is not None and outcome.failed else None
+        self._event(
+            run_id,
+            "retry",
+            {
+                "attempt": getattr(retry_state, "attempt_number", None),
+                "error": repr(error),
+            },
+        )
+
+    def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._event(
+            run_id,
+            "agent_action",
+            {
+                "tool": getattr(action, "tool", None),
+                "tool_input": getattr(action, "tool_input", None),
+                "log": getattr(action, "log", None),
+            },
+        )
+
+    def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._event(
+            run_id,
+            "agent_finish",
+            {
+                "return_values": getattr(finish, "return_values", None),
+                "log": getattr(finish, "log", None),
+            },
+        )
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._event(run_id, name, {"data": data})
+
+
+_hook: tuple[ContextVar[Any], LowtraceCallbackHandler] | None = None
+_hook_lock = threading.Lock()
+
+
+def autolog(client: TracingClient | None = None) -> LowtraceCallbackHandler:
+    """Trace every LangChain run in this process (all threads), without passing callbacks."""
+    global _hook
+    with _hook_lock:
+        if _hook is not None:
+            _hook[1].enabled = False
+            _remove_hook(_hook[0])
+        handler = LowtraceCallbackHandler(client)
+        var: ContextVar[Any] = ContextVar("lowtrace_langchain_handler", default=handler)
+        register_configure_hook(var, True)
+        _hook = (var, handler)
+        return handler
+
+
+def disable() -> None:
+    """Stop tracing LangChain runs started after this call."""
+    global _hook
+    with _hook_lock:
+        if _hook is not None:
+            _hook[1].enabled = False
+            _remove_hook(_hook[0])
+            _hook = None
+
+
+def _remove_hook(var: ContextVar[Any]) -> None:
+    from langchain_core.tracers import context
+
+    hooks = context._configure_hooks
+    hooks[:] = [hook for hook in hooks if hook[0] is not var]

@@ -407,36 +407,37 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
         self._event(run_id, name, {"data": data})
 
 
-_hook: tuple[ContextVar[Any], LowtraceCallbackHandler] | None = None
-_hook_lock = threading.Lock()
+class _Autolog:
+    """The process-wide hook ``autolog()`` installs (LangChain's own registry is global)."""
+
+    lock = threading.Lock()
+    hook: tuple[ContextVar[Any], LowtraceCallbackHandler] | None = None
 
 
 def autolog(client: TracingClient | None = None) -> LowtraceCallbackHandler:
     """Trace every LangChain run in this process (all threads), without passing callbacks."""
-    global _hook
-    with _hook_lock:
-        if _hook is not None:
-            _hook[1].enabled = False
-            _remove_hook(_hook[0])
+    with _Autolog.lock:
+        _uninstall()
         handler = LowtraceCallbackHandler(client)
         var: ContextVar[Any] = ContextVar("lowtrace_langchain_handler", default=handler)
         register_configure_hook(var, True)
-        _hook = (var, handler)
+        _Autolog.hook = (var, handler)
         return handler
 
 
 def disable() -> None:
     """Stop tracing LangChain runs started after this call."""
-    global _hook
-    with _hook_lock:
-        if _hook is not None:
-            _hook[1].enabled = False
-            _remove_hook(_hook[0])
-            _hook = None
+    with _Autolog.lock:
+        _uninstall()
 
 
-def _remove_hook(var: ContextVar[Any]) -> None:
+def _uninstall() -> None:
     from langchain_core.tracers import context
 
+    if _Autolog.hook is None:
+        return
+    var, handler = _Autolog.hook
+    handler.enabled = False
     hooks = context._configure_hooks
     hooks[:] = [hook for hook in hooks if hook[0] is not var]
+    _Autolog.hook = None

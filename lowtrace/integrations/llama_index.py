@@ -257,37 +257,39 @@ class LowtraceEventHandler(BaseEventHandler):
             run.client.report_error(exc, _WHERE)
 
 
-_installed: tuple[LowtraceSpanHandler, LowtraceEventHandler] | None = None
-_install_lock = threading.Lock()
+class _Autolog:
+    """The handlers ``autolog()`` installed on LlamaIndex's (global) root dispatcher."""
+
+    lock = threading.Lock()
+    installed: tuple[LowtraceSpanHandler, LowtraceEventHandler] | None = None
 
 
 def autolog(client: TracingClient | None = None) -> LowtraceSpanHandler:
     """Trace every instrumented LlamaIndex call in this process."""
-    global _installed
-    with _install_lock:
-        if _installed is not None:
-            _uninstall(*_installed)
+    with _Autolog.lock:
+        _uninstall()
         spans = LowtraceSpanHandler()
         spans.client = client
         events = LowtraceEventHandler(span_handler=spans)
         dispatcher = get_dispatcher()
         dispatcher.add_span_handler(spans)
         dispatcher.add_event_handler(events)
-        _installed = (spans, events)
+        _Autolog.installed = (spans, events)
         return spans
 
 
 def disable() -> None:
     """Stop tracing LlamaIndex calls started after this call."""
-    global _installed
-    with _install_lock:
-        if _installed is not None:
-            _uninstall(*_installed)
-            _installed = None
+    with _Autolog.lock:
+        _uninstall()
 
 
-def _uninstall(spans: LowtraceSpanHandler, events: LowtraceEventHandler) -> None:
+def _uninstall() -> None:
+    if _Autolog.installed is None:
+        return
+    spans, events = _Autolog.installed
     spans.enabled = False
     dispatcher = get_dispatcher()
     dispatcher.span_handlers[:] = [h for h in dispatcher.span_handlers if h is not spans]
     dispatcher.event_handlers[:] = [h for h in dispatcher.event_handlers if h is not events]
+    _Autolog.installed = None

@@ -143,6 +143,8 @@ class LowtraceSpanHandler(BaseSpanHandler[_Run]):
 
     client: Any = None
     enabled: bool = True
+    # LLM calls that returned a stream: their span ends with the stream's end event.
+    streaming: dict[str, Any] = {}
 
     @classmethod
     def class_name(cls) -> str:
@@ -153,7 +155,14 @@ class LowtraceSpanHandler(BaseSpanHandler[_Run]):
         if span_id is None:
             return None
         with self.lock:
-            return self.open_spans.get(span_id)
+            return self.open_spans.get(span_id) or self.streaming.get(span_id)
+
+    def finish_stream(self, span_id: str | None, outputs: Any) -> None:
+        """End the span of a streamed LLM call once its stream has ended."""
+        with self.lock:
+            span = self.streaming.pop(span_id or "", None)
+        if span is not None:
+            finish_run(span.run, outputs, None, where=_WHERE)
 
     def new_span(
         self,
@@ -197,7 +206,11 @@ class LowtraceSpanHandler(BaseSpanHandler[_Run]):
     ) -> _Run | None:
         span = self.run_for(id_)
         if span is not None:
-            finish_run(span.run, _output(result), None, where=_WHERE)
+            if inspect.isgenerator(result) or inspect.isasyncgen(result):
+                with self.lock:  # the stream is consumed after the call returns
+                    self.streaming[id_] = span
+            else:
+                finish_run(span.run, _output(result), None, where=_WHERE)
         return span
 
     def prepare_to_drop_span(
@@ -237,10 +250,12 @@ class LowtraceEventHandler(BaseEventHandler):
                 if delta:
                     handle.add_event("new_token", {"token": delta})
             elif name in ("LLMChatEndEvent", "LLMCompletionEndEvent"):
-                usage = _usage(getattr(event, "response", None))
+                response = getattr(event, "response", None)
+                usage = _usage(response)
                 if usage is not None:
                     inp, out, total = usage
                     handle.set_token_usage(input_tokens=inp, output_tokens=out, total_tokens=total)
+                self.span_handler.finish_stream(event.span_id, _output(response))
             elif name in ("LLMChatStartEvent", "LLMCompletionStartEvent"):
                 model_dict = getattr(event, "model_dict", None) or {}
                 model = model_dict.get("model") or model_dict.get("model_name")

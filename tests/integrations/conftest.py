@@ -25,9 +25,7 @@ def openai_server() -> Iterator[FakeOpenAIServer]:
 def finished_traces(client: TracingClient) -> list[Trace]:
     """Every trace the client stored, oldest first (flushes first)."""
     assert client.flush(timeout=10)
-    return sorted(
-        client.search_traces(max_results=1000), key=lambda t: t.info.start_time_ns
-    )
+    return sorted(client.search_traces(max_results=1000), key=lambda t: t.info.start_time_ns)
 
 
 def tree(trace: Trace) -> list[tuple[int, str, str]]:

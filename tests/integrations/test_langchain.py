@@ -23,8 +23,7 @@ from tests.integrations.conftest import finished_traces, tree
 
 
 def model(reply: str = "Paris.", tokens: tuple[int, int] = (12, 3)) -> GenericFakeChatModel:
-    usage = {"input_tokens": tokens[0], "output_tokens": tokens[1],
-             "total_tokens": sum(tokens)}
+    usage = {"input_tokens": tokens[0], "output_tokens": tokens[1], "total_tokens": sum(tokens)}
     return GenericFakeChatModel(
         messages=iter([AIMessage(content=reply, usage_metadata=usage)] * 50)  # type: ignore[typeddict-item]
     )
@@ -40,8 +39,9 @@ class Capitals(BaseRetriever):
     """A real retriever subclass over a tiny in-memory list."""
 
     def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
-        return [Document(page_content="Paris is the capital of France.",
-                         metadata={"source": "atlas"})]
+        return [
+            Document(page_content="Paris is the capital of France.", metadata={"source": "atlas"})
+        ]
 
 
 @tool
@@ -77,10 +77,12 @@ def test_chain_tree_span_by_span(client: TracingClient, handler: LowtraceCallbac
     root, template, chat, parser = trace.spans
     assert root.inputs == {"country": "France"}
     assert root.outputs == "Paris."
-    assert chat.inputs == {"messages": [
-        {"role": "system", "content": "Answer briefly."},
-        {"role": "user", "content": "What is the capital of France?"},
-    ]}
+    assert chat.inputs == {
+        "messages": [
+            {"role": "system", "content": "Answer briefly."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ]
+    }
     assert chat.outputs == {"role": "assistant", "content": "Paris."}
     assert (chat.token_usage.input_tokens, chat.token_usage.output_tokens) == (12, 3)
     assert parser.outputs == "Paris."
@@ -111,7 +113,10 @@ def test_tools_and_tool_errors(client: TracingClient, handler: LowtraceCallbackH
     ok, failed = finished_traces(client)
     (span,) = ok.spans
     assert (span.name, span.span_type, span.inputs, span.outputs) == (
-        "multiply", SpanType.TOOL, {"a": 6, "b": 7}, 42
+        "multiply",
+        SpanType.TOOL,
+        {"a": 6, "b": 7},
+        42,
     )
     assert span.attributes["description"] == "Multiply two integers."
     (bad,) = failed.spans
@@ -129,8 +134,9 @@ def test_retriever_documents(client: TracingClient, handler: LowtraceCallbackHan
     assert len(docs) == 1
     assert span.span_type is SpanType.RETRIEVER
     assert span.inputs == {"query": "capital of France"}
-    assert span.outputs == [{"page_content": "Paris is the capital of France.",
-                             "metadata": {"source": "atlas"}}]
+    assert span.outputs == [
+        {"page_content": "Paris is the capital of France.", "metadata": {"source": "atlas"}}
+    ]
 
 
 def test_parallel_branches_on_threads_make_one_correct_tree(
@@ -159,13 +165,18 @@ def test_batch_makes_one_trace_per_input(
 ) -> None:
     chain = prompt() | model() | StrOutputParser()
 
-    chain.batch([{"country": c} for c in ("France", "Italy", "Spain", "Chile")],
-                config={"callbacks": [handler], "max_concurrency": 4})
+    chain.batch(
+        [{"country": c} for c in ("France", "Italy", "Spain", "Chile")],
+        config={"callbacks": [handler], "max_concurrency": 4},
+    )
 
     traces = finished_traces(client)
     assert len(traces) == 4
     assert sorted(t.spans[0].inputs["country"] for t in traces) == [
-        "Chile", "France", "Italy", "Spain"
+        "Chile",
+        "France",
+        "Italy",
+        "Spain",
     ]
     assert all(len(t.spans) == 4 and t.info.token_usage.total_tokens == 15 for t in traces)
 
@@ -176,10 +187,12 @@ def test_async_gather_makes_separate_trees(
     chain = prompt() | model() | StrOutputParser()
 
     async def main() -> list[str]:
-        return await asyncio.gather(*[
-            chain.ainvoke({"country": c}, config={"callbacks": [handler]})
-            for c in ("France", "Italy", "Spain")
-        ])
+        return await asyncio.gather(
+            *[
+                chain.ainvoke({"country": c}, config={"callbacks": [handler]})
+                for c in ("France", "Italy", "Spain")
+            ]
+        )
 
     assert asyncio.run(main()) == ["Paris."] * 3
     traces = finished_traces(client)
@@ -188,7 +201,9 @@ def test_async_gather_makes_separate_trees(
         assert [d for d, _, _ in tree(trace)] == [0, 1, 1, 1]
 
 
-def test_chain_error_marks_the_trace(client: TracingClient, handler: LowtraceCallbackHandler) -> None:
+def test_chain_error_marks_the_trace(
+    client: TracingClient, handler: LowtraceCallbackHandler
+) -> None:
     def fail(_: object) -> str:
         raise RuntimeError("step failed")
 

@@ -16,6 +16,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
+from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
 from lowtrace import SpanStatus, SpanType, TracingClient
@@ -36,18 +37,21 @@ class UsageLLM(CustomLLM):
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(model_name="usage-llm", is_chat_model=False)
 
+    @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         return CompletionResponse(
             text="Paris.",
             raw={"usage": {"prompt_tokens": 30, "completion_tokens": 2, "total_tokens": 32}},
         )
 
+    @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
         def gen() -> Iterator[CompletionResponse]:
             text = ""
             for piece in ("Par", "is."):
                 text += piece
                 yield CompletionResponse(text=text, delta=piece)
+
         return gen()
 
 

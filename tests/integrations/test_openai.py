@@ -112,8 +112,11 @@ def test_responses_api_plain_and_streamed(client: TracingClient, oai: openai.Ope
         assert span.outputs["output_text"] == REPLY
         assert span.token_usage.input_tokens == 11
         assert span.token_usage.output_tokens == 6
-    assert first.spans[0].inputs == {"model": "gpt-test", "input": "Hi!",
-                                     "instructions": "Be brief."}
+    assert first.spans[0].inputs == {
+        "model": "gpt-test",
+        "input": "Hi!",
+        "instructions": "Be brief.",
+    }
 
 
 def test_embeddings_span(client: TracingClient, oai: openai.OpenAI) -> None:
@@ -146,13 +149,15 @@ def test_async_client_plain_streamed_and_concurrent(
     async def main() -> list[str]:
         reply = await aoai.chat.completions.create(model="gpt-test", messages=MESSAGES)
         stream = await aoai.chat.completions.create(
-            model="gpt-test", messages=MESSAGES, stream=True,
+            model="gpt-test",
+            messages=MESSAGES,
+            stream=True,
             stream_options={"include_usage": True},
         )
         streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
-        many = await asyncio.gather(*[
-            aoai.chat.completions.create(model=f"gpt-{i}", messages=MESSAGES) for i in range(5)
-        ])
+        many = await asyncio.gather(
+            *[aoai.chat.completions.create(model=f"gpt-{i}", messages=MESSAGES) for i in range(5)]
+        )
         return [reply.choices[0].message.content, streamed] + [
             r.choices[0].message.content for r in many
         ]
@@ -174,8 +179,9 @@ def test_disable_restores_the_client(client: TracingClient, oai: openai.OpenAI) 
     oai.chat.completions.create(model="gpt-test", messages=MESSAGES)
 
     assert finished_traces(client) == []
-    assert not hasattr(openai.resources.chat.completions.Completions.create,
-                       "__lowtrace_original__")
+    assert not hasattr(
+        openai.resources.chat.completions.Completions.create, "__lowtrace_original__"
+    )
 
 
 def test_tracing_failure_never_breaks_the_call(

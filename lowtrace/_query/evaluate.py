@@ -1,0 +1,165 @@
+"""Evaluating filters, order and pages over ``Trace`` objects in memory.
+
+The reference semantics of the filter language: the memory and JSONL stores search with
+it, and the SQL stores must return the same traces in the same order (a property test
+checks that). ``like_match`` is also registered as the SQLite ``LIKE``/``ILIKE`` function,
+so both backends use one implementation of the wildcards.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lowtrace._model import Trace
+from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_filter
+from lowtrace._query.paging import (
+    OrderKey,
+    check_max_results,
+    decode_token,
+    encode_token,
+    parse_order_by,
+)
+from lowtrace._stores.base import TraceList
+
+__all__ = ["compile_predicate", "like_match", "search_in_memory", "sort_value"]
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _like_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
+    out = []
+    escaped = False
+    for char in pattern:
+        if escaped:
+            out.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "%":
+            out.append(".*")
+        elif char == "_":
+            out.append(".")
+        else:
+            out.append(re.escape(char))
+    if escaped:
+        out.append(re.escape("\\"))
+    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if case_insensitive else 0))
+
+
+def like_match(value: str | None, pattern: str | None, case_insensitive: int | bool) -> bool:
+    """SQL LIKE: ``%`` any run, ``_`` one character, ``\\`` escapes; whole-string match."""
+    if value is None or pattern is None:
+        return False
+    return _like_regex(pattern, bool(case_insensitive)).fullmatch(value) is not None
+
+
+def sort_value(trace: Trace, field: Field) -> Any:
+    """The value of a trace-level field or tag (None when absent)."""
+    info = trace.info
+    name = field.name
+    if field.scope == "tag":
+        return info.tags.get(field.tag or "")
+    if name in ("input_tokens", "output_tokens", "total_tokens"):
+        usage = info.token_usage
+        return getattr(usage, name) if usage is not None else None
+    if name == "start_time_ms":
+        return info.start_time_ns // 1_000_000
+    if name == "end_time_ms":
+        return info.end_time_ns // 1_000_000
+    if name == "duration_ms":
+        return info.duration_ms
+    if name == "status":
+        return str(info.status)
+    return getattr(info, name)
+
+
+def _span_values(trace: Trace, field: Field) -> list[Any]:
+    attr = {"span.name": "name", "span.type": "span_type", "span.status": "status"}[field.name]
+    return [str(getattr(span, attr)) for span in trace.spans]
+
+
+def _test(op: str, value: Any, operand: Any) -> bool:
+    if op == "IS NULL":
+        return value is None
+    if op == "IS NOT NULL":
+        return value is not None
+    if value is None:
+        return False  # a missing value matches nothing, not even !=
+    if op == "IN":
+        return value in operand
+    if op == "NOT IN":
+        return value not in operand
+    if op.endswith("LIKE"):
+        matched = like_match(value, operand, op.endswith("ILIKE"))
+        return not matched if op.startswith("NOT") else matched
+    return _OPS[op](value, operand)
+
+
+def compile_predicate(expr: Expr | None) -> Callable[[Trace], bool]:
+    """A function telling whether a trace matches the filter's AST."""
+    if expr is None:
+        return lambda trace: True
+    if isinstance(expr, And):
+        parts = [compile_predicate(e) for e in expr.items]
+        return lambda trace: all(p(trace) for p in parts)
+    if isinstance(expr, Or):
+        parts = [compile_predicate(e) for e in expr.items]
+        return lambda trace: any(p(trace) for p in parts)
+    if isinstance(expr, Not):
+        inner = compile_predicate(expr.item)
+        return lambda trace: not inner(trace)
+    assert isinstance(expr, Comparison)
+    field, op, operand = expr.field, expr.op, expr.value
+    if field.scope == "span":
+        return lambda trace: any(_test(op, v, operand) for v in _span_values(trace, field))
+    return lambda trace: _test(op, sort_value(trace, field), operand)
+
+
+def _compare_keys(a: Sequence[Any], b: Sequence[Any], keys: Sequence[OrderKey]) -> int:
+    for x, y, key in zip(a, b, keys, strict=True):
+        if x == y:
+            continue
+        if x is None:
+            return 1  # missing values last, in both directions
+        if y is None:
+            return -1
+        smaller = -1 if x < y else 1
+        return -smaller if key.descending else smaller
+    return 0
+
+
+def search_in_memory(
+    traces: Sequence[Trace],
+    filter: str | None = None,
+    *,
+    order_by: Sequence[str] | str | None = None,
+    max_results: int | None = 100,
+    page_token: str | None = None,
+) -> TraceList:
+    """One page of the traces matching ``filter``, in ``order_by`` order."""
+    if max_results is not None:
+        check_max_results(max_results)
+    predicate = compile_predicate(parse_filter(filter))
+    keys = parse_order_by(order_by)
+    rows = [([sort_value(t, k.field) for k in keys], t) for t in traces if predicate(t)]
+    compare = functools.partial(_compare_keys, keys=keys)
+    rows.sort(key=functools.cmp_to_key(lambda a, b: compare(a[0], b[0])))
+    if page_token is not None:
+        after = decode_token(page_token, filter, keys)
+        rows = [row for row in rows if compare(row[0], after) > 0]
+    if max_results is None or len(rows) <= max_results:
+        return TraceList([t for _, t in rows])
+    page = rows[:max_results]
+    return TraceList([t for _, t in page], encode_token(filter, keys, page[-1][0]))

@@ -1,0 +1,308 @@
+"""The search filter language: a tokenizer and a recursive-descent parser into an AST.
+
+    status = 'ERROR' AND duration_ms > 500
+    (name LIKE 'agent%' OR tags.env IN ('prod', 'staging')) AND span.type = 'TOOL'
+    tags.`user.id` = 'it''s me' AND total_tokens IS NOT NULL AND NOT span.status = 'ERROR'
+
+Fields come from a fixed table (``FIELDS``) and literals stay values: user text never
+becomes code or SQL. Comparisons on a missing value (an absent tag, a trace without token
+usage) are false, for every operator; ``span.*`` comparisons hold when any span matches.
+Every syntax error is a ``FilterError`` that says what was expected and where.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, Literal
+
+import attrs
+
+from lowtrace.errors import FilterError
+
+__all__ = [
+    "FIELDS",
+    "And",
+    "Comparison",
+    "Expr",
+    "Field",
+    "Not",
+    "Or",
+    "field_named",
+    "parse_filter",
+]
+
+Kind = Literal["str", "num"]
+Scope = Literal["trace", "tag", "span"]
+
+
+@attrs.frozen
+class Field:
+    """A filterable field: its canonical name, value kind and where it lives."""
+
+    name: str
+    kind: Kind
+    scope: Scope = "trace"
+    tag: str | None = None  # for tags.<key>
+    sortable: bool = True
+
+
+FIELDS: Final[dict[str, Field]] = {
+    f.name: f
+    for f in (
+        Field("trace_id", "str"),
+        Field("name", "str"),
+        Field("status", "str"),
+        Field("status_message", "str"),
+        Field("start_time_ms", "num"),
+        Field("end_time_ms", "num"),
+        Field("duration_ms", "num"),
+        Field("span_count", "num"),
+        Field("input_tokens", "num"),
+        Field("output_tokens", "num"),
+        Field("total_tokens", "num"),
+        Field("span.name", "str", "span", sortable=False),
+        Field("span.type", "str", "span", sortable=False),
+        Field("span.status", "str", "span", sortable=False),
+    )
+}
+_ALIASES: Final = {
+    "timestamp_ms": "start_time_ms",
+    "timestamp": "start_time_ms",
+    "trace.name": "name",
+    "trace.status": "status",
+    "trace.trace_id": "trace_id",
+    "execution_time_ms": "duration_ms",
+    "span.span_type": "span.type",
+    "span_type": "span.type",
+    "tokens": "total_tokens",
+}
+_STATUS_FIELDS: Final = frozenset({"status", "span.status"})
+
+Value = str | int | float
+
+
+@attrs.frozen
+class Comparison:
+    """``field op value`` (``value`` is a tuple for IN, None for IS [NOT] NULL)."""
+
+    field: Field
+    op: str  # = != < <= > >= LIKE ILIKE IN  NOT IN  NOT LIKE  NOT ILIKE  IS NULL  IS NOT NULL
+    value: Value | tuple[Value, ...] | None
+
+
+@attrs.frozen
+class And:
+    items: tuple[Expr, ...]
+
+
+@attrs.frozen
+class Or:
+    items: tuple[Expr, ...]
+
+
+@attrs.frozen
+class Not:
+    item: Expr
+
+
+Expr = Comparison | And | Or | Not
+
+
+def field_named(name: str, text: str = "", position: int | None = None) -> Field:
+    """The field for a name (aliases and ``tags.<key>`` included), else a FilterError."""
+    canonical = _ALIASES.get(name.lower(), name.lower())
+    if canonical in FIELDS:
+        return FIELDS[canonical]
+    for prefix in ("tags.", "tag.", "trace.tags."):
+        if name.lower().startswith(prefix) and len(name) > len(prefix):
+            return Field(f"tags.{name[len(prefix) :]}", "str", "tag", tag=name[len(prefix) :])
+    known = ", ".join([*FIELDS, "tags.<key>"])
+    raise FilterError(f"unknown field {name!r}; expected one of {known}", text, position)
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+_TOKEN: Final = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<string>'(?:[^']|'')*')
+  | (?P<number>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+  | (?P<op><=|>=|!=|<>|==|=|<|>)
+  | (?P<punct>[(),])
+  | (?P<field>[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z0-9_\-]+|`[^`]+`|"[^"]+"))*)
+    """,
+    re.VERBOSE,
+)
+_KEYWORDS: Final = frozenset({"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "NULL"})
+
+
+@attrs.frozen
+class _Token:
+    kind: str  # string number op punct field keyword end
+    text: str
+    value: object
+    position: int
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            if text[position] == "'":
+                raise FilterError("unterminated string literal", text, position)
+            raise FilterError(f"unexpected character {text[position]!r}", text, position)
+        kind = match.lastgroup or ""
+        raw = match.group()
+        if kind == "string":
+            tokens.append(_Token("string", raw, raw[1:-1].replace("''", "'"), position))
+        elif kind == "number":
+            value: float | int = float(raw) if any(c in raw for c in ".eE") else int(raw)
+            tokens.append(_Token("number", raw, value, position))
+        elif kind == "op":
+            tokens.append(_Token("op", raw, {"<>": "!=", "==": "="}.get(raw, raw), position))
+        elif kind == "field":
+            if raw.upper() in _KEYWORDS:
+                tokens.append(_Token("keyword", raw, raw.upper(), position))
+            else:
+                name = re.sub(r"""\.[`"]([^`"]+)[`"]""", r".\1", raw)
+                tokens.append(_Token("field", raw, name, position))
+        elif kind == "punct":
+            tokens.append(_Token("punct", raw, raw, position))
+        position = match.end()
+    tokens.append(_Token("end", "", None, len(text)))
+    return tokens
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.index = 0
+
+    @property
+    def token(self) -> _Token:
+        return self.tokens[self.index]
+
+    def fail(self, expected: str) -> FilterError:
+        token = self.token
+        got = "the end of the filter" if token.kind == "end" else repr(token.text)
+        return FilterError(f"expected {expected}, got {got}", self.text, token.position)
+
+    def keyword(self, *words: str) -> bool:
+        token = self.token
+        if token.kind == "keyword" and token.value in words:
+            self.index += 1
+            return True
+        return False
+
+    def punct(self, char: str) -> bool:
+        if self.token.kind == "punct" and self.token.value == char:
+            self.index += 1
+            return True
+        return False
+
+    def parse(self) -> Expr:
+        expr = self.parse_or()
+        if self.token.kind != "end":
+            raise self.fail("AND, OR or the end of the filter")
+        return expr
+
+    def parse_or(self) -> Expr:
+        items = [self.parse_and()]
+        while self.keyword("OR"):
+            items.append(self.parse_and())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def parse_and(self) -> Expr:
+        items = [self.parse_unary()]
+        while self.keyword("AND"):
+            items.append(self.parse_unary())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def parse_unary(self) -> Expr:
+        if self.keyword("NOT"):
+            return Not(self.parse_unary())
+        if self.punct("("):
+            expr = self.parse_or()
+            if not self.punct(")"):
+                raise self.fail("')'")
+            return expr
+        return self.parse_comparison()
+
+    def literal(self, field: Field) -> Value:
+        token = self.token
+        if token.kind not in ("string", "number"):
+            raise self.fail("a quoted string or a number")
+        if field.kind == "num" and token.kind != "number":
+            raise FilterError(
+                f"{field.name} takes a number, got the string {token.text}",
+                self.text,
+                token.position,
+            )
+        if field.kind == "str" and token.kind != "string":
+            raise FilterError(
+                f"{field.name} takes a quoted string, got {token.text} (quote it: '{token.text}')",
+                self.text,
+                token.position,
+            )
+        self.index += 1
+        value = token.value
+        if field.name in _STATUS_FIELDS and isinstance(value, str):
+            value = value.upper()
+        assert isinstance(value, (str, int, float))
+        return value
+
+    def parse_comparison(self) -> Comparison:
+        token = self.token
+        if token.kind != "field":
+            raise self.fail("a field name, NOT or '('")
+        field = field_named(str(token.value), self.text, token.position)
+        self.index += 1
+        if self.keyword("IS"):
+            negated = self.keyword("NOT")
+            if not self.keyword("NULL"):
+                raise self.fail("NULL")
+            return Comparison(field, "IS NOT NULL" if negated else "IS NULL", None)
+        negated = self.keyword("NOT")
+        if self.keyword("IN"):
+            if not self.punct("("):
+                raise self.fail("'(' after IN")
+            values = [self.literal(field)]
+            while self.punct(","):
+                values.append(self.literal(field))
+            if not self.punct(")"):
+                raise self.fail("',' or ')'")
+            return Comparison(field, "NOT IN" if negated else "IN", tuple(values))
+        if self.keyword("LIKE", "ILIKE"):
+            op = str(self.tokens[self.index - 1].value)
+            if field.kind != "str":
+                raise FilterError(
+                    f"{op} needs a text field, not {field.name}",
+                    self.text,
+                    self.tokens[self.index - 1].position,
+                )
+            value = self.literal(field)
+            return Comparison(field, f"NOT {op}" if negated else op, value)
+        if negated:
+            raise self.fail("IN, LIKE or ILIKE after NOT")
+        if self.token.kind != "op":
+            raise self.fail("an operator (= != < <= > >= LIKE ILIKE IN IS)")
+        op = str(self.token.value)
+        self.index += 1
+        return Comparison(field, op, self.literal(field))
+
+
+def parse_filter(text: str | None) -> Expr | None:
+    """The AST of a filter string (None or blank: no filter)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise FilterError(f"filter must be a str, got {type(text).__name__}")
+    if not text.strip():
+        return None
+    return _Parser(text).parse()

@@ -1,0 +1,107 @@
+"""Result order (``order_by``) and opaque keyset page tokens shared by every store.
+
+A page token holds the sort key of the last trace returned plus a fingerprint of the query,
+so the next page starts strictly after that trace: pages neither repeat nor skip traces
+that existed when the first page was read, even while new traces keep arriving. Missing
+values (an absent tag, no token usage) sort last in both directions; ``trace_id`` breaks ties.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+import orjson
+
+from lowtrace._query.filter import Field, field_named
+from lowtrace.errors import FilterError, InvalidArgumentError
+
+__all__ = [
+    "DEFAULT_ORDER",
+    "OrderKey",
+    "check_max_results",
+    "decode_token",
+    "encode_token",
+    "parse_order_by",
+]
+
+
+@attrs.frozen
+class OrderKey:
+    field: Field
+    descending: bool
+
+
+DEFAULT_ORDER: Final = (OrderKey(field_named("start_time_ms"), True),)
+_TIE_BREAK: Final = OrderKey(field_named("trace_id"), False)
+_ITEM: Final = re.compile(r"^\s*(\S+)(?:\s+(ASC|DESC))?\s*$", re.IGNORECASE)
+
+
+def parse_order_by(order_by: str | Sequence[str] | None) -> tuple[OrderKey, ...]:
+    """Sort keys from ``"duration_ms DESC"`` items (a str or a list), tie-broken by trace_id."""
+    if order_by is None or order_by == [] or order_by == ():
+        keys = list(DEFAULT_ORDER)
+    else:
+        items = [order_by] if isinstance(order_by, str) else list(order_by)
+        keys = []
+        for item in items:
+            if not isinstance(item, str):
+                raise FilterError(f"order_by items must be str, got {item!r}")
+            for part in item.split(","):
+                match = _ITEM.match(part)
+                if match is None:
+                    raise FilterError(
+                        f"order_by item {part!r} must be 'FIELD' or 'FIELD ASC|DESC'", part, 0
+                    )
+                field = field_named(match.group(1), part, 0)
+                if not field.sortable:
+                    raise FilterError(f"cannot order by {field.name} (a trace has many spans)")
+                keys.append(OrderKey(field, (match.group(2) or "ASC").upper() == "DESC"))
+    if not any(k.field.name == "trace_id" for k in keys):
+        keys.append(_TIE_BREAK)
+    return tuple(keys)
+
+
+def _fingerprint(filter: str | None, keys: tuple[OrderKey, ...]) -> str:
+    text = (
+        repr((filter or "").strip())
+        + "|"
+        + ",".join(f"{k.field.name}:{k.descending}" for k in keys)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_token(filter: str | None, keys: tuple[OrderKey, ...], last: Sequence[Any]) -> str:
+    """An opaque token for the page after the trace whose sort key is ``last``."""
+    data = orjson.dumps({"v": 1, "q": _fingerprint(filter, keys), "k": list(last)})
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def decode_token(token: str, filter: str | None, keys: tuple[OrderKey, ...]) -> list[Any]:
+    """The sort key a token continues after; rejects tokens of another query."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        values = data["k"]
+        ok = data["v"] == 1 and isinstance(values, list) and len(values) == len(keys)
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        ok = False
+    if not ok:
+        raise InvalidArgumentError(f"not a valid page token: {token[:40]!r}")
+    if data["q"] != _fingerprint(filter, keys):
+        raise InvalidArgumentError(
+            "this page token belongs to a different filter or order_by; "
+            "pass the same query that produced it"
+        )
+    return values  # type: ignore[no-any-return]
+
+
+def check_max_results(max_results: object) -> int:
+    """``max_results`` must be a positive int."""
+    if type(max_results) is not int or max_results < 1:
+        raise InvalidArgumentError(f"max_results must be a positive int, got {max_results!r}")
+    return max_results

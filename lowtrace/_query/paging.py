@@ -43,7 +43,7 @@ _ITEM: Final = re.compile(r"^\s*(\S+)(?:\s+(ASC|DESC))?\s*$", re.IGNORECASE)
 
 def parse_order_by(order_by: str | Sequence[str] | None) -> tuple[OrderKey, ...]:
     """Sort keys from ``"duration_ms DESC"`` items (a str or a list), tie-broken by trace_id."""
-    if order_by is None or order_by == [] or order_by == ():
+    if order_by is None or (not isinstance(order_by, str) and len(order_by) == 0):
         keys = list(DEFAULT_ORDER)
     else:
         items = [order_by] if isinstance(order_by, str) else list(order_by)

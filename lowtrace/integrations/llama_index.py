@@ -30,6 +30,7 @@ try:
     from llama_index.core.instrumentation.events import BaseEvent
     from llama_index.core.instrumentation.span import BaseSpan
     from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+    from pydantic import Field
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
     raise MissingExtraError(
         "lowtrace.integrations.llama_index needs llama-index-core: "
@@ -144,7 +145,7 @@ class LowtraceSpanHandler(BaseSpanHandler[_Run]):
     client: Any = None
     enabled: bool = True
     # LLM calls that returned a stream: their span ends with the stream's end event.
-    streaming: dict[str, Any] = {}
+    streaming: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def class_name(cls) -> str:

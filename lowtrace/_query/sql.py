@@ -1,0 +1,190 @@
+"""Compiling the filter AST, order and page tokens to parameterised SQL.
+
+Field names map to a fixed table of column expressions and every user value becomes a bound
+parameter, so user text never becomes SQL text. The semantics match ``evaluate.py``: a
+comparison on a missing value (no such tag, no token usage) is false for every operator
+(so ``NOT`` of it is true), ``span.*`` comparisons hold when any span matches, missing values
+sort last. Shared by the SQLite and PostgreSQL stores through a small ``Dialect``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+
+from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or
+from lowtrace._query.paging import OrderKey
+
+__all__ = ["POSTGRES", "SQLITE", "Dialect", "Query", "compile_query"]
+
+
+@attrs.frozen
+class Dialect:
+    """What differs between SQL engines: the parameter marker and LIKE."""
+
+    placeholder: str
+    #: SQLite uses ``lt_like(value, pattern, case_insensitive, negate)``, a registered Python
+    #: function sharing ``evaluate.like_match``; PostgreSQL its native LIKE/ILIKE.
+    native_like: bool
+
+
+SQLITE: Final = Dialect("?", native_like=False)
+POSTGRES: Final = Dialect("%s", native_like=True)
+
+_COLUMNS: Final = {
+    "trace_id": "t.trace_id",
+    "name": "t.name",
+    "status": "t.status",
+    "status_message": "t.status_message",
+    "start_time_ms": "t.start_time_ms",
+    "end_time_ms": "t.end_time_ms",
+    "duration_ms": "t.duration_ms",
+    "span_count": "t.span_count",
+    "input_tokens": "t.input_tokens",
+    "output_tokens": "t.output_tokens",
+    "total_tokens": "t.total_tokens",
+}
+_NULLABLE: Final = frozenset({"status_message", "input_tokens", "output_tokens", "total_tokens"})
+_SPAN_COLUMNS: Final = {"span.name": "s.name", "span.type": "s.type", "span.status": "s.status"}
+
+
+@attrs.define
+class Query:
+    """SQL fragments under construction, with their parameters in order."""
+
+    dialect: Dialect
+    params: list[Any] = attrs.field(factory=list)
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return self.dialect.placeholder
+
+    # -- values of fields -------------------------------------------------------------------
+
+    def scalar(self, field: Field) -> str:
+        """A trace-level field (or a tag) as one SQL value, NULL when missing."""
+        if field.scope == "tag":
+            key = self.bind(field.tag)
+            return (
+                "(SELECT g.value FROM trace_tags g WHERE g.trace_id = t.trace_id "
+                f"AND g.key = {key})"
+            )
+        return _COLUMNS[field.name]
+
+    def test(self, column: str, op: str, value: Any) -> str:
+        """``column op value`` for a non-NULL column."""
+        if op in ("IN", "NOT IN"):
+            marks = ", ".join(self.bind(v) for v in value)
+            return f"{column} {op} ({marks})"
+        if op.endswith("LIKE"):
+            negate = op.startswith("NOT ")
+            insensitive = op.endswith("ILIKE")
+            if self.dialect.native_like:
+                word = "ILIKE" if insensitive else "LIKE"
+                mark = self.bind(value)
+                return f"{column} {'NOT ' if negate else ''}{word} {mark} ESCAPE '\\'"
+            mark = self.bind(value)
+            return f"lt_like({column}, {mark}, {int(insensitive)}, {int(negate)})"
+        return f"{column} {op} {self.bind(value)}"
+
+    # -- the filter -------------------------------------------------------------------------
+
+    def where(self, expr: Expr | None) -> str:
+        if expr is None:
+            return "1 = 1"
+        if isinstance(expr, And):
+            return "(" + " AND ".join(self.where(e) for e in expr.items) + ")"
+        if isinstance(expr, Or):
+            return "(" + " OR ".join(self.where(e) for e in expr.items) + ")"
+        if isinstance(expr, Not):
+            return f"(NOT {self.where(expr.item)})"
+        assert isinstance(expr, Comparison)
+        return self.comparison(expr)
+
+    def comparison(self, cmp: Comparison) -> str:
+        field, op, value = cmp.field, cmp.op, cmp.value
+        if field.scope == "span":
+            column = _SPAN_COLUMNS[field.name]
+            if op in ("IS NULL", "IS NOT NULL"):
+                inner = f"{column} {op}"
+            else:
+                inner = self.test(column, op, value)
+            return f"EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {inner})"
+        if field.scope == "tag":
+            key = self.bind(field.tag)
+            exists = (
+                "EXISTS (SELECT 1 FROM trace_tags g WHERE g.trace_id = t.trace_id "
+                f"AND g.key = {key}"
+            )
+            if op == "IS NULL":
+                return f"NOT {exists})"
+            if op == "IS NOT NULL":
+                return f"{exists})"
+            return f"{exists} AND {self.test('g.value', op, value)})"
+        column = _COLUMNS[field.name]
+        if op in ("IS NULL", "IS NOT NULL"):
+            return f"{column} {op}"
+        if field.name in _NULLABLE:
+            return f"({column} IS NOT NULL AND {self.test(column, op, value)})"
+        return self.test(column, op, value)
+
+    # -- order and pages --------------------------------------------------------------------
+
+    def order_by(self, keys: Sequence[OrderKey]) -> str:
+        """Missing values last in both directions; the last key is trace_id."""
+        parts = []
+        for key in keys:
+            value = self.scalar(key.field)
+            direction = "DESC" if key.descending else "ASC"
+            if key.field.name in _NULLABLE or key.field.scope == "tag":
+                parts.append(f"({value} IS NULL) ASC")
+                value = self.scalar(key.field)
+            parts.append(f"{value} {direction}")
+        return ", ".join(parts)
+
+    def after(self, keys: Sequence[OrderKey], values: Sequence[Any], index: int = 0) -> str:
+        """Rows strictly after the row whose sort key is ``values`` (keyset pagination).
+
+        Built strictly left to right: each placeholder is bound in the order it appears.
+        """
+        key, value = keys[index], values[index]
+        last = index == len(keys) - 1
+        nullable = key.field.name in _NULLABLE or key.field.scope == "tag"
+        if value is None:  # in the NULL group, which sorts last: only ties on later keys
+            if last:
+                return "0 = 1"
+            column = self.scalar(key.field)
+            return f"({column} IS NULL AND {self.after(keys, values, index + 1)})"
+        beyond = "<" if key.descending else ">"
+        first = self.scalar(key.field)
+        second = self.scalar(key.field)
+        text = f"({first} IS NOT NULL AND {second} {beyond} {self.bind(value)})"
+        if nullable:
+            text += f" OR {self.scalar(key.field)} IS NULL"
+        if last:
+            return f"({text})"
+        tied = self.scalar(key.field)
+        mark = self.bind(value)
+        return f"({text} OR ({tied} = {mark} AND {self.after(keys, values, index + 1)}))"
+
+
+def compile_query(
+    dialect: Dialect,
+    expr: Expr | None,
+    keys: Sequence[OrderKey],
+    after: Sequence[Any] | None,
+    limit: int | None,
+    columns: str = "t.trace_id",
+) -> tuple[str, list[Any]]:
+    """``SELECT columns FROM traces t WHERE filter [AND after-token] ORDER BY ... LIMIT``."""
+    query = Query(dialect)
+    where = query.where(expr)
+    if after is not None:
+        where = f"{where} AND {query.after(keys, after)}"
+    order = query.order_by(keys)
+    sql = f"SELECT {columns} FROM traces t WHERE {where} ORDER BY {order}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, query.params

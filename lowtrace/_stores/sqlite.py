@@ -1,0 +1,296 @@
+"""``sqlite:///path.db``: the embedded default store, searchable, safe for many writers.
+
+One row per trace (summary columns that filters and sorting use, plus the whole trace as
+zstd-compressed JSON), a row per tag and per span for ``tags.*`` and ``span.*`` filters,
+all indexed. WAL mode; one ``BEGIN IMMEDIATE`` transaction per exported batch, retried when
+another process holds the write lock; each thread uses its own connection (a forked child
+opens new ones). A trace continued in another process (W3C ``traceparent``) arrives as a
+second fragment with the same id and is merged into the stored tree in the same
+transaction. ``PRAGMA user_version`` records the schema version; ``_MIGRATIONS`` upgrades
+older files step by step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from lowtrace._model import Trace, merge_traces
+from lowtrace._query.evaluate import like_match, sort_value
+from lowtrace._query.filter import parse_filter
+from lowtrace._query.paging import check_max_results, decode_token, encode_token, parse_order_by
+from lowtrace._query.sql import SQLITE, Query, compile_query
+from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace.errors import StoreError, StoreNotFoundError
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+
+def _migrate_to_1(conn: sqlite3.Connection) -> None:
+    for statement in (
+        """CREATE TABLE traces (
+            trace_id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL,
+            status_message TEXT,
+            start_time_ms INTEGER NOT NULL,
+            end_time_ms INTEGER NOT NULL,
+            duration_ms REAL NOT NULL,
+            span_count INTEGER NOT NULL,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            total_tokens INTEGER,
+            data BLOB NOT NULL
+        )""",
+        "CREATE INDEX traces_start ON traces (start_time_ms, trace_id)",
+        "CREATE INDEX traces_status ON traces (status, start_time_ms)",
+        "CREATE INDEX traces_duration ON traces (duration_ms)",
+        "CREATE INDEX traces_name ON traces (name)",
+        "CREATE INDEX traces_tokens ON traces (total_tokens)",
+        """CREATE TABLE trace_tags (
+            trace_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+            PRIMARY KEY (trace_id, key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX trace_tags_kv ON trace_tags (key, value)",
+        """CREATE TABLE spans (
+            trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+            name TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
+            PRIMARY KEY (trace_id, span_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX spans_name ON spans (name)",
+        "CREATE INDEX spans_type ON spans (type)",
+        "CREATE INDEX spans_status ON spans (status)",
+    ):
+        conn.execute(statement)
+
+
+#: ``_MIGRATIONS[i]`` upgrades a file from schema version i to i + 1.
+_MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [_migrate_to_1]
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+_LOCK_RETRIES: Final = 20
+
+
+def _lt_like(value: str | None, pattern: str | None, insensitive: int, negate: int) -> int:
+    if value is None:
+        return 0  # a missing value matches nothing, also under NOT LIKE
+    matched = like_match(value, pattern, insensitive)
+    return int(not matched if negate else matched)
+
+
+def _summary(trace: Trace) -> tuple[Any, ...]:
+    info = trace.info
+    usage = info.token_usage
+    return (
+        info.trace_id,
+        info.name,
+        str(info.status),
+        info.status_message,
+        info.start_time_ns // 1_000_000,
+        info.end_time_ns // 1_000_000,
+        info.duration_ms,
+        info.span_count,
+        usage.input_tokens if usage else None,
+        usage.output_tokens if usage else None,
+        usage.total_tokens if usage else None,
+        trace.to_bytes(),
+    )
+
+
+class SQLiteStore(TraceStore):
+    """Traces in one SQLite file; every method may be called from any thread or process."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.uri = f"sqlite:///{self.path}"
+        if not self.path.exists():
+            if not create:
+                raise StoreNotFoundError(f"no lowtrace store at {self.path}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all_lock = threading.Lock()  # guards _all
+        self._all: list[sqlite3.Connection] = []
+        self._generation = 0  # bumped by shutdown(): later use reconnects
+        self._ensure_schema(create)
+
+    @classmethod
+    def from_uri(cls, uri: str, *, create: bool = True) -> SQLiteStore:
+        """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``."""
+        rest = uri.split("://", 1)[1]
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path:
+            raise StoreError(f"sqlite URI needs a file path: {uri!r} (e.g. sqlite:///traces.db)")
+        return cls(path, create=create)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.create_function("lt_like", 4, _lt_like, deterministic=True)
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        key = (os.getpid(), self._generation)  # a forked child needs its own connections
+        if conn is None or local.key != key:
+            conn = local.conn = self._connect()
+            local.key = key
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, retried while another writer holds the lock."""
+        conn = self._conn
+        for attempt in range(_LOCK_RETRIES):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(min(0.01 * 2**attempt, 0.5))
+        else:
+            raise StoreError(f"{self.uri} stayed locked by another writer")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _ensure_schema(self, create: bool) -> None:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}; this lowtrace reads up to "
+                f"{SCHEMA_VERSION}: upgrade lowtrace"
+            )
+        if version == 0 and not create:
+            raise StoreNotFoundError(f"{self.path} is not a lowtrace store")
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process?
+            for migrate in _MIGRATIONS[version:]:
+                migrate(conn)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def export(self, traces: Sequence[Trace]) -> None:
+        groups: dict[str, list[Trace]] = {}
+        for trace in traces:
+            groups.setdefault(trace.info.trace_id, []).append(trace)
+        fresh = {tid: merge_traces(group) for tid, group in groups.items()}
+        with self._write() as conn:
+            ids = list(fresh)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for tid, data in conn.execute(
+                    f"SELECT trace_id, data FROM traces WHERE trace_id IN ({marks})", chunk
+                ):
+                    # Another fragment of this trace is stored: merge them into one tree.
+                    fresh[tid] = merge_traces([Trace.from_bytes(data), fresh[tid]])
+            conn.executemany(
+                "INSERT OR REPLACE INTO traces (trace_id, name, status, status_message, "
+                "start_time_ms, end_time_ms, duration_ms, span_count, input_tokens, "
+                "output_tokens, total_tokens, data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [_summary(t) for t in fresh.values()],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO trace_tags (trace_id, key, value) VALUES (?, ?, ?)",
+                [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO spans (trace_id, span_id, name, type, status) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (tid, s.span_id, s.name, str(s.span_type), str(s.status))
+                    for tid, t in fresh.items()
+                    for s in t.spans
+                ],
+            )
+
+    def delete_traces(
+        self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
+    ) -> int:
+        if trace_ids is None and older_than_ms is None:
+            raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
+        conditions, params = [], []
+        if trace_ids is not None:
+            ids = list(trace_ids)
+            if not ids:
+                return 0
+            conditions.append(f"trace_id IN ({','.join('?' * len(ids))})")
+            params.extend(ids)
+        if older_than_ms is not None:
+            conditions.append("start_time_ms < ?")
+            params.append(int(older_than_ms))
+        where = " AND ".join(conditions)
+        with self._write() as conn:
+            doomed = f"SELECT trace_id FROM traces WHERE {where}"
+            conn.execute(f"DELETE FROM trace_tags WHERE trace_id IN ({doomed})", params)
+            conn.execute(f"DELETE FROM spans WHERE trace_id IN ({doomed})", params)
+            return conn.execute(f"DELETE FROM traces WHERE {where}", params).rowcount
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get_trace(self, trace_id: str) -> Trace | None:
+        row = self._conn.execute(
+            "SELECT data FROM traces WHERE trace_id = ?", (trace_id,)
+        ).fetchone()
+        return Trace.from_bytes(row[0]) if row else None
+
+    def search_traces(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+    ) -> TraceList:
+        check_max_results(max_results)
+        expr = parse_filter(filter)
+        keys = parse_order_by(order_by)
+        after = decode_token(page_token, filter, keys) if page_token is not None else None
+        sql, params = compile_query(SQLITE, expr, keys, after, max_results + 1, "t.data")
+        rows = self._conn.execute(sql, params).fetchall()
+        traces = [Trace.from_bytes(row[0]) for row in rows[:max_results]]
+        token = None
+        if len(rows) > max_results:
+            last = traces[-1]
+            token = encode_token(filter, keys, [sort_value(last, k.field) for k in keys])
+        return TraceList(traces, token)
+
+    def count(self, filter: str | None = None) -> int:
+        query = Query(SQLITE)
+        where = query.where(parse_filter(filter))
+        row = self._conn.execute(
+            f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params
+        ).fetchone()
+        return int(row[0])
+
+    def shutdown(self) -> None:
+        """Close every connection; the store reconnects if it is used again."""
+        with self._all_lock:
+            connections, self._all = self._all, []
+            self._generation += 1
+        for conn in connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()

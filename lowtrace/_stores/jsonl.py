@@ -72,33 +72,44 @@ def inference_row(trace: Trace) -> dict[str, Any]:
     }
 
 
+def _zstd_payloads(raw: io.BufferedReader) -> Iterator[bytes]:
+    """The decompressed content of each complete zstd frame; stops at a torn last frame."""
+    dctx = zstandard.ZstdDecompressor()
+    pending = b""
+    while True:
+        obj = dctx.decompressobj()
+        out: list[bytes] = []
+        data = pending or raw.read(1 << 20)
+        pending = b""
+        while data:
+            try:
+                out.append(obj.decompress(data))
+            except zstandard.ZstdError:
+                return  # garbage: the frame being written when a process died
+            if obj.eof:
+                pending = obj.unused_data
+                break
+            data = raw.read(1 << 20)
+        if not obj.eof:
+            return  # end of file (or an incomplete frame): nothing more to read
+        yield b"".join(out)
+
+
 def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
     """Every complete row of an inference table (a torn last frame after a crash is skipped)."""
     with path.open("rb") as raw:
         if path.suffix == ".zst":
-            reader: io.BufferedIOBase = zstandard.ZstdDecompressor().stream_reader(
-                raw, read_across_frames=True
-            )  # type: ignore[assignment]
-        else:
-            reader = raw
-        buffer = b""
-        while True:
-            try:
-                chunk = reader.read(1 << 20)
-            except zstandard.ZstdError:
-                return  # the frame being written when a process died: not a complete row
-            if not chunk:
-                break
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                if line.strip():
+            for payload in _zstd_payloads(raw):
+                for line in payload.splitlines():
+                    if line.strip():
+                        yield orjson.loads(line)
+            return
+        for line in raw:
+            if line.strip():
+                try:
                     yield orjson.loads(line)
-        if buffer.strip():
-            try:
-                yield orjson.loads(buffer)
-            except orjson.JSONDecodeError:
-                return
+                except orjson.JSONDecodeError:
+                    return  # a torn last line
 
 
 class JsonlStore(TraceStore):

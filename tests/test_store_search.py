@@ -1,0 +1,407 @@
+"""Every store answers get_trace / search_traces / count / delete the same way."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lowtrace import (
+    FilterError,
+    InvalidArgumentError,
+    SpanRecord,
+    SpanStatus,
+    SpanType,
+    StoreError,
+    StoreNotFoundError,
+    TokenUsage,
+    Trace,
+    TraceInfo,
+    TracingClient,
+)
+from lowtrace._query.evaluate import search_in_memory
+from lowtrace._stores.base import TraceStore
+from lowtrace._stores.jsonl import JsonlStore
+from lowtrace._stores.uri import open_store
+from tests.strategies import filters, orders, traces
+
+T0 = 1_700_000_000_000_000_000  # ns
+
+
+def make_trace(
+    n: int,
+    *,
+    name: str = "agent",
+    status: SpanStatus = SpanStatus.OK,
+    duration_ms: int = 100,
+    tags: dict[str, str] | None = None,
+    tokens: int | None = None,
+    child: tuple[str, SpanType] = ("search", SpanType.RETRIEVER),
+) -> Trace:
+    trace_id = f"{n + 1:032x}"
+    start = T0 + n * 1_000_000_000
+    end = start + duration_ms * 1_000_000
+    usage = TokenUsage(tokens, 0, tokens) if tokens is not None else None
+    root = SpanRecord(
+        trace_id,
+        f"{2 * n + 1:016x}",
+        None,
+        name,
+        SpanType.AGENT,
+        start,
+        end,
+        status,
+        "boom" if status is SpanStatus.ERROR else None,
+        inputs={"q": n},
+        outputs={"a": n},
+    )
+    kid = SpanRecord(
+        trace_id,
+        f"{2 * n + 2:016x}",
+        root.span_id,
+        child[0],
+        child[1],
+        start + 1,
+        end - 1,
+        SpanStatus.OK,
+        token_usage=usage,
+    )
+    info = TraceInfo(trace_id, name, status, root.status_message, start, end, tags or {}, usage, 2)
+    return Trace(info, (root, kid))
+
+
+STORES = ["memory", "sqlite", "jsonl"]
+
+
+def open_kind(kind: str, tmp_path: Path) -> TraceStore:
+    uri = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path}/t.db",
+        "jsonl": f"jsonl://{tmp_path}/t.jsonl.zst",
+    }[kind]
+    return open_store(uri)
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    store = open_kind(request.param, tmp_path)
+    yield store
+    store.shutdown()
+
+
+@pytest.fixture
+def sample(store: TraceStore) -> list[Trace]:
+    data = [
+        make_trace(0, name="agent", duration_ms=50, tags={"env": "prod"}, tokens=10),
+        make_trace(
+            1,
+            name="agent",
+            status=SpanStatus.ERROR,
+            duration_ms=900,
+            tags={"env": "staging", "user": "it's me"},
+        ),
+        make_trace(
+            2,
+            name="Agent-v2",
+            duration_ms=600,
+            tags={"env": "prod"},
+            tokens=300,
+            child=("calculator", SpanType.TOOL),
+        ),
+        make_trace(3, name="rag_100%", status=SpanStatus.ERROR, duration_ms=20),
+        make_trace(4, name="rag_x", duration_ms=1200, child=("calculator", SpanType.TOOL)),
+    ]
+    store.export(data)
+    return data
+
+
+def ids(traces: list[Trace]) -> list[int]:
+    return [int(t.info.trace_id, 16) - 1 for t in traces]
+
+
+def test_round_trip_and_get(store: TraceStore, sample: list[Trace]) -> None:
+    for trace in sample:
+        assert store.get_trace(trace.info.trace_id) == trace
+    assert store.get_trace("f" * 32) is None
+    assert store.count() == 5
+
+
+def test_default_order_is_newest_first(store: TraceStore, sample: list[Trace]) -> None:
+    assert ids(store.search_traces()) == [4, 3, 2, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("filter", "expected"),
+    [
+        ("status = 'ERROR'", [3, 1]),
+        ("status = 'error'", [3, 1]),
+        ("status != 'ERROR'", [4, 2, 0]),
+        ("duration_ms > 500", [4, 2, 1]),
+        ("duration_ms >= 600 AND duration_ms <= 900", [2, 1]),
+        ("duration_ms < 50", [3]),
+        ("status = 'ERROR' AND duration_ms > 500", [1]),
+        ("status = 'ERROR' OR duration_ms > 1000", [4, 3, 1]),
+        ("(status = 'ERROR' OR duration_ms > 1000) AND name LIKE 'rag%'", [4, 3]),
+        ("name = 'agent'", [1, 0]),
+        ("name LIKE 'agent%'", [1, 0]),
+        ("name ILIKE 'agent%'", [2, 1, 0]),
+        ("name LIKE 'rag\\_%'", [4, 3]),
+        ("name LIKE '%\\%'", [3]),
+        ("name LIKE 'rag_x'", [4]),
+        ("name NOT LIKE 'rag%'", [2, 1, 0]),
+        ("name IN ('agent', 'rag_x')", [4, 1, 0]),
+        ("name NOT IN ('agent', 'rag_x')", [3, 2]),
+        ("tags.env = 'prod'", [2, 0]),
+        ("tags.env != 'prod'", [1]),
+        ("tags.user = 'it''s me'", [1]),
+        ("tags.env IS NULL", [4, 3]),
+        ("tags.env IS NOT NULL", [2, 1, 0]),
+        ("NOT tags.env = 'prod'", [4, 3, 1]),
+        ("span.name = 'calculator'", [4, 2]),
+        ("span.type = 'TOOL'", [4, 2]),
+        ("span.type = 'AGENT' AND span.type = 'RETRIEVER'", [3, 1, 0]),
+        ("total_tokens > 100", [2]),
+        ("total_tokens IS NULL", [4, 3, 1]),
+        ("total_tokens != 10", [2]),
+        ("NOT total_tokens = 10", [4, 3, 2, 1]),
+        ("span_count = 2", [4, 3, 2, 1, 0]),
+        (f"start_time_ms >= {T0 // 1_000_000 + 3000}", [4, 3]),
+        (f"trace_id = '{1:032x}'", [0]),
+        ("name = 'x'' OR ''1''=''1'", []),
+        ("name = 'agent; DROP TABLE traces; --'", []),
+        ("name = '/* comment */'", []),
+    ],
+)
+def test_filters(store: TraceStore, sample: list[Trace], filter: str, expected: list[int]) -> None:
+    assert ids(store.search_traces(filter)) == expected
+    assert store.count(filter) == len(expected)
+
+
+def test_hostile_filters_leave_the_store_intact(store: TraceStore, sample: list[Trace]) -> None:
+    for hostile in [
+        "name = 'a'; DROP TABLE traces",
+        "name = 'a' -- comment",
+        "1 = 1",
+        "name = 'a' UNION SELECT * FROM traces",
+        "tags.`x; DROP` = 'y'",
+    ]:
+        try:
+            store.search_traces(hostile)
+        except FilterError:
+            pass
+    assert store.count() == 5
+
+
+@pytest.mark.parametrize(
+    ("order_by", "expected"),
+    [
+        ("duration_ms DESC", [4, 1, 2, 0, 3]),
+        ("duration_ms", [3, 0, 2, 1, 4]),
+        (["status DESC", "duration_ms ASC"], [0, 2, 4, 3, 1]),
+        ("total_tokens DESC", [2, 0, 1, 3, 4]),
+        ("total_tokens ASC", [0, 2, 1, 3, 4]),
+        ("tags.env", [0, 2, 1, 3, 4]),
+        ("name", [2, 0, 1, 3, 4]),
+    ],
+)
+def test_order_by(
+    store: TraceStore, sample: list[Trace], order_by: object, expected: list[int]
+) -> None:
+    assert ids(store.search_traces(order_by=order_by)) == expected  # type: ignore[arg-type]
+
+
+def test_pages_cover_everything_once_while_traces_arrive(store: TraceStore) -> None:
+    store.export([make_trace(n, duration_ms=n % 7) for n in range(40)])
+    seen: list[int] = []
+    token = None
+    extra = 100
+    while True:
+        page = store.search_traces(
+            "duration_ms < 6", order_by="duration_ms DESC", max_results=7, page_token=token
+        )
+        seen += ids(page)
+        store.export([make_trace(extra, duration_ms=extra % 7)])  # arrives between pages
+        extra += 1
+        token = page.next_page_token
+        if token is None:
+            break
+    original = [n for n in range(40) if n % 7 < 6]
+    assert sorted(n for n in seen if n < 40) == original
+    assert len(seen) == len(set(seen))
+
+
+def test_bad_queries_say_where(store: TraceStore, sample: list[Trace]) -> None:
+    with pytest.raises(FilterError, match="position 20"):
+        store.search_traces("status = 'ERROR' AND")
+    with pytest.raises(FilterError, match="unknown field"):
+        store.search_traces("colour = 'red'")
+    with pytest.raises(FilterError, match="takes a number"):
+        store.search_traces("duration_ms > 'slow'")
+    with pytest.raises(FilterError):
+        store.search_traces(order_by="span.name")
+    with pytest.raises(InvalidArgumentError):
+        store.search_traces(max_results=0)
+    page = store.search_traces(max_results=2)
+    with pytest.raises(InvalidArgumentError, match="different filter"):
+        store.search_traces("status = 'OK'", max_results=2, page_token=page.next_page_token)
+
+
+def test_delete(store: TraceStore, sample: list[Trace]) -> None:
+    if isinstance(store, JsonlStore):
+        with pytest.raises(StoreError, match="append-only"):
+            store.delete_traces(older_than_ms=0)
+        return
+    assert store.delete_traces([sample[0].info.trace_id, "f" * 32]) == 1
+    assert store.delete_traces(older_than_ms=T0 // 1_000_000 + 2500) == 2
+    assert ids(store.search_traces()) == [4, 3]
+    assert store.search_traces("span.type = 'RETRIEVER'") == [sample[3]]
+
+
+def test_fragments_of_one_trace_are_merged(store: TraceStore) -> None:
+    local = make_trace(0)
+    root = local.spans[0]
+    remote_span = SpanRecord(
+        local.info.trace_id,
+        "abcdefabcdefabcd",
+        local.spans[1].span_id,
+        "tool-service",
+        SpanType.TOOL,
+        root.start_time_ns + 10,
+        root.start_time_ns + 20,
+        SpanStatus.OK,
+    )
+    remote = Trace(
+        TraceInfo(
+            local.info.trace_id,
+            "tool-service",
+            SpanStatus.OK,
+            None,
+            remote_span.start_time_ns,
+            remote_span.end_time_ns,
+            {"side": "server"},
+            None,
+            1,
+        ),
+        (remote_span,),
+    )
+    store.export([remote])
+    store.export([local])
+    merged = store.get_trace(local.info.trace_id)
+    assert merged is not None
+    assert [s.name for s in merged.spans] == ["agent", "search", "tool-service"]
+    assert merged.info.name == "agent" and merged.info.span_count == 3
+    assert merged.info.tags == {"side": "server"}
+    assert store.search_traces("span.name = 'tool-service'") == [merged]
+    assert store.count() == 1
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.lists(traces(), min_size=1, max_size=8, unique_by=lambda t: t.info.trace_id),
+    filter=filters,
+    order=orders,
+)
+def test_sql_matches_the_reference_semantics(
+    tmp_path_factory: pytest.TempPathFactory, data: list[Trace], filter: str, order: object
+) -> None:
+    expected = [
+        t.info.trace_id
+        for t in search_in_memory(
+            data,
+            filter,
+            order_by=order,  # type: ignore[arg-type]
+            max_results=None,
+        )
+    ]
+    store = open_store(f"sqlite:///{tmp_path_factory.mktemp('prop')}/p.db")
+    try:
+        store.export(data)
+        got = [
+            t.info.trace_id
+            for t in store.search_traces(
+                filter,
+                order_by=order,  # type: ignore[arg-type]
+                max_results=100,
+            )
+        ]
+    finally:
+        store.shutdown()
+    assert got == expected
+
+
+def test_reading_never_creates_a_store(tmp_path: Path) -> None:
+    for uri in (f"sqlite:///{tmp_path}/missing.db", f"jsonl://{tmp_path}/missing.jsonl.zst"):
+        with pytest.raises(StoreNotFoundError):
+            open_store(uri, create=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sqlite_file_survives_a_fresh_store_object(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/t.db"
+    with TracingClient(uri) as client:
+        root = client.start_trace("persisted", tags={"k": "v"})
+        trace = client.end_trace(root.trace_id)
+        assert client.flush(5)
+    reopened = open_store(uri, create=False)
+    assert reopened.get_trace(root.trace_id) == trace
+    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_jsonl_table_is_append_only(tmp_path: Path) -> None:
+    from lowtrace._stores.jsonl import iter_rows
+
+    path = tmp_path / "table.jsonl.zst"
+    with TracingClient(f"jsonl://{path}") as client:
+        for n in range(3):
+            root = client.start_trace("serve", inputs={"question": n})
+            client.end_trace(root.trace_id, outputs={"answer": n * 2})
+            assert client.flush(5)  # each flush appends a frame; rows readable at once
+            assert len(list(iter_rows(path))) == n + 1
+        with pytest.raises(StoreError, match="append-only"):
+            client.delete_traces(older_than_ms=0)
+    rows = list(iter_rows(path))
+    assert [(r["request"], r["response"], r["status"]) for r in rows] == [
+        ({"question": n}, {"answer": n * 2}, "OK") for n in range(3)
+    ]
+    assert all(r["execution_duration_ms"] >= 0 and r["trace"]["spans"] for r in rows)
+    with path.open("ab") as f:  # a torn frame from a crashed writer is skipped, not fatal
+        f.write(b"\x28\xb5\x2f\xfd\x00garbage")
+    assert len(list(iter_rows(path))) == 3
+
+
+def _write_many(uri: str, worker: int, count: int) -> None:
+    with TracingClient(uri) as client:
+        for n in range(count):
+            root = client.start_trace(f"w{worker}", tags={"worker": worker, "n": n})
+            client.end_trace(root.trace_id)
+            if n % 10 == 0:
+                client.flush(10)
+        assert client.flush(30)
+
+
+@pytest.mark.parametrize("suffix", ["db", "jsonl.zst"])
+def test_processes_writing_one_file(tmp_path: Path, suffix: str) -> None:
+    uri = (
+        f"sqlite:///{tmp_path}/shared.db"
+        if suffix == "db"
+        else f"jsonl://{tmp_path}/shared.jsonl.zst"
+    )
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_write_many, args=(uri, w, 60)) for w in range(3)]
+    for p in workers:
+        p.start()
+    for p in workers:
+        p.join(120)
+        assert p.exitcode == 0
+    store = open_store(uri, create=False)
+    assert store.count() == 180
+    assert store.count("tags.worker = '2'") == 60

@@ -145,7 +145,7 @@ class TracingClient:
         if not self.enabled:
             return NOOP_SPAN
         try:
-            if type(name) is not str or not name:
+            if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
                 _check_name(name)
             kind = span_type if type(span_type) is SpanType else normalize_span_type(span_type)
             if start_time_ns is None:
@@ -198,7 +198,7 @@ class TracingClient:
             live = self._registry.traces.get(trace_id)
             if live is None or live.state is not _ACTIVE:
                 live = self._live(trace_id)  # raises the right error
-            if type(name) is not str or not name:
+            if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
                 _check_name(name)
             if type(parent_id) is not str:
                 raise InvalidArgumentError(

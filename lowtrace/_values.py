@@ -101,6 +101,10 @@ def _sanitize(obj: Any, depth: int, active: set[int]) -> Any:
             return [_sanitize(v, depth + 1, active) for v in obj]
         finally:
             active.discard(id(obj))
+    try:  # what orjson encodes natively: datetimes, UUIDs, enums, dataclasses, numpy
+        return orjson.loads(orjson.dumps(obj, option=_OPTIONS))
+    except (TypeError, orjson.JSONEncodeError):
+        pass
     try:
         converted = _default(obj)
     except Exception:  # noqa: BLE001 - any failure falls back to repr

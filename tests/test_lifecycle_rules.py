@@ -27,8 +27,13 @@ UNKNOWN_SPAN = "cd" * 8
 
 def test_a_simple_trace_end_to_end(client: TracingClient) -> None:
     root = client.start_trace("agent", inputs={"q": "hi"}, attributes={"v": 1}, tags={"env": "t"})
-    child = client.start_span("search", trace_id=root.trace_id, parent_id=root.span_id,
-                              span_type=SpanType.RETRIEVER, inputs={"query": "x"})
+    child = client.start_span(
+        "search",
+        trace_id=root.trace_id,
+        parent_id=root.span_id,
+        span_type=SpanType.RETRIEVER,
+        inputs={"query": "x"},
+    )
     client.end_span(child.trace_id, child.span_id, outputs=["doc"])
     trace = client.end_trace(root.trace_id, outputs={"answer": "hello"})
 
@@ -39,16 +44,27 @@ def test_a_simple_trace_end_to_end(client: TracingClient) -> None:
     assert trace.info.tags == {"env": "t"} and trace.info.span_count == 2
     first, second = trace.spans
     assert (first.inputs, first.outputs, first.attributes) == (
-        {"q": "hi"}, {"answer": "hello"}, {"v": 1})
+        {"q": "hi"},
+        {"answer": "hello"},
+        {"v": 1},
+    )
     assert (second.span_type, second.inputs, second.outputs) == (
-        SpanType.RETRIEVER, {"query": "x"}, ["doc"])
+        SpanType.RETRIEVER,
+        {"query": "x"},
+        ["doc"],
+    )
     assert client.flush(5)
     assert client.get_trace(root.trace_id) == trace
 
 
 def test_errors_form_one_tree() -> None:
-    for leaf in (TraceNotFoundError, SpanNotFoundError, TraceEndedError, SpanEndedError,
-                 OpenSpansError):
+    for leaf in (
+        TraceNotFoundError,
+        SpanNotFoundError,
+        TraceEndedError,
+        SpanEndedError,
+        OpenSpansError,
+    ):
         assert issubclass(leaf, LifecycleError) and issubclass(leaf, LowtraceError)
     assert issubclass(InvalidArgumentError, ValueError)
 
@@ -132,7 +148,11 @@ def test_no_change_to_an_ended_span(client: TracingClient, change) -> None:  # t
     assert trace is not None
     record = trace.spans[1]
     assert (record.outputs, record.attributes, record.events, record.status) == (
-        "final", {}, (), SpanStatus.OK)
+        "final",
+        {},
+        (),
+        SpanStatus.OK,
+    )
 
 
 def test_no_change_to_an_ended_trace(client: TracingClient) -> None:
@@ -205,14 +225,15 @@ def test_bad_argument_types(client: TracingClient) -> None:
     with pytest.raises(InvalidArgumentError):
         client.start_span("x", trace_id=root.trace_id, parent_id=root.span_id, span_type=3)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
-        client.start_span("x", trace_id=root.trace_id, parent_id=root.span_id,
-                          attributes=["not", "a", "mapping"])  # type: ignore[arg-type]
+        client.start_span(
+            "x", trace_id=root.trace_id, parent_id=root.span_id, attributes=["not", "a", "mapping"]
+        )  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
-        client.start_span("x", trace_id=root.trace_id, parent_id=root.span_id,
-                          attributes={1: "non-str key"})  # type: ignore[dict-item]
+        client.start_span(
+            "x", trace_id=root.trace_id, parent_id=root.span_id, attributes={1: "non-str key"}
+        )  # type: ignore[dict-item]
     with pytest.raises(InvalidArgumentError):
-        client.start_span("x", trace_id=root.trace_id, parent_id=root.span_id,
-                          start_time_ns=1.5)  # type: ignore[arg-type]
+        client.start_span("x", trace_id=root.trace_id, parent_id=root.span_id, start_time_ns=1.5)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
         client.end_trace(root.trace_id, status="MAYBE")
     with pytest.raises(InvalidArgumentError):
@@ -233,8 +254,9 @@ def test_bad_argument_types(client: TracingClient) -> None:
 
 def test_time_cannot_go_backwards(client: TracingClient) -> None:
     root = client.start_trace("t", start_time_ns=1_000)
-    span = client.start_span("s", trace_id=root.trace_id, parent_id=root.span_id,
-                             start_time_ns=2_000)
+    span = client.start_span(
+        "s", trace_id=root.trace_id, parent_id=root.span_id, start_time_ns=2_000
+    )
     with pytest.raises(InvalidArgumentError, match="before the span's start"):
         client.end_span(root.trace_id, span.span_id, end_time_ns=1_999)
     span.end(end_time_ns=3_000)
@@ -242,29 +264,39 @@ def test_time_cannot_go_backwards(client: TracingClient) -> None:
         client.end_trace(root.trace_id, end_time_ns=999)
     trace = client.end_trace(root.trace_id, end_time_ns=4_000)
     assert trace is not None
-    assert [(s.start_time_ns, s.end_time_ns) for s in trace.spans] == [(1_000, 4_000),
-                                                                      (2_000, 3_000)]
+    assert [(s.start_time_ns, s.end_time_ns) for s in trace.spans] == [
+        (1_000, 4_000),
+        (2_000, 3_000),
+    ]
     assert trace.info.duration_ms == 0.003
 
 
 def test_a_failed_call_leaves_nothing_behind(client: TracingClient) -> None:
     def build(fail: bool) -> object:
         root = client.start_trace("t", start_time_ns=10)
-        span = client.start_span("s", trace_id=root.trace_id, parent_id=root.span_id,
-                                 start_time_ns=20, attributes={"a": 1})
+        span = client.start_span(
+            "s",
+            trace_id=root.trace_id,
+            parent_id=root.span_id,
+            start_time_ns=20,
+            attributes={"a": 1},
+        )
         if fail:
             with pytest.raises(InvalidArgumentError):
                 span.end(outputs="partial", attributes={"b": 2}, end_time_ns=5)
             with pytest.raises(OpenSpansError):
-                client.end_trace(root.trace_id, outputs="partial", attributes={"c": 3},
-                                 end_time_ns=100)
+                client.end_trace(
+                    root.trace_id, outputs="partial", attributes={"c": 3}, end_time_ns=100
+                )
             with pytest.raises(SpanNotFoundError):
                 client.start_span("ghost", trace_id=root.trace_id, parent_id=UNKNOWN_SPAN)
         span.end(end_time_ns=30)
         trace = client.end_trace(root.trace_id, end_time_ns=100)
         assert trace is not None
-        return [(s.name, s.outputs, dict(s.attributes), s.start_time_ns, s.end_time_ns,
-                 s.status) for s in trace.spans]
+        return [
+            (s.name, s.outputs, dict(s.attributes), s.start_time_ns, s.end_time_ns, s.status)
+            for s in trace.spans
+        ]
 
     assert build(fail=True) == build(fail=False)
 
@@ -297,7 +329,9 @@ def test_status_rules(client: TracingClient) -> None:
     assert "raise KeyError" in event.attributes["exception.stacktrace"]
     assert by_name["handled"].status is SpanStatus.OK
     assert (by_name["explicit"].status, by_name["explicit"].status_message) == (
-        SpanStatus.ERROR, "quota exceeded")
+        SpanStatus.ERROR,
+        "quota exceeded",
+    )
 
 
 def test_non_strict_mode_logs_counts_and_returns_inert_values(
@@ -358,12 +392,15 @@ def test_memory_stores_are_private_to_their_client() -> None:
 
 def test_replayed_timestamps_out_of_order(client: TracingClient) -> None:
     root = client.start_trace("callbacks", start_time_ns=100)
-    late = client.start_span("second", trace_id=root.trace_id, parent_id=root.span_id,
-                             start_time_ns=300)
-    early = client.start_span("first", trace_id=root.trace_id, parent_id=root.span_id,
-                              start_time_ns=200)
-    grandchild = client.start_span("inner", trace_id=root.trace_id, parent_id=late.span_id,
-                                   start_time_ns=250)  # skewed clock: before its parent
+    late = client.start_span(
+        "second", trace_id=root.trace_id, parent_id=root.span_id, start_time_ns=300
+    )
+    early = client.start_span(
+        "first", trace_id=root.trace_id, parent_id=root.span_id, start_time_ns=200
+    )
+    grandchild = client.start_span(
+        "inner", trace_id=root.trace_id, parent_id=late.span_id, start_time_ns=250
+    )  # skewed clock: before its parent
     for span, end in ((grandchild, 260), (early, 250), (late, 400)):
         span.end(end_time_ns=end)
     trace = client.end_trace(root.trace_id, end_time_ns=500)
@@ -381,8 +418,7 @@ def test_trace_tags_can_be_added_while_live(client: TracingClient) -> None:
 
 def test_continuing_a_remote_trace(client: TracingClient) -> None:
     remote_trace, remote_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-    root = client.start_trace("tool-service",
-                              traceparent=f"00-{remote_trace}-{remote_span}-01")
+    root = client.start_trace("tool-service", traceparent=f"00-{remote_trace}-{remote_span}-01")
     assert (root.trace_id, root.parent_id) == (remote_trace, remote_span)
     assert root.traceparent == f"00-{remote_trace}-{root.span_id}-01"
     trace = client.end_trace(root.trace_id)

@@ -118,8 +118,9 @@ def test_non_json_values_are_recorded_readably(client: TracingClient) -> None:
 def test_big_values_are_truncated_with_a_marker(client: TracingClient) -> None:
     limits = Limits(max_value_bytes=1000)
     with TracingClient("memory://", limits=limits) as small:
-        root, span = one_span(small, inputs={"text": "x" * 5000},
-                              attributes={"long": "y" * 5000, "short": "ok"})
+        root, span = one_span(
+            small, inputs={"text": "x" * 5000}, attributes={"long": "y" * 5000, "short": "ok"}
+        )
         span.end(outputs=["z" * 3000])
         record = finish(small, root).spans[1]
     assert "truncated by lowtrace" in record.inputs
@@ -141,7 +142,10 @@ def test_attribute_and_event_limits_drop_the_newest_and_count(client: TracingCli
         span.end()
         record = finish(small, root).spans[1]
     assert {k: v for k, v in record.attributes.items() if not k.startswith("lowtrace.")} == {
-        "a": 10, "b": 2, "c": 3}
+        "a": 10,
+        "b": 2,
+        "c": 3,
+    }
     assert record.attributes["lowtrace.dropped_attributes"] == 2
     assert [e.name for e in record.events] == ["chunk0", "chunk1"]
     assert record.attributes["lowtrace.dropped_events"] == 3
@@ -150,8 +154,10 @@ def test_attribute_and_event_limits_drop_the_newest_and_count(client: TracingCli
 def test_span_limit_drops_new_spans_and_their_children(client: TracingClient) -> None:
     with TracingClient("memory://", limits=Limits(max_spans_per_trace=3)) as small:
         root = small.start_trace("t")
-        kept = [small.start_span(f"s{n}", trace_id=root.trace_id, parent_id=root.span_id)
-                for n in range(2)]
+        kept = [
+            small.start_span(f"s{n}", trace_id=root.trace_id, parent_id=root.span_id)
+            for n in range(2)
+        ]
         extra = small.start_span("extra", trace_id=root.trace_id, parent_id=root.span_id)
         assert isinstance(extra, DroppedSpan) and not extra.is_recording
         grandchild = small.start_span("gc", trace_id=root.trace_id, parent_id=extra.span_id)
@@ -170,10 +176,15 @@ def test_span_limit_drops_new_spans_and_their_children(client: TracingClient) ->
 
 def test_token_usage_counts_each_model_call_once(client: TracingClient) -> None:
     root = client.start_trace("agent")
-    chat = client.start_span("framework_chat", trace_id=root.trace_id, parent_id=root.span_id,
-                             span_type=SpanType.CHAT_MODEL)
-    raw = client.start_span("openai_call", trace_id=root.trace_id, parent_id=chat.span_id,
-                            span_type=SpanType.LLM)
+    chat = client.start_span(
+        "framework_chat",
+        trace_id=root.trace_id,
+        parent_id=root.span_id,
+        span_type=SpanType.CHAT_MODEL,
+    )
+    raw = client.start_span(
+        "openai_call", trace_id=root.trace_id, parent_id=chat.span_id, span_type=SpanType.LLM
+    )
     raw.set_token_usage(input_tokens=100, output_tokens=20)
     chat.set_token_usage(input_tokens=100, output_tokens=20)
     other = client.start_span("second_call", trace_id=root.trace_id, parent_id=root.span_id)

@@ -112,7 +112,9 @@ def test_racing_double_ends_have_exactly_one_winner(client: TracingClient) -> No
     for _ in range(100):
         root = client.start_trace("t")
         span = client.start_span("s", trace_id=root.trace_id, parent_id=root.span_id)
-        results = race(4, lambda i: client.end_span(root.trace_id, span.span_id, outputs=i))
+        results = race(
+            4, lambda i, r=root, s=span: client.end_span(r.trace_id, s.span_id, outputs=i)
+        )
         winners = [r for r in results if r is None]
         assert len(winners) == 1
         assert all(isinstance(r, SpanEndedError) for r in results if r is not None)

@@ -32,7 +32,7 @@ from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.uri import open_store
 from lowtrace._traceparent import parse_traceparent
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import encode_value
+from lowtrace._values import encode_value, snapshot_mapping
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -216,7 +216,10 @@ class TracingClient:
             else:
                 blob, cut = _encode(inputs, self.limits.max_value_bytes)
             if attributes:
-                values, cut_attrs = snapshot_attributes(attributes, self.limits.max_value_bytes)
+                # A TypeError (not a mapping, non-str keys) becomes InvalidArgumentError below.
+                values, cut_attrs = snapshot_mapping(
+                    attributes, self.limits.max_value_bytes, "attributes"
+                )
                 cut += cut_attrs
             elif attributes is None or type(attributes) is dict:
                 values = {}

@@ -59,8 +59,11 @@ class PipelineConfig:
     max_queue_traces: int = attrs.field(default=2_048, validator=_positive)
     #: Approximate payload bytes waiting per destination.
     max_queue_bytes: int = attrs.field(default=512 * 1024 * 1024, validator=_positive)
-    #: Traces handed to one ``export()`` call at most.
+    #: Traces handed to one ``export()`` call at most; a full batch is sent at once.
     max_batch_traces: int = attrs.field(default=512, validator=_positive)
+    #: How long a finished trace may wait for others to share its batch (``flush()`` and
+    #: ``close()`` do not wait). Batching keeps the worker from waking once per trace.
+    export_delay_s: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
     #: Attempts per batch (the first try plus retries) before it is counted as failed.
     max_attempts: int = attrs.field(default=6, validator=_positive)
     #: First retry delay; doubles per attempt, with full jitter, up to ``backoff_max_s``.

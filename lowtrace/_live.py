@@ -110,6 +110,8 @@ class LiveTrace:
         "last_active",
         "limits",
         "lock",
+        "max_attributes",
+        "max_spans",
         "open_count",
         "owner",
         "payload",
@@ -122,7 +124,9 @@ class LiveTrace:
 
     def __init__(self, owner: TraceOwner, trace_id: str, tags: dict[str, str]) -> None:
         self.owner = owner
-        self.limits = owner.limits
+        self.limits = limits = owner.limits
+        self.max_spans = limits.max_spans_per_trace  # read on every start_span
+        self.max_attributes = limits.max_attributes_per_span
         self.trace_id = trace_id
         self.lock = threading.Lock()
         self.state = _ACTIVE
@@ -198,7 +202,7 @@ class LiveTrace:
                     f"parent span {parent._name!r} ({parent_id}) has already ended; "
                     "start children before ending their parent"
                 )
-            if len(self.spans) >= self.limits.max_spans_per_trace:
+            if len(self.spans) >= self.max_spans:
                 return self._drop(span_id, parent_id, name)
             span = LiveSpan(
                 self,
@@ -210,7 +214,7 @@ class LiveTrace:
                 inputs,
                 attributes,
             )
-            if len(attributes) > self.limits.max_attributes_per_span:
+            if len(attributes) > self.max_attributes:
                 span._attributes = {}
                 merge_attributes(self, span, attributes, 0)
             if cut:

@@ -82,6 +82,8 @@ class _Lane:
         self.stopping = False
         self.deadline = float("inf")
         self.busy = 0  # traces taken off the queue and being exported
+        self.flushing = 0  # flush() calls waiting: deliver without the export delay
+        self.first_queued_at = 0.0  # when the oldest queued trace arrived
 
     # -- caller side ------------------------------------------------------------------------
 
@@ -99,12 +101,15 @@ class _Lane:
                     self.done = self.submitted
                     self.cond.notify_all()
             else:
-                self.queue.append((trace, size, self.submitted))
+                queue = self.queue
+                if not queue:
+                    self.first_queued_at = time.monotonic()
+                queue.append((trace, size, self.submitted))
                 self.queued_bytes += size
                 if self.thread is None:
                     self._start()
-                else:
-                    self.cond.notify()
+                elif len(queue) == 1 or len(queue) == config.max_batch_traces:
+                    self.cond.notify_all()  # start the delay timer, or send a full batch
                 return True
         if dropped in (1, 10, 100) or dropped % 1000 == 0:
             log.warning(
@@ -124,14 +129,19 @@ class _Lane:
         """Wait until everything submitted so far is delivered or lost; True if no loss."""
         with self.cond:
             target = self.submitted
-            while self.done < target:
-                if deadline == _FOREVER:
-                    self.cond.wait()
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.cond.wait(remaining)
+            self.flushing += 1  # the worker sends what it has at once
+            self.cond.notify_all()
+            try:
+                while self.done < target:
+                    if deadline == _FOREVER:
+                        self.cond.wait()
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self.cond.wait(remaining)
+            finally:
+                self.flushing -= 1
             lost = self.dropped + self.failed
             ok = lost == self.lost_seen_by_flush
             self.lost_seen_by_flush = lost
@@ -159,18 +169,29 @@ class _Lane:
 
     # -- worker side ------------------------------------------------------------------------
 
+    def _ready(self) -> float | None:
+        """0 when a batch should go now, else seconds to wait (None: until notified)."""
+        if not self.queue:
+            return None
+        if self.stopping or self.flushing or len(self.queue) >= self.config.max_batch_traces:
+            return 0.0
+        return max(0.0, self.first_queued_at + self.config.export_delay_s - time.monotonic())
+
     def _run(self) -> None:
         config = self.config
         while True:
             with self.cond:
-                while not self.queue and not self.stopping:
-                    self.cond.wait()
-                if not self.queue:
-                    return
+                # Wait for a full batch, the export delay, a flush() or close(): traces
+                # arriving meanwhile ride along, instead of waking this thread one by one.
+                while (pause := self._ready()) != 0.0:
+                    if pause is None and self.stopping:
+                        return
+                    self.cond.wait(pause)
                 take = min(len(self.queue), config.max_batch_traces)
                 batch = [self.queue.popleft() for _ in range(take)]
                 self.queued_bytes -= sum(entry[1] for entry in batch)
                 self.busy = take
+                self.first_queued_at = time.monotonic()
             delivered = self._deliver([entry[0] for entry in batch])
             with self.cond:
                 self.busy = 0

@@ -7,7 +7,7 @@ from lowtrace.errors import InvalidArgumentError
 
 __all__ = ["open_store"]
 
-_SCHEMES = "memory://, sqlite:///path.db, jsonl:///path.jsonl.zst, postgresql://..."
+_SCHEMES = "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, none://, postgresql://..."
 
 
 def open_store(uri: str, *, create: bool = True) -> TraceStore:
@@ -15,6 +15,10 @@ def open_store(uri: str, *, create: bool = True) -> TraceStore:
     if not isinstance(uri, str) or "://" not in uri:
         raise InvalidArgumentError(f"not a store URI: {uri!r} (expected one of {_SCHEMES})")
     scheme = uri.split("://", 1)[0].lower()
+    if scheme == "none":
+        from lowtrace._stores.discard import DiscardStore
+
+        return DiscardStore(uri)
     if scheme == "memory":
         from lowtrace._stores.memory import MemoryStore
 

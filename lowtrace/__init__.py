@@ -1,19 +1,30 @@
 """lowtrace: a fast, strict, thread-safe tracing client for AI agents and LLM apps.
 
 The low-level client (``TracingClient``) records traces with explicit parents from any
-thread; the finished data model (``Trace``) is immutable and round-trips through JSON.
+thread; the fluent API (``@trace``, ``start_span``) builds on it with parents that follow
+the call stack; the finished data model (``Trace``) is immutable and round-trips through JSON.
 """
 
 from __future__ import annotations
 
 from lowtrace._client import ClientStats, TracingClient
 from lowtrace._config import Limits, PipelineConfig
+from lowtrace._context import (
+    TracingThreadPoolExecutor,
+    get_current_span,
+    update_current_trace,
+    wrap,
+)
+from lowtrace._decorator import trace
+from lowtrace._default import get_default_client, set_default_client
 from lowtrace._live import TraceState
 from lowtrace._model import SpanEvent, SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._noop import NoopSpan
 from lowtrace._pipeline import Exporter, ExporterStats
+from lowtrace._scope import start_span
 from lowtrace._span import DroppedSpan, LiveSpan, SpanState
 from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._textview import format_tree
 from lowtrace._types import SpanStatus, SpanType
 from lowtrace.errors import (
     FilterError,
@@ -65,4 +76,13 @@ __all__ = [
     "TraceState",
     "TraceStore",
     "TracingClient",
+    "TracingThreadPoolExecutor",
+    "format_tree",
+    "get_current_span",
+    "get_default_client",
+    "set_default_client",
+    "start_span",
+    "trace",
+    "update_current_trace",
+    "wrap",
 ]

@@ -42,15 +42,14 @@ def default_client() -> TracingClient:
     """The fluent layer's default client, looked up at call time."""
     import lowtrace
 
-    return lowtrace.get_default_client()  # type: ignore[no-any-return]
+    return lowtrace.get_default_client()
 
 
 def current_span() -> Any:
     """The current fluent span (or None), so framework calls nest under user code."""
     import lowtrace
 
-    getter = getattr(lowtrace, "get_current_span", None)
-    span = getter() if getter is not None else None
+    span = lowtrace.get_current_span()
     return span if span is not None and getattr(span, "is_recording", False) else None
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the integration tests: a fresh in-memory client, and the fake OpenAI server."""
+"""Fixtures for the integration tests: the fake OpenAI server, and helpers to read traces."""
 
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ import pytest
 
 from lowtrace import Trace, TracingClient
 from tests.integrations.openai_server import FakeOpenAIServer
-
-
-@pytest.fixture
-def client() -> Iterator[TracingClient]:
-    with TracingClient("memory://") as client:
-        yield client
 
 
 @pytest.fixture

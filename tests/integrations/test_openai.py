@@ -196,3 +196,28 @@ def test_tracing_failure_never_breaks_the_call(
 
     assert reply.choices[0].message.content == REPLY
     assert any("openai" in key for key in client.stats().violations)
+
+
+def test_calls_inside_a_traced_function_nest_under_it(
+    client: TracingClient, oai: openai.OpenAI
+) -> None:
+    import lowtrace
+
+    @lowtrace.trace(span_type="AGENT")
+    def agent(question: str) -> str:
+        reply = oai.chat.completions.create(
+            model="gpt-test", messages=[{"role": "user", "content": question}]
+        )
+        return reply.choices[0].message.content or ""
+
+    lowtrace.set_default_client(client)
+    try:
+        assert agent("hi") == REPLY
+    finally:
+        lowtrace.set_default_client(None)
+    (trace,) = finished_traces(client)
+    assert [(s.name, s.parent_id is None) for s in trace.spans] == [
+        ("test_calls_inside_a_traced_function_nest_under_it.<locals>.agent", True),
+        ("openai.chat.completions", False),
+    ]
+    assert trace.info.token_usage is not None and trace.info.token_usage.total_tokens == 17

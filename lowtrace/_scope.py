@@ -1,0 +1,169 @@
+"""A span opened by the fluent API, and ``start_span`` (``with`` / ``async with``).
+
+A ``Scope`` starts its span as a child of the current span (through that span's client, where
+its trace lives) or as a new trace, makes it current while user code runs, and ends it with
+the outputs or the exception. Every tracing failure is reported to the client
+(``report_error``) and swallowed: the user's code runs exactly as it would untraced.
+"""
+
+from __future__ import annotations
+
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from lowtrace._context import Current, current
+from lowtrace._default import get_default_client
+from lowtrace._noop import NOOP_SPAN
+from lowtrace._types import SpanStatus, SpanType
+
+if TYPE_CHECKING:
+    from lowtrace._client import TracingClient
+
+__all__ = ["Scope", "start_span"]
+
+
+class Scope:
+    """One fluent span: started on ``open``, current between ``enter`` and ``leave``."""
+
+    __slots__ = ("client", "done", "entry", "owns_trace", "span", "where")
+
+    def __init__(self, client: TracingClient, span: Any, owns_trace: bool, where: str) -> None:
+        self.client = client
+        self.span = span
+        self.owns_trace = owns_trace
+        self.where = where
+        self.entry = Current(client, span)
+        self.done = False
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        span_type: SpanType | str,
+        inputs: Any,
+        attributes: dict[str, Any] | None,
+        client: TracingClient | None,
+        where: str,
+    ) -> Scope | None:
+        """Start the span; None if tracing failed (reported) and the code should run bare."""
+        parent = current.get()
+        if parent is not None and (not parent.span.is_recording or parent.span.ended):
+            parent = None  # ended elsewhere (another thread or task): not a parent any more
+        chosen = client or (parent.client if parent is not None else None)
+        try:
+            chosen = chosen or get_default_client()
+            if parent is not None and parent.client is chosen:
+                span = chosen.start_span(
+                    name,
+                    trace_id=parent.span.trace_id,
+                    parent_id=parent.span.span_id,
+                    span_type=span_type,
+                    inputs=inputs,
+                    attributes=attributes,
+                )
+                return cls(chosen, span, False, where)
+            span = chosen.start_trace(
+                name, span_type=span_type, inputs=inputs, attributes=attributes
+            )
+            return cls(chosen, span, True, where)
+        except Exception as exc:  # noqa: BLE001 - tracing never breaks the application
+            if chosen is not None:
+                chosen.report_error(exc, where)
+            return None
+
+    def enter(self) -> Token[Current | None]:
+        """Make this span current (until ``leave``)."""
+        return current.set(self.entry)
+
+    def leave(self, token: Token[Current | None]) -> None:
+        """Restore the span that was current before ``enter``, from any context."""
+        try:
+            current.reset(token)
+        except ValueError:  # ended in another task or thread than the one that entered it
+            current.set(token.old_value if token.old_value is not Token.MISSING else None)
+
+    def close(
+        self,
+        outputs: Any = None,
+        error: BaseException | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        """End the span (and its trace, if it started one); once only, never raising."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            span = self.span
+            if error is not None:
+                span.record_exception(error)
+            status = SpanStatus.ERROR if error is not None else None
+            if self.owns_trace:
+                self.client.end_trace(
+                    span.trace_id,
+                    outputs=outputs,
+                    attributes=attributes,
+                    status=status,
+                    close_open_spans=True,
+                )
+            else:
+                span.end(outputs=outputs, attributes=attributes, status=status)
+        except Exception as exc:  # noqa: BLE001 - tracing never breaks the application
+            self.client.report_error(exc, self.where)
+
+
+class start_span:
+    """``with start_span(name, ...) as span:`` (or ``async with``): a span around a block.
+
+    The span is current inside the block; an escaping exception is recorded (status ERROR)
+    and re-raised unchanged. Yields the live span handle (an inert one if tracing failed).
+    """
+
+    __slots__ = ("_args", "_scope", "_token")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        span_type: SpanType | str = SpanType.UNKNOWN,
+        inputs: Any = None,
+        attributes: dict[str, Any] | None = None,
+        client: TracingClient | None = None,
+    ) -> None:
+        self._args = (name, span_type, inputs, attributes, client)
+        self._scope: Scope | None = None
+        self._token: Token[Current | None] | None = None
+
+    def __enter__(self) -> Any:
+        name, span_type, inputs, attributes, client = self._args
+        scope = self._scope = Scope.open(
+            name, span_type, inputs, attributes, client, "lowtrace.start_span"
+        )
+        if scope is None:
+            return NOOP_SPAN
+        self._token = scope.enter()
+        return scope.span
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        scope = self._scope
+        if scope is None:
+            return
+        if self._token is not None:
+            scope.leave(self._token)
+        scope.close(error=error)
+
+    async def __aenter__(self) -> Any:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(kind, error, traceback)

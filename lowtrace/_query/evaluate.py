@@ -25,7 +25,7 @@ from lowtrace._query.paging import (
 )
 from lowtrace._stores.base import TraceList
 
-__all__ = ["compile_predicate", "like_match", "search_in_memory", "sort_value"]
+__all__ = ["compile_predicate", "field_value", "like_match", "search_in_memory", "sort_value"]
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
@@ -66,6 +66,15 @@ def like_match(value: str | None, pattern: str | None, case_insensitive: int | b
 
 
 def sort_value(trace: Trace, field: Field) -> Any:
+    """What a trace sorts by for a field: its value, with times in nanoseconds."""
+    if field.name == "start_time_ms":
+        return trace.info.start_time_ns
+    if field.name == "end_time_ms":
+        return trace.info.end_time_ns
+    return field_value(trace, field)
+
+
+def field_value(trace: Trace, field: Field) -> Any:
     """The value of a trace-level field or tag (None when absent)."""
     info = trace.info
     name = field.name
@@ -124,7 +133,7 @@ def compile_predicate(expr: Expr | None) -> Callable[[Trace], bool]:
     field, op, operand = expr.field, expr.op, expr.value
     if field.scope == "span":
         return lambda trace: any(_test(op, v, operand) for v in _span_values(trace, field))
-    return lambda trace: _test(op, sort_value(trace, field), operand)
+    return lambda trace: _test(op, field_value(trace, field), operand)
 
 
 def _compare_keys(a: Sequence[Any], b: Sequence[Any], keys: Sequence[OrderKey]) -> int:

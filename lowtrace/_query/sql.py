@@ -46,6 +46,12 @@ _COLUMNS: Final = {
     "output_tokens": "t.output_tokens",
     "total_tokens": "t.total_tokens",
 }
+# Sorting uses nanoseconds: traces started within one millisecond still sort in time order.
+_ORDER_COLUMNS: Final = {
+    **_COLUMNS,
+    "start_time_ms": "t.start_time_ns",
+    "end_time_ms": "t.end_time_ns",
+}
 _NULLABLE: Final = frozenset({"status_message", "input_tokens", "output_tokens", "total_tokens"})
 _SPAN_COLUMNS: Final = {"span.name": "s.name", "span.type": "s.type", "span.status": "s.status"}
 
@@ -64,14 +70,14 @@ class Query:
     # -- values of fields -------------------------------------------------------------------
 
     def scalar(self, field: Field) -> str:
-        """A trace-level field (or a tag) as one SQL value, NULL when missing."""
+        """A trace-level field (or a tag) as the SQL value it sorts by, NULL when missing."""
         if field.scope == "tag":
             key = self.bind(field.tag)
             return (
                 "(SELECT g.value FROM trace_tags g WHERE g.trace_id = t.trace_id "
                 f"AND g.key = {key})"
             )
-        return _COLUMNS[field.name]
+        return _ORDER_COLUMNS[field.name]
 
     def test(self, column: str, op: str, value: Any) -> str:
         """``column op value`` for a non-NULL column."""

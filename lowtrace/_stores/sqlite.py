@@ -42,6 +42,8 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
             status_message TEXT,
             start_time_ms INTEGER NOT NULL,
             end_time_ms INTEGER NOT NULL,
+            start_time_ns INTEGER NOT NULL,
+            end_time_ns INTEGER NOT NULL,
             duration_ms REAL NOT NULL,
             span_count INTEGER NOT NULL,
             input_tokens INTEGER,
@@ -49,7 +51,8 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
             total_tokens INTEGER,
             data BLOB NOT NULL
         )""",
-        "CREATE INDEX traces_start ON traces (start_time_ms, trace_id)",
+        "CREATE INDEX traces_start ON traces (start_time_ns, trace_id)",
+        "CREATE INDEX traces_start_ms ON traces (start_time_ms)",
         "CREATE INDEX traces_status ON traces (status, start_time_ms)",
         "CREATE INDEX traces_duration ON traces (duration_ms)",
         "CREATE INDEX traces_name ON traces (name)",
@@ -94,6 +97,8 @@ def _summary(trace: Trace) -> tuple[Any, ...]:
         info.status_message,
         info.start_time_ns // 1_000_000,
         info.end_time_ns // 1_000_000,
+        info.start_time_ns,
+        info.end_time_ns,
         info.duration_ms,
         info.span_count,
         usage.input_tokens if usage else None,
@@ -209,8 +214,9 @@ class SQLiteStore(TraceStore):
                     fresh[tid] = merge_traces([Trace.from_bytes(data), fresh[tid]])
             conn.executemany(
                 "INSERT OR REPLACE INTO traces (trace_id, name, status, status_message, "
-                "start_time_ms, end_time_ms, duration_ms, span_count, input_tokens, "
-                "output_tokens, total_tokens, data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "start_time_ms, end_time_ms, start_time_ns, end_time_ns, duration_ms, "
+                "span_count, input_tokens, output_tokens, total_tokens, data) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [_summary(t) for t in fresh.values()],
             )
             conn.executemany(

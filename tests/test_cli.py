@@ -1,0 +1,140 @@
+"""The ``lowtrace`` command, run as a real subprocess: output, exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import zstandard
+
+from lowtrace import SpanType, TracingClient
+
+
+def lowtrace(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lowtrace", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('cli')}/traces.db"
+    with TracingClient(uri) as client:
+        for n in range(30):
+            root = client.start_trace(f"agent{n % 3}", inputs={"n": n}, tags={"batch": n // 10})
+            tool = client.start_span(
+                "lookup", trace_id=root.trace_id, parent_id=root.span_id, span_type=SpanType.TOOL
+            )
+            tool.set_token_usage(input_tokens=n, output_tokens=1)
+            if n % 5 == 0:
+                tool.record_exception(ValueError(f"failure {n}"))
+            tool.end(outputs={"value": n})
+            client.end_trace(root.trace_id, outputs="done", status="ERROR" if n % 5 == 0 else None)
+        assert client.flush(10)
+    return uri
+
+
+def test_list_shows_the_newest_traces(store: str) -> None:
+    result = lowtrace("list", "--uri", store, "--limit", "5")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("TRACE ID") and len(lines) == 6
+    assert "agent2" in lines[1]  # n = 29, the newest
+
+
+def test_search_with_the_filter_language(store: str) -> None:
+    result = lowtrace("search", "status = 'ERROR' AND tags.batch = '0'", "--uri", store)
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.strip().splitlines()[1:]
+    assert len(rows) == 2 and all("ERROR" in row for row in rows)
+    as_json = lowtrace("search", "span.type = 'TOOL'", "--uri", store, "--json", "--limit", "3")
+    traces = [orjson.loads(line) for line in as_json.stdout.splitlines()]
+    assert len(traces) == 3 and all(t["spans"][1]["span_type"] == "TOOL" for t in traces)
+
+
+def test_show_prints_a_tree(store: str) -> None:
+    listing = lowtrace(
+        "search", "name = 'agent0' AND status = 'ERROR'", "--uri", store, "--json", "--limit", "1"
+    )
+    trace_id = orjson.loads(listing.stdout.splitlines()[0])["info"]["trace_id"]
+    result = lowtrace("show", trace_id, "--uri", store, "--io")
+    assert result.returncode == 0, result.stderr
+    assert f"Trace {trace_id}" in result.stdout
+    assert "✗ lookup [TOOL]" in result.stdout and "ValueError: failure" in result.stdout
+    assert 'out: {"value":' in result.stdout
+
+
+def test_export_all_and_rows(store: str, tmp_path: Path) -> None:
+    target = tmp_path / "golden.jsonl.zst"
+    result = lowtrace("export", "--uri", store, "--filter", "tags.batch = '2'", "-o", str(target))
+    assert result.returncode == 0, result.stderr
+    assert "exported 10 trace(s)" in result.stderr
+    with zstandard.ZstdDecompressor().stream_reader(target.open("rb")) as reader:
+        lines = reader.read().splitlines()
+    assert len(lines) == 10
+    rows = lowtrace("export", "--uri", store, "--rows", "--limit", "2")
+    parsed = [orjson.loads(line) for line in rows.stdout.splitlines()]
+    assert len(parsed) == 2 and {"request", "response", "status", "trace"} <= set(parsed[0])
+
+
+def test_delete_needs_yes_and_deletes(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/del.db"
+    with TracingClient(uri) as client:
+        ids = []
+        for _ in range(3):
+            root = client.start_trace("t")
+            client.end_trace(root.trace_id)
+            ids.append(root.trace_id)
+        assert client.flush(5)
+    refused = lowtrace("delete", ids[0], "--uri", uri)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    done = lowtrace("delete", ids[0], ids[1], "--uri", uri, "--yes")
+    assert done.returncode == 0 and "deleted 2 trace(s)" in done.stdout
+    assert len(lowtrace("list", "--uri", uri).stdout.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "status = 'ERROR' AND"], "FilterError"),
+        (["search", "colour = 'red'"], "unknown field 'colour'"),
+        (["show", "f" * 32], "no trace"),
+    ],
+)
+def test_errors_are_short_messages_not_tracebacks(
+    store: str, args: list[str], message: str
+) -> None:
+    result = lowtrace(*args, "--uri", store)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_store_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    result = lowtrace("list", cwd=tmp_path)  # the default sqlite:///lowtrace.db
+    assert result.returncode == 1
+    assert "no lowtrace store" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert lowtrace("list", "--uri", "bogus://x").returncode == 1
+
+
+def test_environment_uri_is_the_default(store: str, tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "LOWTRACE_URI": store}
+    result = subprocess.run(
+        [sys.executable, "-m", "lowtrace", "list", "--limit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 2

@@ -18,6 +18,7 @@ def lowtrace(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
         [sys.executable, "-m", "lowtrace", *args],
         capture_output=True,
         text=True,
+        check=False,
         timeout=60,
         cwd=cwd,
     )
@@ -133,6 +134,7 @@ def test_environment_uri_is_the_default(store: str, tmp_path: Path) -> None:
         [sys.executable, "-m", "lowtrace", "list", "--limit", "1"],
         capture_output=True,
         text=True,
+        check=False,
         timeout=60,
         env=env,
         cwd=tmp_path,

@@ -156,7 +156,7 @@ def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
 
 def _cmd_ui(args: argparse.Namespace, out: IO[str]) -> int:
     try:
-        from lowtrace._ui.server import serve
+        from lowtrace._ui.server import serve  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise _Failure(f"the UI needs its extra: pip install 'lowtrace[ui]' ({exc})") from None
     uri = args.uri or env_uri()

@@ -220,7 +220,7 @@ def trace(
             trace, name=name, span_type=span_type, attributes=attributes, client=client
         )
     if isinstance(func, (classmethod, staticmethod)):
-        inner = trace(
+        inner = trace(  # type: ignore[call-overload,misc]
             func.__func__, name=name, span_type=span_type, attributes=attributes, client=client
         )
         return type(func)(inner)

@@ -162,9 +162,15 @@ def search_in_memory(
         check_max_results(max_results)
     predicate = compile_predicate(parse_filter(filter))
     keys = parse_order_by(order_by)
-    rows = [([sort_value(t, k.field) for k in keys], t) for t in traces if predicate(t)]
+    rows: list[tuple[list[Any], Trace]] = [
+        ([sort_value(t, k.field) for k in keys], t) for t in traces if predicate(t)
+    ]
     compare = functools.partial(_compare_keys, keys=keys)
-    rows.sort(key=functools.cmp_to_key(lambda a, b: compare(a[0], b[0])))
+
+    def by_key(a: tuple[list[Any], Trace], b: tuple[list[Any], Trace]) -> int:
+        return compare(a[0], b[0])
+
+    rows.sort(key=functools.cmp_to_key(by_key))
     if page_token is not None:
         after = decode_token(page_token, filter, keys)
         rows = [row for row in rows if compare(row[0], after) > 0]

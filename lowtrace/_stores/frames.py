@@ -14,7 +14,7 @@ __all__ = ["traces_to_pandas"]
 def traces_to_pandas(traces: Sequence[Trace]) -> Any:
     """A DataFrame with the summary columns, root inputs/outputs, tags and the Trace itself."""
     try:
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped]
     except ImportError:
         raise MissingExtraError(
             "to_pandas() needs pandas: pip install 'lowtrace[pandas]'"

@@ -238,7 +238,8 @@ class SQLiteStore(TraceStore):
     ) -> int:
         if trace_ids is None and older_than_ms is None:
             raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
-        conditions, params = [], []
+        conditions: list[str] = []
+        params: list[Any] = []
         if trace_ids is not None:
             ids = list(trace_ids)
             if not ids:

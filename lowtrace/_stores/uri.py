@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from lowtrace._stores.base import TraceStore
-from lowtrace.errors import InvalidArgumentError
+from lowtrace.errors import InvalidArgumentError, StoreError
 
 __all__ = ["open_store"]
 
-_SCHEMES = "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, none://, postgresql://..."
+_SCHEMES = "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, none://"
 
 
 def open_store(uri: str, *, create: bool = True) -> TraceStore:
@@ -32,7 +32,8 @@ def open_store(uri: str, *, create: bool = True) -> TraceStore:
 
         return JsonlStore.from_uri(uri, create=create)
     if scheme in ("postgresql", "postgres"):
-        from lowtrace._stores.postgres import PostgresStore
-
-        return PostgresStore.from_uri(uri, create=create)
+        raise StoreError(
+            "the PostgreSQL store is not part of this lowtrace version yet; use sqlite:/// "
+            "(several processes can share one file) or export with OTLP"
+        )
     raise InvalidArgumentError(f"unknown store URI scheme {scheme!r} in {uri!r}; use {_SCHEMES}")

@@ -25,7 +25,7 @@ from lowtrace.errors import MissingExtraError
 from lowtrace.integrations._common import Run, default_client, finish_run, start_run
 
 try:
-    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
     from llama_index.core.instrumentation.event_handlers import BaseEventHandler
     from llama_index.core.instrumentation.events import BaseEvent
     from llama_index.core.instrumentation.span import BaseSpan

@@ -1,0 +1,109 @@
+"""SQLite store: ingest rate and search latency over a large store.
+
+    python benchmarks/bench_store.py [--traces 100000] [--quick]
+
+1. Ingest: traces of 5 spans with ~1 KB of inputs+outputs per span, ended through a
+   TracingClient and written by its background worker into a fresh SQLite file; reports
+   spans/s and traces/s from the first start_trace to the end of ``flush()``.
+2. Search: median latency of indexed searches returning one page (100 traces) over the
+   whole store: by status, by tag, by duration range, by span type, plus a count.
+A benchmark, not a test: it reports numbers and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+
+from lowtrace import SpanType, TracingClient
+
+SPANS_PER_TRACE = 5
+TEXT = ("Retrieved passage about the capital of France and its history. " * 8)[:480]
+
+
+def ingest(uri: str, traces: int) -> tuple[float, float]:
+    """(traces/s, spans/s) from the first start to the end of flush()."""
+    client = TracingClient(uri)
+    kinds = [SpanType.RETRIEVER, SpanType.TOOL, SpanType.CHAT_MODEL, SpanType.PARSER]
+    started = time.perf_counter()
+    for n in range(traces):
+        root = client.start_trace(
+            "agent", inputs={"question": TEXT}, tags={"env": ("prod", "dev")[n % 2],
+                                                      "user": f"u{n % 100}"},
+            start_time_ns=time.time_ns(),
+        )
+        for k in range(SPANS_PER_TRACE - 1):
+            span = client.start_span(f"step{k}", trace_id=root.trace_id, parent_id=root.span_id,
+                                     span_type=kinds[(n + k) % 4], inputs={"text": TEXT})
+            span.end(outputs={"text": TEXT})
+        client.end_trace(root.trace_id, outputs={"answer": TEXT},
+                         status="ERROR" if n % 10 == 0 else None,
+                         end_time_ns=root.start_time_ns + (n % 1000) * 1_000_000)
+        if n % 2000 == 1999:
+            client.flush()  # keep the queue bounded: the benchmark should not drop
+    ok = client.flush()
+    elapsed = time.perf_counter() - started
+    lost = client.stats().lost_traces
+    client.close()
+    if not ok or lost:
+        print(f"   WARNING: {lost} traces lost during ingest")
+    return traces / elapsed, traces * SPANS_PER_TRACE / elapsed
+
+
+def search_ms(uri: str, repeats: int) -> dict[str, list[float]]:
+    client = TracingClient(uri)
+    queries = {
+        "status = 'ERROR'": dict(filter="status = 'ERROR'"),
+        "tags.user = 'u42'": dict(filter="tags.user = 'u42'"),
+        "duration_ms range": dict(filter="duration_ms >= 200 AND duration_ms < 300"),
+        "span.type = 'TOOL'": dict(filter="span.type = 'TOOL'"),
+        "newest page": dict(filter=None),
+        "by duration DESC": dict(filter="status = 'OK'", order_by="duration_ms DESC"),
+    }
+    results: dict[str, list[float]] = {}
+    for label, query in queries.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            page = client.search_traces(query["filter"], order_by=query.get("order_by"),
+                                        max_results=100)
+            times.append((time.perf_counter() - started) * 1e3)
+            assert len(page) == 100
+        results[label] = times
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        client.count_traces("status = 'ERROR'")
+        times.append((time.perf_counter() - started) * 1e3)
+    results["count status = 'ERROR'"] = times
+    client.close()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--traces", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="10,000 traces")
+    args = parser.parse_args(argv)
+    traces = 10_000 if args.quick else args.traces
+    print(f"lowtrace SQLite store benchmark: Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/bench.db"
+        per_trace, per_span = ingest(uri, traces)
+        size = os.path.getsize(f"{tmp}/bench.db") / 1e6
+        print(f"1. ingest of {traces:,} traces x {SPANS_PER_TRACE} spans (~1 KB per span): "
+              f"{per_span:,.0f} spans/s, {per_trace:,.0f} traces/s; file {size:,.0f} MB")
+        print(f"2. search over {traces:,} traces, one page of 100 (median of 7, ms)")
+        for label, times in search_ms(uri, 7).items():
+            print(f"   {label:28} {statistics.median(times):8.2f} ms   "
+                  f"(min {min(times):.2f}, max {max(times):.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -56,11 +56,11 @@ class PipelineConfig:
     """The background export pipeline: queue bounds, batching, retries, shutdown."""
 
     #: Finished traces waiting per destination; past it new traces are dropped and counted.
-    max_queue_traces: int = attrs.field(default=2_048, validator=_positive)
+    max_queue_traces: int = attrs.field(default=8_192, validator=_positive)
     #: Approximate payload bytes waiting per destination.
     max_queue_bytes: int = attrs.field(default=512 * 1024 * 1024, validator=_positive)
     #: Traces handed to one ``export()`` call at most; a full batch is sent at once.
-    max_batch_traces: int = attrs.field(default=512, validator=_positive)
+    max_batch_traces: int = attrs.field(default=2_048, validator=_positive)
     #: How long a finished trace may wait for others to share its batch (``flush()`` and
     #: ``close()`` do not wait). Batching keeps the worker from waking once per trace.
     export_delay_s: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))

@@ -62,7 +62,15 @@ class ExporterStats:
 
 
 class _Lane:
-    """One destination: its queue, its worker thread and its counters."""
+    """One destination: its queue, its worker thread and its counters.
+
+    ``submit`` takes no lock on its common path: ``deque.append`` is atomic, and a lock
+    taken by every ending trace would convoy threads on the GIL (a thread preempted while
+    holding it stalls all the others). Positions, not timestamps, say what a ``flush()``
+    waits for: it snapshots ``taken + len(queue)`` under the lock and waits until that many
+    traces are settled. The byte count is kept approximately by producers and recomputed
+    exactly by the worker at every batch.
+    """
 
     def __init__(self, exporter: Exporter, name: str, config: PipelineConfig) -> None:
         self.exporter = exporter
@@ -72,45 +80,42 @@ class _Lane:
 
     def _reset(self) -> None:
         self.cond = threading.Condition(threading.Lock())
-        self.queue: collections.deque[tuple[Trace, int, int]] = collections.deque()
-        self.queued_bytes = 0
-        self.submitted = 0  # sequence number of the last trace accepted or dropped
-        self.done = 0  # every trace up to this sequence number is delivered or lost
+        self.queue: collections.deque[tuple[Trace, int]] = collections.deque()
+        self.queued_bytes = 0  # approximate between batches (see the class docstring)
+        self.taken = 0  # traces the worker took off the queue, ever
+        self.settled = 0  # traces taken and then delivered or given up on, ever
         self.exported = self.dropped = self.failed = self.retried = 0
         self.lost_seen_by_flush = 0
         self.thread: threading.Thread | None = None
         self.stopping = False
-        self.deadline = float("inf")
+        self.deadline = _FOREVER
         self.busy = 0  # traces taken off the queue and being exported
         self.flushing = 0  # flush() calls waiting: deliver without the export delay
-        self.first_queued_at = 0.0  # when the oldest queued trace arrived
 
     # -- caller side ------------------------------------------------------------------------
 
     def submit(self, trace: Trace, size: int) -> bool:
         config = self.config
+        queue = self.queue
+        if (
+            self.stopping
+            or len(queue) >= config.max_queue_traces
+            or self.queued_bytes + size > config.max_queue_bytes
+        ):
+            return self._drop()
+        queue.append((trace, size))
+        self.queued_bytes += size
+        if self.thread is None:
+            self._start()
+        elif len(queue) >= config.max_batch_traces:
+            with self.cond:
+                self.cond.notify_all()  # a full batch goes at once
+        return True
+
+    def _drop(self) -> bool:
         with self.cond:
-            self.submitted += 1
-            if self.stopping or (
-                len(self.queue) >= config.max_queue_traces
-                or self.queued_bytes + size > config.max_queue_bytes
-            ):
-                self.dropped += 1
-                dropped = self.dropped
-                if not self.queue and not self.busy:
-                    self.done = self.submitted
-                    self.cond.notify_all()
-            else:
-                queue = self.queue
-                if not queue:
-                    self.first_queued_at = time.monotonic()
-                queue.append((trace, size, self.submitted))
-                self.queued_bytes += size
-                if self.thread is None:
-                    self._start()
-                elif len(queue) == 1 or len(queue) == config.max_batch_traces:
-                    self.cond.notify_all()  # start the delay timer, or send a full batch
-                return True
+            self.dropped += 1
+            dropped = self.dropped
         if dropped in (1, 10, 100) or dropped % 1000 == 0:
             log.warning(
                 "lowtrace: export queue for %s is full; %d trace(s) dropped so far",
@@ -120,19 +125,22 @@ class _Lane:
         return False
 
     def _start(self) -> None:
-        self.thread = threading.Thread(
-            target=self._run, name=f"lowtrace-export-{self.name}", daemon=True
-        )
-        self.thread.start()
+        with self.cond:
+            if self.thread is not None:
+                return
+            self.thread = threading.Thread(
+                target=self._run, name=f"lowtrace-export-{self.name}", daemon=True
+            )
+            self.thread.start()
 
     def wait_delivered(self, deadline: float) -> bool:
         """Wait until everything submitted so far is delivered or lost; True if no loss."""
         with self.cond:
-            target = self.submitted
+            target = self.taken + len(self.queue)
             self.flushing += 1  # the worker sends what it has at once
             self.cond.notify_all()
             try:
-                while self.done < target:
+                while self.settled < target:
                     if deadline == _FOREVER:
                         self.cond.wait()
                         continue
@@ -169,39 +177,36 @@ class _Lane:
 
     # -- worker side ------------------------------------------------------------------------
 
-    def _ready(self) -> float | None:
-        """0 when a batch should go now, else seconds to wait (None: until notified)."""
-        if not self.queue:
-            return None
-        if self.stopping or self.flushing or len(self.queue) >= self.config.max_batch_traces:
-            return 0.0
-        return max(0.0, self.first_queued_at + self.config.export_delay_s - time.monotonic())
-
     def _run(self) -> None:
         config = self.config
         while True:
             with self.cond:
-                # Wait for a full batch, the export delay, a flush() or close(): traces
-                # arriving meanwhile ride along, instead of waking this thread one by one.
-                while (pause := self._ready()) != 0.0:
-                    if pause is None and self.stopping:
+                # Traces arriving within the export delay ride in one batch, instead of
+                # waking this thread one by one; flush(), close() and a full batch do not
+                # wait. Producers do not signal the first trace: this wait is a poll.
+                while not self.queue or not (
+                    self.stopping or self.flushing or len(self.queue) >= config.max_batch_traces
+                ):
+                    if not self.queue and self.stopping:
                         return
-                    self.cond.wait(pause)
+                    if self.queue and not self.cond.wait(config.export_delay_s):
+                        break  # the delay has passed: send what is there
+                    if not self.queue:
+                        self.cond.wait(config.export_delay_s)
                 take = min(len(self.queue), config.max_batch_traces)
                 batch = [self.queue.popleft() for _ in range(take)]
-                self.queued_bytes -= sum(entry[1] for entry in batch)
+                self.taken += take
                 self.busy = take
-                self.first_queued_at = time.monotonic()
+                self.queued_bytes = sum(entry[1] for entry in list(self.queue))
             delivered = self._deliver([entry[0] for entry in batch])
+            del batch
             with self.cond:
                 self.busy = 0
                 if delivered:
                     self.exported += take
                 else:
                     self.failed += take
-                # Dropped traces took sequence numbers too and settled at once: everything
-                # before the next queued trace (or all, when the queue is empty) is settled.
-                self.done = self.queue[0][2] - 1 if self.queue else self.submitted
+                self.settled += take
                 self.cond.notify_all()
 
     def _deliver(self, batch: list[Trace]) -> bool:

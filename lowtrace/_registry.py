@@ -11,6 +11,8 @@ ERROR and exported, never dropped silently.
 from __future__ import annotations
 
 import collections
+import contextlib
+import itertools
 import threading
 import time
 import weakref
@@ -38,8 +40,10 @@ class LiveRegistry:
         self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
-        # Counters, changed under the lock.
-        self.started = self.finished = self.abandoned = self.dropped_spans = 0
+        # Counters: itertools.count steps are atomic; the rare ones change under the lock.
+        self._started = itertools.count()
+        self._finished = itertools.count()
+        self.abandoned = self.dropped_spans = 0
 
     def get(self, trace_id: str) -> LiveTrace | None:
         """The live trace with this id (lock-free)."""
@@ -47,6 +51,16 @@ class LiveRegistry:
 
     def add(self, live: LiveTrace) -> None:
         """Register a new live trace, abandoning the oldest one if the cap is reached."""
+        traces = self.traces
+        if len(traces) >= self._limits.max_live_traces or self._reaper is None:
+            self._add_slow(live)
+            return
+        # The common path takes no lock (a lock here convoys threads on the GIL): a dict
+        # store and a counter step, each atomic in CPython. Eviction takes the lock.
+        traces[live.trace_id] = live
+        next(self._started)
+
+    def _add_slow(self, live: LiveTrace) -> None:
         evicted: list[LiveTrace] = []
         with self._lock:
             limit = self._limits.max_live_traces
@@ -54,23 +68,33 @@ class LiveRegistry:
                 oldest = next(iter(self.traces))
                 evicted.append(self.traces.pop(oldest))
             self.traces[live.trace_id] = live
-            self.started += 1
+            next(self._started)
             if self._reaper is None:
                 self._start_reaper()
         for old in evicted:
             self._abandon(old, f"more than {self._limits.max_live_traces} live traces")
 
     def remove(self, live: LiveTrace) -> None:
-        """Forget a finished trace, remembering its id as ended."""
+        """Forget a finished trace, remembering its id as ended (atomic steps, no lock)."""
         trace_id = live.trace_id
-        with self._lock:
-            self.traces.pop(trace_id, None)
-            self.finished += 1
-            self.dropped_spans += live.dropped_spans
-            ended = self._ended
-            ended[trace_id] = None
-            if len(ended) > _RECENTLY_ENDED:
+        self.traces.pop(trace_id, None)
+        next(self._finished)
+        if live.dropped_spans:
+            with self._lock:
+                self.dropped_spans += live.dropped_spans
+        ended = self._ended
+        ended[trace_id] = None
+        if len(ended) > _RECENTLY_ENDED:
+            with contextlib.suppress(KeyError):  # another thread may have trimmed it
                 ended.popitem(last=False)
+
+    @property
+    def started(self) -> int:
+        return _count(self._started)
+
+    @property
+    def finished(self) -> int:
+        return _count(self._finished)
 
     def count_abandoned(self) -> None:
         with self._lock:
@@ -117,6 +141,11 @@ class LiveRegistry:
             live.detach_after_fork()
             self._ended[live.trace_id] = None
         self.traces = {}
+
+
+def _count(counter: itertools.count[int]) -> int:
+    """How many times a counter was stepped (its repr is ``count(N)``; reading is free)."""
+    return int(repr(counter)[6:-1])
 
 
 def _reap_loop(ref: weakref.ref[LiveRegistry], stop: threading.Event, interval: float) -> None:

@@ -33,17 +33,26 @@ def ingest(uri: str, traces: int) -> tuple[float, float]:
     started = time.perf_counter()
     for n in range(traces):
         root = client.start_trace(
-            "agent", inputs={"question": TEXT}, tags={"env": ("prod", "dev")[n % 2],
-                                                      "user": f"u{n % 100}"},
+            "agent",
+            inputs={"question": TEXT},
+            tags={"env": ("prod", "dev")[n % 2], "user": f"u{n % 100}"},
             start_time_ns=time.time_ns(),
         )
         for k in range(SPANS_PER_TRACE - 1):
-            span = client.start_span(f"step{k}", trace_id=root.trace_id, parent_id=root.span_id,
-                                     span_type=kinds[(n + k) % 4], inputs={"text": TEXT})
+            span = client.start_span(
+                f"step{k}",
+                trace_id=root.trace_id,
+                parent_id=root.span_id,
+                span_type=kinds[(n + k) % 4],
+                inputs={"text": TEXT},
+            )
             span.end(outputs={"text": TEXT})
-        client.end_trace(root.trace_id, outputs={"answer": TEXT},
-                         status="ERROR" if n % 10 == 0 else None,
-                         end_time_ns=root.start_time_ns + (n % 1000) * 1_000_000)
+        client.end_trace(
+            root.trace_id,
+            outputs={"answer": TEXT},
+            status="ERROR" if n % 10 == 0 else None,
+            end_time_ns=root.start_time_ns + (n % 1000) * 1_000_000,
+        )
         if n % 2000 == 1999:
             client.flush()  # keep the queue bounded: the benchmark should not drop
     ok = client.flush()
@@ -58,20 +67,21 @@ def ingest(uri: str, traces: int) -> tuple[float, float]:
 def search_ms(uri: str, repeats: int) -> dict[str, list[float]]:
     client = TracingClient(uri)
     queries = {
-        "status = 'ERROR'": dict(filter="status = 'ERROR'"),
-        "tags.user = 'u42'": dict(filter="tags.user = 'u42'"),
-        "duration_ms range": dict(filter="duration_ms >= 200 AND duration_ms < 300"),
-        "span.type = 'TOOL'": dict(filter="span.type = 'TOOL'"),
-        "newest page": dict(filter=None),
-        "by duration DESC": dict(filter="status = 'OK'", order_by="duration_ms DESC"),
+        "status = 'ERROR'": {"filter": "status = 'ERROR'"},
+        "tags.user = 'u42'": {"filter": "tags.user = 'u42'"},
+        "duration_ms range": {"filter": "duration_ms >= 200 AND duration_ms < 300"},
+        "span.type = 'TOOL'": {"filter": "span.type = 'TOOL'"},
+        "newest page": {"filter": None},
+        "by duration DESC": {"filter": "status = 'OK'", "order_by": "duration_ms DESC"},
     }
     results: dict[str, list[float]] = {}
     for label, query in queries.items():
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            page = client.search_traces(query["filter"], order_by=query.get("order_by"),
-                                        max_results=100)
+            page = client.search_traces(
+                query["filter"], order_by=query.get("order_by"), max_results=100
+            )
             times.append((time.perf_counter() - started) * 1e3)
             assert len(page) == 100
         results[label] = times
@@ -91,18 +101,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="10,000 traces")
     args = parser.parse_args(argv)
     traces = 10_000 if args.quick else args.traces
-    print(f"lowtrace SQLite store benchmark: Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"lowtrace SQLite store benchmark: Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/bench.db"
         per_trace, per_span = ingest(uri, traces)
         size = os.path.getsize(f"{tmp}/bench.db") / 1e6
-        print(f"1. ingest of {traces:,} traces x {SPANS_PER_TRACE} spans (~1 KB per span): "
-              f"{per_span:,.0f} spans/s, {per_trace:,.0f} traces/s; file {size:,.0f} MB")
+        print(
+            f"1. ingest of {traces:,} traces x {SPANS_PER_TRACE} spans (~1 KB per span): "
+            f"{per_span:,.0f} spans/s, {per_trace:,.0f} traces/s; file {size:,.0f} MB"
+        )
         print(f"2. search over {traces:,} traces, one page of 100 (median of 7, ms)")
         for label, times in search_ms(uri, 7).items():
-            print(f"   {label:28} {statistics.median(times):8.2f} ms   "
-                  f"(min {min(times):.2f}, max {max(times):.2f})")
+            print(
+                f"   {label:28} {statistics.median(times):8.2f} ms   "
+                f"(min {min(times):.2f}, max {max(times):.2f})"
+            )
 
 
 if __name__ == "__main__":

@@ -270,6 +270,9 @@ class LiveTrace:
             self.finish(outputs, attributes, status, status_message, end_time_ns, False)
             return
         limit = self.limits.max_value_bytes
+        blob: JsonBlob | None = None
+        values: dict[str, Any] | None = None
+        cut, cut_attrs = False, 0
         if outputs is not None:
             blob, cut = make_blob(outputs, limit)
         if attributes:
@@ -289,22 +292,36 @@ class LiveTrace:
                 )
             if span._status is _ERROR and (status is None or status == "UNSET"):
                 new_status = _ERROR  # a recorded exception keeps the span ERROR
-            if attributes:
-                merge_attributes(self, span, values, cut_attrs)
-            if outputs is not None:
-                span._outputs = blob
-                self.payload += len(blob.raw)
-                if cut:
-                    span_notes(span).truncated_values += 1
-            span._status = new_status
-            if status_message is not None:
-                span._status_message = status_message
-            elif new_status is not _ERROR:
-                span._status_message = None
-            span._end_time_ns = end
-            span._state = _ENDED
+            self._close(span, blob, cut, values, cut_attrs, new_status, status_message, end)
             self.open_count -= 1
             self.last_active = _monotonic()
+
+    def _close(
+        self,
+        span: LiveSpan,
+        blob: JsonBlob | None,
+        cut: bool,
+        values: dict[str, Any] | None,
+        cut_attrs: int,
+        status: SpanStatus,
+        status_message: str | None,
+        end: int,
+    ) -> None:
+        """Apply an end call to a span (under the lock, after every check has passed)."""
+        if values:
+            merge_attributes(self, span, values, cut_attrs)
+        if blob is not None:
+            span._outputs = blob
+            self.payload += len(blob.raw)
+            if cut:
+                span_notes(span).truncated_values += 1
+        span._status = status
+        if status_message is not None:
+            span._status_message = status_message
+        elif status is not _ERROR:
+            span._status_message = None
+        span._end_time_ns = end
+        span._state = _ENDED
 
     def finish(
         self,
@@ -318,6 +335,9 @@ class LiveTrace:
         abandon_reason: str = "",
     ) -> Trace:
         """End the root and the trace, then hand the finished trace to the owner."""
+        blob: JsonBlob | None = None
+        values: dict[str, Any] | None = None
+        cut, cut_attrs = False, 0
         if outputs is not None:
             blob, cut = make_blob(outputs, self.limits.max_value_bytes)
         if attributes:
@@ -370,22 +390,9 @@ class LiveTrace:
                         span._end_time_ns = max(end, span._start_time_ns)
                         span._state = _ENDED
                         span._attributes["lowtrace.closed_open_span"] = True
-            if attributes:
-                merge_attributes(self, root, values, cut_attrs)
-            if outputs is not None:
-                root._outputs = blob
-                self.payload += len(blob.raw)
-                if cut:
-                    span_notes(root).truncated_values += 1
-            root._status = new_status
-            if status_message is not None:
-                root._status_message = status_message
-            elif new_status is not _ERROR:
-                root._status_message = None
+            self._close(root, blob, cut, values, cut_attrs, new_status, status_message, end)
             if self.dropped_spans:
                 root._attributes[DROPPED_SPANS] = self.dropped_spans
-            root._end_time_ns = end
-            root._state = _ENDED
             self.open_count = 0
             if abandon_reason:
                 self.state = _ABANDONED

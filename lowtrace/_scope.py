@@ -20,7 +20,7 @@ from lowtrace._types import SpanStatus, SpanType
 if TYPE_CHECKING:
     from lowtrace._client import TracingClient
 
-__all__ = ["Scope", "start_span"]
+__all__ = ["Scope", "finish", "start_span"]
 
 
 class Scope:
@@ -93,23 +93,40 @@ class Scope:
         if self.done:
             return
         self.done = True
-        try:
-            span = self.span
-            if error is not None:
-                span.record_exception(error)
-            status = SpanStatus.ERROR if error is not None else None
-            if self.owns_trace:
-                self.client.end_trace(
-                    span.trace_id,
-                    outputs=outputs,
-                    attributes=attributes,
-                    status=status,
-                    close_open_spans=True,
-                )
-            else:
-                span.end(outputs=outputs, attributes=attributes, status=status)
-        except Exception as exc:  # noqa: BLE001 - tracing never breaks the application
-            self.client.report_error(exc, self.where)
+        finish(self.client, self.span, self.owns_trace, outputs, error, attributes, self.where)
+
+
+def finish(
+    client: TracingClient,
+    span: Any,
+    owns_trace: bool,
+    outputs: Any = None,
+    error: BaseException | None = None,
+    attributes: dict[str, Any] | None = None,
+    where: str = "lowtrace",
+) -> None:
+    """End a span started by instrumentation (its trace too, if it started it); never raises.
+
+    An error is recorded on the span (status ERROR). A trace it owns is ended with
+    ``close_open_spans=True``: a child the instrumented code left open (an abandoned
+    stream) must not keep the whole trace open.
+    """
+    try:
+        if error is not None:
+            span.record_exception(error)
+        status = SpanStatus.ERROR if error is not None else None
+        if owns_trace:
+            client.end_trace(
+                span.trace_id,
+                outputs=outputs,
+                attributes=attributes,
+                status=status,
+                close_open_spans=True,
+            )
+        else:
+            span.end(outputs=outputs, attributes=attributes, status=status)
+    except Exception as exc:  # noqa: BLE001 - tracing never breaks the application
+        client.report_error(exc, where)
 
 
 class start_span:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lowtrace._types import SpanStatus
+from lowtrace._scope import finish
 
 if TYPE_CHECKING:
     from lowtrace._client import TracingClient
@@ -95,23 +95,6 @@ def finish_run(
     where: str = "lowtrace.integrations",
 ) -> None:
     """End the run's span (its trace too, if it owns it), recording an error if any."""
-    try:
-        span = run.span
-        if run.chunks:
-            attributes = {**(attributes or {}), "lowtrace.streamed_chunks": run.chunks}
-        if error is not None:
-            span.record_exception(error)
-        status = SpanStatus.ERROR if error is not None else None
-        if run.owns_trace:
-            # A child the framework left open (an abandoned stream) must not keep it open.
-            run.client.end_trace(
-                run.trace_id,
-                outputs=outputs,
-                attributes=attributes,
-                status=status,
-                close_open_spans=True,
-            )
-        else:
-            span.end(outputs=outputs, attributes=attributes, status=status)
-    except Exception as exc:  # noqa: BLE001 - never break the application
-        run.client.report_error(exc, where)
+    if run.chunks:
+        attributes = {**(attributes or {}), "lowtrace.streamed_chunks": run.chunks}
+    finish(run.client, run.span, run.owns_trace, outputs, error, attributes, where)

@@ -1,0 +1,124 @@
+"""The public surface: what ``lowtrace`` exports, the testing helpers, the pandas view."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import lowtrace
+from lowtrace import TracingClient, errors, trace
+from lowtrace.testing import RecordingExporter, span_tree
+
+EXPORTED = {
+    "ClientStats",
+    "DroppedSpan",
+    "Exporter",
+    "ExporterStats",
+    "FilterError",
+    "InvalidArgumentError",
+    "LifecycleError",
+    "Limits",
+    "LiveSpan",
+    "LowtraceError",
+    "MissingExtraError",
+    "NoopSpan",
+    "OpenSpansError",
+    "PipelineConfig",
+    "SpanEndedError",
+    "SpanEvent",
+    "SpanNotFoundError",
+    "SpanRecord",
+    "SpanState",
+    "SpanStatus",
+    "SpanType",
+    "StoreError",
+    "StoreNotFoundError",
+    "TokenUsage",
+    "Trace",
+    "TraceEndedError",
+    "TraceInfo",
+    "TraceList",
+    "TraceNotFoundError",
+    "TraceState",
+    "TraceStore",
+    "TracingClient",
+    "TracingThreadPoolExecutor",
+    "format_tree",
+    "get_current_span",
+    "get_default_client",
+    "set_default_client",
+    "start_span",
+    "trace",
+    "update_current_trace",
+    "wrap",
+}
+
+
+def test_the_exported_names() -> None:
+    assert set(lowtrace.__all__) == EXPORTED
+    for name in EXPORTED:
+        assert getattr(lowtrace, name) is not None
+
+
+def test_every_error_is_also_in_lowtrace_errors() -> None:
+    for name in errors.__all__:
+        assert getattr(lowtrace, name) is getattr(errors, name)
+
+
+def test_private_modules_declare_all() -> None:
+    for info in pkgutil.walk_packages(lowtrace.__path__, "lowtrace."):
+        if info.name.startswith(("lowtrace.integrations.", "lowtrace.exporters.")):
+            continue  # optional extras: their own tests import them
+        if info.name.endswith("__main__") or ".__" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        if info.ispkg:
+            continue
+        assert isinstance(getattr(module, "__all__", None), list), info.name
+
+
+def test_recording_exporter_and_span_tree() -> None:
+    recorder = RecordingExporter()
+
+    @trace
+    def agent() -> None:
+        step("a")
+        step("b")
+
+    @trace
+    def step(name: str) -> str:
+        return name
+
+    with TracingClient("none://", exporters=[recorder]) as client:
+        lowtrace.set_default_client(client)
+        try:
+            agent()
+            (trace_,) = recorder.wait_for(1)
+        finally:
+            lowtrace.set_default_client(None)
+    assert span_tree(trace_) == (
+        "test_recording_exporter_and_span_tree.<locals>.agent",
+        [
+            ("test_recording_exporter_and_span_tree.<locals>.step", []),
+            ("test_recording_exporter_and_span_tree.<locals>.step", []),
+        ],
+    )
+    assert recorder.shutdown_calls == 1
+    with pytest.raises(TimeoutError):
+        recorder.wait_for(2, timeout=0.05)
+
+
+def test_search_results_as_a_dataframe(client: TracingClient) -> None:
+    pytest.importorskip("pandas", reason="to_pandas() needs the pandas extra")
+    root = client.start_trace("agent", inputs={"q": 1}, tags={"env": "prod"})
+    span = client.start_span("llm", trace_id=root.trace_id, parent_id=root.span_id)
+    span.set_token_usage(input_tokens=3, output_tokens=4)
+    span.end()
+    client.end_trace(root.trace_id, outputs={"a": 2})
+    assert client.flush(5)
+    frame = client.search_traces().to_pandas()
+    assert list(frame["name"]) == ["agent"]
+    assert frame.loc[0, "total_tokens"] == 7
+    assert frame.loc[0, "request"] == {"q": 1} and frame.loc[0, "tags"] == {"env": "prod"}

@@ -76,10 +76,12 @@ def make_trace(
     return Trace(info, (root, kid))
 
 
-STORES = ["memory", "sqlite", "jsonl"]
+STORES = ["memory", "sqlite", "jsonl", "postgres"]
 
 
-def open_kind(kind: str, tmp_path: Path) -> TraceStore:
+def open_kind(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> TraceStore:
+    if kind == "postgres":
+        return open_store(request.getfixturevalue("postgres_uri"))
     uri = {
         "memory": "memory://",
         "sqlite": f"sqlite:///{tmp_path}/t.db",
@@ -90,7 +92,7 @@ def open_kind(kind: str, tmp_path: Path) -> TraceStore:
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
-    store = open_kind(request.param, tmp_path)
+    store = open_kind(request.param, request, tmp_path)
     yield store
     store.shutdown()
 
@@ -309,8 +311,14 @@ def test_fragments_of_one_trace_are_merged(store: TraceStore) -> None:
     filter=filters,
     order=orders,
 )
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_sql_matches_the_reference_semantics(
-    tmp_path_factory: pytest.TempPathFactory, data: list[Trace], filter: str, order: object
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    backend: str,
+    data: list[Trace],
+    filter: str,
+    order: object,
 ) -> None:
     expected = [
         t.info.trace_id
@@ -321,7 +329,11 @@ def test_sql_matches_the_reference_semantics(
             max_results=None,
         )
     ]
-    store = open_store(f"sqlite:///{tmp_path_factory.mktemp('prop')}/p.db")
+    if backend == "sqlite":
+        store = open_store(f"sqlite:///{tmp_path_factory.mktemp('prop')}/p.db")
+    else:  # one database for every example, emptied before each
+        store = open_store(request.getfixturevalue("postgres_uri"))
+        store.delete_traces(older_than_ms=2**62)
     try:
         store.export(data)
         got = [
@@ -387,13 +399,14 @@ def _write_many(uri: str, worker: int, count: int) -> None:
         assert client.flush(30)
 
 
-@pytest.mark.parametrize("suffix", ["db", "jsonl.zst"])
-def test_processes_writing_one_file(tmp_path: Path, suffix: str) -> None:
-    uri = (
-        f"sqlite:///{tmp_path}/shared.db"
-        if suffix == "db"
-        else f"jsonl://{tmp_path}/shared.jsonl.zst"
-    )
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl", "postgres"])
+def test_processes_writing_one_store(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    uri = {
+        "sqlite": f"sqlite:///{tmp_path}/shared.db",
+        "jsonl": f"jsonl://{tmp_path}/shared.jsonl.zst",
+    }.get(kind) or request.getfixturevalue("postgres_uri")
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_write_many, args=(uri, w, 60)) for w in range(3)]
     for p in workers:

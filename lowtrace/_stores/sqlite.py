@@ -30,7 +30,7 @@ from lowtrace._query.sql import SQLITE, Query, compile_query
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace.errors import StoreError, StoreNotFoundError
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "summary_row"]
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -87,7 +87,8 @@ def _lt_like(value: str | None, pattern: str | None, insensitive: int, negate: i
     return int(not matched if negate else matched)
 
 
-def _summary(trace: Trace) -> tuple[Any, ...]:
+def summary_row(trace: Trace) -> tuple[Any, ...]:
+    """The summary columns of a trace row, in table order (shared with PostgreSQL)."""
     info = trace.info
     usage = info.token_usage
     return (
@@ -220,7 +221,7 @@ class SQLiteStore(TraceStore):
                 "start_time_ms, end_time_ms, start_time_ns, end_time_ns, duration_ms, "
                 "span_count, input_tokens, output_tokens, total_tokens, data) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [_summary(t) for t in fresh.values()],
+                [summary_row(t) for t in fresh.values()],
             )
             conn.executemany(
                 "INSERT OR REPLACE INTO trace_tags (trace_id, key, value) VALUES (?, ?, ?)",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from lowtrace._stores.base import TraceStore
-from lowtrace.errors import InvalidArgumentError, StoreError
+from lowtrace.errors import InvalidArgumentError
 
 __all__ = ["open_store"]
 
-_SCHEMES = "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, none://"
+_SCHEMES = "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, postgresql://..., none://"
 
 
 def open_store(uri: str, *, create: bool = True) -> TraceStore:
@@ -32,8 +32,7 @@ def open_store(uri: str, *, create: bool = True) -> TraceStore:
 
         return JsonlStore.from_uri(uri, create=create)
     if scheme in ("postgresql", "postgres"):
-        raise StoreError(
-            "the PostgreSQL store is not part of this lowtrace version yet; use sqlite:/// "
-            "(several processes can share one file) or export with OTLP"
-        )
+        from lowtrace._stores.postgres import PostgresStore
+
+        return PostgresStore.from_uri(uri, create=create)
     raise InvalidArgumentError(f"unknown store URI scheme {scheme!r} in {uri!r}; use {_SCHEMES}")

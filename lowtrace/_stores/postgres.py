@@ -1,0 +1,253 @@
+"""``postgresql://user@host:port/db``: a store shared by many processes on many hosts.
+
+The same tables, search semantics and fragment merging as the SQLite store (the store test
+suite runs against both), through psycopg 3 (the ``postgres`` extra). Text columns use the
+``C`` collation so comparisons and sorting follow code points, exactly like the reference
+evaluator. Each batch is one transaction; fragments of one trace written by several
+processes at once are serialised with a per-trace advisory lock taken in sorted order (no
+deadlocks). The schema version lives in ``lowtrace_schema``; migrations run under an
+advisory lock so concurrent first starts are safe.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from lowtrace._model import Trace, merge_traces
+from lowtrace._query.evaluate import sort_value
+from lowtrace._query.filter import parse_filter
+from lowtrace._query.paging import check_max_results, decode_token, encode_token, parse_order_by
+from lowtrace._query.sql import POSTGRES, Query, compile_query
+from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.sqlite import summary_row
+from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
+
+try:
+    import psycopg
+except ImportError as _exc:  # pragma: no cover - exercised without the extra
+    raise MissingExtraError(
+        "postgresql:// needs psycopg 3: pip install 'lowtrace[postgres]'"
+    ) from _exc
+
+__all__ = ["PostgresStore"]
+
+_SCHEMA_LOCK: Final = 0x10F7_7ACE  # advisory lock id for migrations
+
+
+def _migrate_to_1(cur: psycopg.Cursor[Any]) -> None:
+    for statement in (
+        """CREATE TABLE traces (
+            trace_id TEXT COLLATE "C" PRIMARY KEY,
+            name TEXT COLLATE "C" NOT NULL,
+            status TEXT COLLATE "C" NOT NULL,
+            status_message TEXT COLLATE "C",
+            start_time_ms BIGINT NOT NULL,
+            end_time_ms BIGINT NOT NULL,
+            start_time_ns BIGINT NOT NULL,
+            end_time_ns BIGINT NOT NULL,
+            duration_ms DOUBLE PRECISION NOT NULL,
+            span_count INTEGER NOT NULL,
+            input_tokens BIGINT,
+            output_tokens BIGINT,
+            total_tokens BIGINT,
+            data BYTEA NOT NULL
+        )""",
+        "CREATE INDEX traces_start ON traces (start_time_ns, trace_id)",
+        "CREATE INDEX traces_start_ms ON traces (start_time_ms)",
+        "CREATE INDEX traces_status ON traces (status, start_time_ns)",
+        "CREATE INDEX traces_duration ON traces (duration_ms)",
+        "CREATE INDEX traces_name ON traces (name)",
+        "CREATE INDEX traces_tokens ON traces (total_tokens)",
+        """CREATE TABLE trace_tags (
+            trace_id TEXT COLLATE "C" NOT NULL,
+            key TEXT COLLATE "C" NOT NULL,
+            value TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (trace_id, key)
+        )""",
+        "CREATE INDEX trace_tags_kv ON trace_tags (key, value)",
+        """CREATE TABLE spans (
+            trace_id TEXT COLLATE "C" NOT NULL,
+            span_id TEXT COLLATE "C" NOT NULL,
+            name TEXT COLLATE "C" NOT NULL,
+            type TEXT COLLATE "C" NOT NULL,
+            status TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (trace_id, span_id)
+        )""",
+        "CREATE INDEX spans_name ON spans (name)",
+        "CREATE INDEX spans_type ON spans (type)",
+    ):
+        cur.execute(statement)
+
+
+#: ``_MIGRATIONS[i]`` upgrades a database from schema version i to i + 1.
+_MIGRATIONS: Final[list[Callable[[psycopg.Cursor[Any]], None]]] = [_migrate_to_1]
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+
+
+class PostgresStore(TraceStore):
+    """Traces in a PostgreSQL database; any thread, process or host may use it at once."""
+
+    def __init__(self, dsn: str, *, create: bool = True) -> None:
+        self.dsn = dsn
+        self.uri = dsn if "@" not in dsn else dsn.split("://", 1)[0] + "://" + dsn.split("@", 1)[1]
+        self._local = threading.local()
+        self._all_lock = threading.Lock()  # guards _all and _generation
+        self._all: list[psycopg.Connection[Any]] = []
+        self._generation = 0
+        self._ensure_schema(create)
+
+    @classmethod
+    def from_uri(cls, uri: str, *, create: bool = True) -> PostgresStore:
+        return cls(uri, create=create)
+
+    @property
+    def _conn(self) -> psycopg.Connection[Any]:
+        local = self._local
+        conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
+        key = (os.getpid(), self._generation)  # a forked child needs its own connections
+        if conn is None or local.key != key or conn.closed:
+            try:
+                conn = psycopg.connect(self.dsn, autocommit=True)
+            except psycopg.OperationalError as exc:
+                raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
+            with self._all_lock:
+                self._all.append(conn)
+            local.conn, local.key = conn, key
+        return conn
+
+    def _ensure_schema(self, create: bool) -> None:
+        conn = self._conn
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('lowtrace_schema') IS NOT NULL")
+            exists = cur.fetchone()[0]  # type: ignore[index]
+            if not exists and not create:
+                raise StoreNotFoundError(f"{self.uri} has no lowtrace store")
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            cur.execute("CREATE TABLE IF NOT EXISTS lowtrace_schema (version INTEGER NOT NULL)")
+            cur.execute("SELECT version FROM lowtrace_schema")
+            row = cur.fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.uri} has schema version {version}; this lowtrace reads up to "
+                    f"{SCHEMA_VERSION}: upgrade lowtrace"
+                )
+            for migrate in _MIGRATIONS[version:]:
+                migrate(cur)
+            cur.execute("DELETE FROM lowtrace_schema")
+            cur.execute("INSERT INTO lowtrace_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    def export(self, traces: Sequence[Trace]) -> None:
+        groups: dict[str, list[Trace]] = {}
+        for trace in traces:
+            groups.setdefault(trace.info.trace_id, []).append(trace)
+        fresh = {tid: merge_traces(group) for tid, group in sorted(groups.items())}
+        conn = self._conn
+        with conn.transaction(), conn.cursor() as cur:
+            ids = list(fresh)
+            # One writer per trace id at a time, locks taken in sorted order: no deadlocks.
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(t, 0)) FROM unnest(%s::text[]) t "
+                "ORDER BY t",
+                (ids,),
+            )
+            cur.execute("SELECT trace_id, data FROM traces WHERE trace_id = ANY(%s)", (ids,))
+            for tid, data in cur.fetchall():
+                fresh[tid] = merge_traces([Trace.from_bytes(bytes(data)), fresh[tid]])
+            cur.executemany(
+                "INSERT INTO traces (trace_id, name, status, status_message, start_time_ms, "
+                "end_time_ms, start_time_ns, end_time_ns, duration_ms, span_count, "
+                "input_tokens, output_tokens, total_tokens, data) "
+                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                "ON CONFLICT (trace_id) DO UPDATE SET name = EXCLUDED.name, "
+                "status = EXCLUDED.status, status_message = EXCLUDED.status_message, "
+                "start_time_ms = EXCLUDED.start_time_ms, end_time_ms = EXCLUDED.end_time_ms, "
+                "start_time_ns = EXCLUDED.start_time_ns, end_time_ns = EXCLUDED.end_time_ns, "
+                "duration_ms = EXCLUDED.duration_ms, span_count = EXCLUDED.span_count, "
+                "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
+                "total_tokens = EXCLUDED.total_tokens, data = EXCLUDED.data",
+                [summary_row(t) for t in fresh.values()],
+            )
+            cur.executemany(
+                "INSERT INTO trace_tags (trace_id, key, value) VALUES (%s, %s, %s) "
+                "ON CONFLICT (trace_id, key) DO UPDATE SET value = EXCLUDED.value",
+                [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
+            )
+            cur.executemany(
+                "INSERT INTO spans (trace_id, span_id, name, type, status) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [
+                    (tid, s.span_id, s.name, str(s.span_type), str(s.status))
+                    for tid, t in fresh.items()
+                    for s in t.spans
+                ],
+            )
+
+    def delete_traces(
+        self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
+    ) -> int:
+        if trace_ids is None and older_than_ms is None:
+            raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
+        conditions: list[str] = []
+        params: list[Any] = []
+        if trace_ids is not None:
+            conditions.append("trace_id = ANY(%s)")
+            params.append(list(trace_ids))
+        if older_than_ms is not None:
+            conditions.append("start_time_ms < %s")
+            params.append(int(older_than_ms))
+        where = " AND ".join(conditions)
+        conn = self._conn
+        with conn.transaction(), conn.cursor() as cur:
+            doomed = f"SELECT trace_id FROM traces WHERE {where}"
+            cur.execute(f"DELETE FROM trace_tags WHERE trace_id IN ({doomed})", params)
+            cur.execute(f"DELETE FROM spans WHERE trace_id IN ({doomed})", params)
+            cur.execute(f"DELETE FROM traces WHERE {where}", params)
+            return cur.rowcount
+
+    def get_trace(self, trace_id: str) -> Trace | None:
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", (trace_id,))
+            row = cur.fetchone()
+        return Trace.from_bytes(bytes(row[0])) if row else None
+
+    def search_traces(
+        self,
+        filter: str | None = None,
+        *,
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+    ) -> TraceList:
+        check_max_results(max_results)
+        expr = parse_filter(filter)
+        keys = parse_order_by(order_by)
+        after = decode_token(page_token, filter, keys) if page_token is not None else None
+        sql, params = compile_query(POSTGRES, expr, keys, after, max_results + 1, "t.data")
+        with self._conn.cursor() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+        traces = [Trace.from_bytes(bytes(row[0])) for row in rows[:max_results]]
+        token = None
+        if len(rows) > max_results:
+            last = traces[-1]
+            token = encode_token(filter, keys, [sort_value(last, k.field) for k in keys])
+        return TraceList(traces, token)
+
+    def count(self, filter: str | None = None) -> int:
+        query = Query(POSTGRES)
+        where = query.where(parse_filter(filter))
+        with self._conn.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
+            return int(cur.fetchone()[0])  # type: ignore[index]
+
+    def shutdown(self) -> None:
+        """Close every connection; the store reconnects if it is used again."""
+        with self._all_lock:
+            connections, self._all = self._all, []
+            self._generation += 1
+        for conn in connections:
+            conn.close()

@@ -16,9 +16,11 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from lowtrace import SpanType, TracingClient
 
@@ -99,26 +101,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="10,000 traces")
+    parser.add_argument(
+        "--postgres", action="store_true", help="also PostgreSQL: a throwaway local server"
+    )
     args = parser.parse_args(argv)
     traces = 10_000 if args.quick else args.traces
-    print(
-        f"lowtrace SQLite store benchmark: Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs"
-    )
+    print(f"lowtrace store benchmark: Python {platform.python_version()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
-        uri = f"sqlite:///{tmp}/bench.db"
-        per_trace, per_span = ingest(uri, traces)
-        size = os.path.getsize(f"{tmp}/bench.db") / 1e6
+        report("SQLite (WAL, synchronous=NORMAL)", f"sqlite:///{tmp}/bench.db", traces)
+    if args.postgres:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.postgres_server import postgres_server
+
+        with postgres_server(fsync=True) as dsn:
+            report("PostgreSQL (local server, fsync on)", dsn, traces)
+
+
+def report(label: str, uri: str, traces: int) -> None:
+    per_trace, per_span = ingest(uri, traces)
+    print(
+        f"{label}\n1. ingest of {traces:,} traces x {SPANS_PER_TRACE} spans (~1 KB per span): "
+        f"{per_span:,.0f} spans/s, {per_trace:,.0f} traces/s"
+    )
+    print(f"2. search over {traces:,} traces, one page of 100 (median of 7, ms)")
+    for query, times in search_ms(uri, 7).items():
         print(
-            f"1. ingest of {traces:,} traces x {SPANS_PER_TRACE} spans (~1 KB per span): "
-            f"{per_span:,.0f} spans/s, {per_trace:,.0f} traces/s; file {size:,.0f} MB"
+            f"   {query:28} {statistics.median(times):8.2f} ms   "
+            f"(min {min(times):.2f}, max {max(times):.2f})"
         )
-        print(f"2. search over {traces:,} traces, one page of 100 (median of 7, ms)")
-        for label, times in search_ms(uri, 7).items():
-            print(
-                f"   {label:28} {statistics.median(times):8.2f} ms   "
-                f"(min {min(times):.2f}, max {max(times):.2f})"
-            )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yield the DSN of a fresh server (database ``postgres``, user ``lowtrace``, no password)."""
+def postgres_server(*, fsync: bool = False) -> Iterator[str]:
+    """Yield the DSN of a fresh server (database ``postgres``, user ``lowtrace``, no password).
+
+    Tests run with ``fsync=off`` (the data is thrown away); benchmarks pass ``fsync=True``.
+    """
     bindir = _bindir()
     if bindir is None:
         raise FileNotFoundError("PostgreSQL's initdb was not found")

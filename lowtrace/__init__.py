@@ -15,6 +15,7 @@ from lowtrace._context import (
     update_current_trace,
     wrap,
 )
+from lowtrace._cost import ModelPrice, TraceCost, estimate_cost
 from lowtrace._decorator import trace
 from lowtrace._default import get_default_client, set_default_client
 from lowtrace._live import TraceState
@@ -55,6 +56,7 @@ __all__ = [
     "LiveSpan",
     "LowtraceError",
     "MissingExtraError",
+    "ModelPrice",
     "NoopSpan",
     "OpenSpansError",
     "PipelineConfig",
@@ -69,6 +71,7 @@ __all__ = [
     "StoreNotFoundError",
     "TokenUsage",
     "Trace",
+    "TraceCost",
     "TraceEndedError",
     "TraceInfo",
     "TraceList",
@@ -77,6 +80,7 @@ __all__ = [
     "TraceStore",
     "TracingClient",
     "TracingThreadPoolExecutor",
+    "estimate_cost",
     "format_tree",
     "get_current_span",
     "get_default_client",

@@ -12,6 +12,9 @@ from lowtrace import TracingClient, errors, trace
 from lowtrace.testing import RecordingExporter, span_tree
 
 EXPORTED = {
+    "ModelPrice",
+    "TraceCost",
+    "estimate_cost",
     "ClientStats",
     "DroppedSpan",
     "Exporter",
@@ -122,3 +125,33 @@ def test_search_results_as_a_dataframe(client: TracingClient) -> None:
     assert list(frame["name"]) == ["agent"]
     assert frame.loc[0, "total_tokens"] == 7
     assert frame.loc[0, "request"] == {"q": 1} and frame.loc[0, "tags"] == {"env": "prod"}
+
+
+def test_cost_per_trace_from_a_price_table(client: TracingClient) -> None:
+    root = client.start_trace("agent")
+    chat = client.start_span(
+        "chat", trace_id=root.trace_id, parent_id=root.span_id, attributes={"model": "gpt-big"}
+    )
+    raw = client.start_span(
+        "http call", trace_id=root.trace_id, parent_id=chat.span_id, attributes={"model": "gpt-big"}
+    )
+    raw.set_token_usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    raw.end()
+    chat.set_token_usage(input_tokens=1_000_000, output_tokens=1_000_000)  # the same call
+    chat.end()
+    small = client.start_span(
+        "small", trace_id=root.trace_id, parent_id=root.span_id, attributes={"model": "gpt-small"}
+    )
+    small.set_token_usage(input_tokens=500_000, output_tokens=0)
+    small.end()
+    unknown = client.start_span("local", trace_id=root.trace_id, parent_id=root.span_id)
+    unknown.set_token_usage(input_tokens=10, output_tokens=5)
+    unknown.end()
+    finished = client.end_trace(root.trace_id)
+    assert finished is not None
+    cost = lowtrace.estimate_cost(
+        finished, {"gpt-big": lowtrace.ModelPrice(2.0, 8.0), "gpt-small": (0.1, 0.4)}
+    )
+    assert cost.by_model == {"gpt-big": 10.0, "gpt-small": 0.05}
+    assert cost.total == 10.05
+    assert cost.unpriced_tokens == 15

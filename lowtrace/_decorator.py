@@ -35,8 +35,17 @@ def _inputs_of(func: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str,
         return lambda args, kwargs: {"args": list(args), "kwargs": kwargs}
     params = list(signature.parameters)
     skip = params[0] if params and params[0] in ("self", "cls") else None
+    # Fast path: a call passing every parameter positionally needs no Signature.bind.
+    plain = all(
+        p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in signature.parameters.values()
+    )
+    count = len(params)
+    start = 1 if skip is not None else 0
+    names = params[start:]
 
     def inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if plain and not kwargs and len(args) == count:
+            return dict(zip(names, args[start:], strict=True))
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError:  # the call itself will raise it, unchanged

@@ -9,15 +9,24 @@ sort last. Shared by the SQLite and PostgreSQL stores through a small ``Dialect`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
 
-from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or
-from lowtrace._query.paging import OrderKey
+from lowtrace._model import Trace
+from lowtrace._query.evaluate import sort_value
+from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_filter
+from lowtrace._query.paging import (
+    OrderKey,
+    check_max_results,
+    decode_token,
+    encode_token,
+    parse_order_by,
+)
+from lowtrace._stores.base import TraceList
 
-__all__ = ["POSTGRES", "SQLITE", "Dialect", "Query", "compile_query"]
+__all__ = ["POSTGRES", "SQLITE", "Dialect", "Query", "compile_query", "search_page"]
 
 
 @attrs.frozen
@@ -194,3 +203,29 @@ def compile_query(
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return sql, query.params
+
+
+def search_page(
+    dialect: Dialect,
+    fetch: Callable[[str, list[Any]], Sequence[Sequence[Any]]],
+    filter: str | None,
+    order_by: Sequence[str] | str | None,
+    max_results: int,
+    page_token: str | None,
+) -> TraceList:
+    """One page of ``search_traces`` for an SQL store; ``fetch(sql, params)`` runs the query.
+
+    Selects one row more than asked to know whether a next page exists; the page token is
+    the sort key of the last trace returned.
+    """
+    check_max_results(max_results)
+    expr = parse_filter(filter)
+    keys = parse_order_by(order_by)
+    after = decode_token(page_token, filter, keys) if page_token is not None else None
+    sql, params = compile_query(dialect, expr, keys, after, max_results + 1, "t.data")
+    rows = fetch(sql, params)
+    traces = [Trace.from_bytes(bytes(row[0])) for row in rows[:max_results]]
+    token = None
+    if len(rows) > max_results:
+        token = encode_token(filter, keys, [sort_value(traces[-1], k.field) for k in keys])
+    return TraceList(traces, token)

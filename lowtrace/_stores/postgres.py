@@ -17,10 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from lowtrace._model import Trace, merge_traces
-from lowtrace._query.evaluate import sort_value
 from lowtrace._query.filter import parse_filter
-from lowtrace._query.paging import check_max_results, decode_token, encode_token, parse_order_by
-from lowtrace._query.sql import POSTGRES, Query, compile_query
+from lowtrace._query.sql import POSTGRES, Query, search_page
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.sqlite import summary_row
 from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
@@ -222,20 +220,12 @@ class PostgresStore(TraceStore):
         max_results: int = 100,
         page_token: str | None = None,
     ) -> TraceList:
-        check_max_results(max_results)
-        expr = parse_filter(filter)
-        keys = parse_order_by(order_by)
-        after = decode_token(page_token, filter, keys) if page_token is not None else None
-        sql, params = compile_query(POSTGRES, expr, keys, after, max_results + 1, "t.data")
+        return search_page(POSTGRES, self._fetch, filter, order_by, max_results, page_token)
+
+    def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         with self._conn.cursor() as cur:
             cur.execute(sql, params)
-            rows = cur.fetchall()
-        traces = [Trace.from_bytes(bytes(row[0])) for row in rows[:max_results]]
-        token = None
-        if len(rows) > max_results:
-            last = traces[-1]
-            token = encode_token(filter, keys, [sort_value(last, k.field) for k in keys])
-        return TraceList(traces, token)
+            return cur.fetchall()
 
     def count(self, filter: str | None = None) -> int:
         query = Query(POSTGRES)

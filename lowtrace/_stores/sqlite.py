@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from lowtrace._model import Trace, merge_traces
-from lowtrace._query.evaluate import like_match, sort_value
+from lowtrace._query.evaluate import like_match
 from lowtrace._query.filter import parse_filter
-from lowtrace._query.paging import check_max_results, decode_token, encode_token, parse_order_by
-from lowtrace._query.sql import SQLITE, Query, compile_query
+from lowtrace._query.sql import SQLITE, Query, search_page
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace.errors import StoreError, StoreNotFoundError
 
@@ -276,18 +275,14 @@ class SQLiteStore(TraceStore):
         max_results: int = 100,
         page_token: str | None = None,
     ) -> TraceList:
-        check_max_results(max_results)
-        expr = parse_filter(filter)
-        keys = parse_order_by(order_by)
-        after = decode_token(page_token, filter, keys) if page_token is not None else None
-        sql, params = compile_query(SQLITE, expr, keys, after, max_results + 1, "t.data")
-        rows = self._conn.execute(sql, params).fetchall()
-        traces = [Trace.from_bytes(row[0]) for row in rows[:max_results]]
-        token = None
-        if len(rows) > max_results:
-            last = traces[-1]
-            token = encode_token(filter, keys, [sort_value(last, k.field) for k in keys])
-        return TraceList(traces, token)
+        return search_page(
+            SQLITE,
+            lambda sql, params: self._conn.execute(sql, params).fetchall(),
+            filter,
+            order_by,
+            max_results,
+            page_token,
+        )
 
     def count(self, filter: str | None = None) -> int:
         query = Query(SQLITE)

@@ -95,7 +95,10 @@ def mlflow_workload() -> Callable[[], None] | None:
         from mlflow import MlflowClient
     except ImportError:
         return None
+    # A local file tracking store: what mlflow-skinny supports (it is "in maintenance mode").
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(f"file://{tempfile.mkdtemp(prefix='mlflow-bench-')}")
+    mlflow.set_experiment("lowtrace-bench")
     client = MlflowClient()
 
     def one() -> None:

@@ -158,7 +158,7 @@ def _cmd_ui(args: argparse.Namespace, out: IO[str]) -> int:
     try:
         from lowtrace._ui.server import serve  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
-        raise _Failure(f"the UI needs its extra: pip install 'lowtrace[ui]' ({exc})") from None
+        raise _Failure(f"the web UI is not part of this lowtrace version yet ({exc})") from None
     uri = args.uri or env_uri()
     open_store(uri, create=False)  # fail early, and never create a store by looking at it
     serve(uri, host=args.host, port=args.port, allow_remote=args.allow_remote)

@@ -296,6 +296,18 @@ class Trace:
 
         return trace_from_bytes(data)
 
+    def to_html(self) -> str:
+        """A self-contained HTML page showing this trace (tree, timeline, details)."""
+        from lowtrace._view.html import trace_document
+
+        return trace_document(self)
+
+    def _repr_html_(self) -> str:
+        """The trace view inline in a Jupyter notebook."""
+        from lowtrace._view.html import trace_html
+
+        return trace_html(self)
+
 
 def outermost_token_usage(spans: Iterable[SpanRecord]) -> TokenUsage | None:
     """Token usage summed over spans, each model call once.

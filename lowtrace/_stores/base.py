@@ -25,6 +25,12 @@ class TraceList(list[Trace]):
     def __repr__(self) -> str:
         return f"TraceList({list.__repr__(self)}, next_page_token={self.next_page_token!r})"
 
+    def _repr_html_(self) -> str:
+        """The page as a table in a Jupyter notebook."""
+        from lowtrace._view.html import trace_list_html
+
+        return trace_list_html(self)
+
     def to_pandas(self):  # type: ignore[no-untyped-def]
         """The page as a pandas DataFrame, one row per trace (needs the ``pandas`` extra)."""
         from lowtrace._stores.frames import traces_to_pandas

@@ -1,0 +1,1 @@
+"""Looking at traces: the self-contained HTML trace view and notebook displays."""

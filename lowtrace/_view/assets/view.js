@@ -1,0 +1,191 @@
+// The lowtrace trace view: a span tree with a waterfall timeline and a detail pane.
+// Trace contents are untrusted (model output, user input): the DOM is built with
+// textContent only, never innerHTML. Rows are virtualised so 10,000-span traces stay fast.
+(function () {
+  "use strict";
+  var COLORS = {
+    AGENT: "#7f56d9", CHAIN: "#667085", TOOL: "#f79009", LLM: "#2e90fa",
+    CHAT_MODEL: "#1570ef", RETRIEVER: "#12b76a", EMBEDDING: "#06aed4",
+    RERANKER: "#ee46bc", PARSER: "#98a2b3", UNKNOWN: "#98a2b3"
+  };
+  var ROW = 24;
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function fmtMs(ms) {
+    if (ms < 1) return ms.toFixed(2) + " ms";
+    if (ms < 10000) return ms.toFixed(1) + " ms";
+    return (ms / 1000).toFixed(2) + " s";
+  }
+
+  function pretty(raw) {
+    if (raw === null || raw === undefined) return null;
+    try { return JSON.stringify(JSON.parse(raw), null, 2); } catch (e) { return String(raw); }
+  }
+
+  function start(root) {
+    var data = JSON.parse(root.querySelector("script.lt-data").textContent);
+    var spans = data.spans;
+    var byId = {}, kids = {}, roots = [];
+    spans.forEach(function (s, i) { s.index = i; byId[s.id] = s; });
+    spans.forEach(function (s) {
+      if (s.parent && byId[s.parent]) (kids[s.parent] = kids[s.parent] || []).push(s);
+      else roots.push(s);
+    });
+    var t0 = data.start, total = Math.max(data.end - data.start, 1);
+    var collapsed = {}, selected = roots.length ? roots[0] : null, query = "";
+    var list = root.querySelector(".lt-list"), spacer = root.querySelector(".lt-spacer");
+    var detail = root.querySelector(".lt-detail"), search = root.querySelector(".lt-search");
+    var rows = [];
+
+    function matches(s) { return s.name.toLowerCase().indexOf(query) >= 0; }
+
+    function visibleRows() {
+      var out = [], keep = null;
+      if (query) {  // a match and all its ancestors stay visible
+        keep = {};
+        spans.forEach(function (s) {
+          if (!matches(s)) return;
+          for (var p = s; p && !keep[p.id]; p = byId[p.parent]) keep[p.id] = true;
+        });
+      }
+      var stack = roots.slice().reverse().map(function (s) { return [s, 0]; });
+      while (stack.length) {
+        var item = stack.pop(), s = item[0], depth = item[1];
+        if (keep && !keep[s.id]) continue;
+        out.push([s, depth]);
+        if (collapsed[s.id] && !query) continue;
+        var c = kids[s.id] || [];
+        for (var i = c.length - 1; i >= 0; i--) stack.push([c[i], depth + 1]);
+      }
+      return out;
+    }
+
+    function renderRows() {
+      var from = Math.max(0, Math.floor(list.scrollTop / ROW) - 10);
+      var to = Math.min(rows.length, from + Math.ceil(list.clientHeight / ROW) + 20);
+      spacer.textContent = "";
+      spacer.style.height = rows.length * ROW + "px";
+      for (var i = from; i < to; i++) {
+        var s = rows[i][0], depth = rows[i][1];
+        var row = el("div", "lt-row" + (s === selected ? " lt-selected" : "") +
+                     (s.status === "ERROR" ? " lt-err" : ""));
+        row.style.top = i * ROW + "px";
+        row.dataset.index = String(s.index);
+        var name = el("div", "lt-name");
+        name.style.paddingLeft = 6 + depth * 14 + "px";
+        var hasKids = (kids[s.id] || []).length > 0;
+        name.appendChild(el("span", "lt-toggle", hasKids ? (collapsed[s.id] ? "▸" : "▾") : ""));
+        name.appendChild(el("span", "lt-label", s.name));
+        name.appendChild(el("span", "lt-type", s.type));
+        row.appendChild(name);
+        row.appendChild(el("div", "lt-dur", fmtMs(s.dur / 1e6)));
+        var lane = el("div", "lt-lane"), bar = el("div", "lt-bar" + (s.status === "ERROR" ? " lt-err" : ""));
+        bar.style.left = ((s.start - t0) / total) * 100 + "%";
+        bar.style.width = Math.max((s.dur / total) * 100, 0.2) + "%";
+        bar.style.background = COLORS[s.type] || COLORS.UNKNOWN;
+        bar.title = s.name + " " + fmtMs(s.dur / 1e6);
+        lane.appendChild(bar);
+        row.appendChild(lane);
+        spacer.appendChild(row);
+      }
+    }
+
+    function section(title, node) {
+      detail.appendChild(el("h3", null, title));
+      detail.appendChild(node);
+    }
+
+    function kv(pairs) {
+      var grid = el("div", "lt-kv");
+      pairs.forEach(function (p) {
+        if (p[1] === null || p[1] === undefined || p[1] === "") return;
+        grid.appendChild(el("div", null, p[0]));
+        grid.appendChild(el("div", null, p[1]));
+      });
+      return grid;
+    }
+
+    function renderDetail() {
+      detail.textContent = "";
+      var s = selected;
+      if (!s) { detail.appendChild(el("p", "lt-empty", "No span selected.")); return; }
+      detail.appendChild(el("h2", null, s.name));
+      detail.appendChild(kv([
+        ["type", s.type], ["status", s.status + (s.message ? ": " + s.message : "")],
+        ["duration", fmtMs(s.dur / 1e6)], ["starts at", "+" + fmtMs((s.start - t0) / 1e6)],
+        ["span id", s.id], ["parent id", s.parent],
+        ["tokens", s.tokens ? s.tokens.total + " (" + s.tokens.input + " in / " +
+          s.tokens.output + " out)" : null]
+      ]));
+      [["Inputs", s.inputs], ["Outputs", s.outputs]].forEach(function (p) {
+        var text = pretty(p[1]);
+        if (text !== null && text !== "null") section(p[0], el("pre", "lt-pre", text));
+      });
+      if (s.attributes && Object.keys(s.attributes).length)
+        section("Attributes", el("pre", "lt-pre", JSON.stringify(s.attributes, null, 2)));
+      (s.events || []).forEach(function (e) {
+        var body = e.attributes && e.attributes["exception.stacktrace"]
+          ? e.attributes["exception.type"] + ": " + e.attributes["exception.message"] + "\n\n" +
+            e.attributes["exception.stacktrace"]
+          : JSON.stringify(e.attributes || {}, null, 2);
+        section("Event: " + e.name + " at +" + fmtMs((e.time - t0) / 1e6), el("pre", "lt-pre", body));
+      });
+      if (s.truncated) detail.appendChild(el("p", "lt-note", s.truncated));
+    }
+
+    function refresh(scrollToSelected) {
+      rows = visibleRows();
+      if (scrollToSelected && selected) {
+        for (var i = 0; i < rows.length; i++) if (rows[i][0] === selected) {
+          var top = i * ROW;
+          if (top < list.scrollTop) list.scrollTop = top;
+          else if (top + ROW > list.scrollTop + list.clientHeight)
+            list.scrollTop = top + ROW - list.clientHeight;
+          break;
+        }
+      }
+      renderRows();
+      renderDetail();
+    }
+
+    list.addEventListener("scroll", renderRows);
+    list.addEventListener("click", function (ev) {
+      var row = ev.target.closest(".lt-row");
+      if (!row) return;
+      var s = spans[Number(row.dataset.index)];
+      if (ev.target.classList.contains("lt-toggle")) collapsed[s.id] = !collapsed[s.id];
+      selected = s;
+      refresh(false);
+      list.focus();
+    });
+    list.addEventListener("keydown", function (ev) {
+      var i = -1;
+      for (var k = 0; k < rows.length; k++) if (rows[k][0] === selected) { i = k; break; }
+      if (ev.key === "ArrowDown" && i < rows.length - 1) selected = rows[i + 1][0];
+      else if (ev.key === "ArrowUp" && i > 0) selected = rows[i - 1][0];
+      else if (ev.key === "ArrowLeft" && selected) {
+        if (kids[selected.id] && !collapsed[selected.id]) collapsed[selected.id] = true;
+        else if (byId[selected.parent]) selected = byId[selected.parent];
+      } else if (ev.key === "ArrowRight" && selected) collapsed[selected.id] = false;
+      else if (ev.key === "Enter" && selected) collapsed[selected.id] = !collapsed[selected.id];
+      else return;
+      ev.preventDefault();
+      refresh(true);
+    });
+    search.addEventListener("input", function () {
+      query = search.value.trim().toLowerCase();
+      list.scrollTop = 0;
+      refresh(false);
+    });
+    refresh(false);
+    root.dataset.ready = "true";
+  }
+
+  document.querySelectorAll(".lt-root").forEach(start);
+})();

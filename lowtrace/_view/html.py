@@ -1,0 +1,161 @@
+"""The self-contained HTML trace view, and the notebook displays built on it.
+
+One document with its CSS and JavaScript inline and the trace as JSON inside a
+``<script type="application/json">``: it works offline, from a file, and in a notebook
+(inside an ``<iframe srcdoc>`` so notebook styles and scripts cannot clash). Trace contents
+are untrusted text: the JSON block escapes ``<``, ``>``, ``&`` and U+2028/2029, the script
+builds the page with ``textContent`` only, and every cell of the HTML tables is escaped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Iterable
+from importlib import resources
+from typing import Any, Final
+
+import orjson
+
+from lowtrace._model import SpanRecord, Trace
+
+__all__ = ["trace_document", "trace_html", "trace_list_html"]
+
+#: Bytes of one recorded value shown in the view (the stored trace keeps all of it).
+MAX_VALUE_CHARS: Final = 64 * 1024
+_ESCAPES: Final = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _asset(name: str) -> str:
+    return resources.files("lowtrace._view").joinpath("assets", name).read_text("utf-8")
+
+
+def _json_for_script(data: Any) -> str:
+    """JSON that cannot end its ``<script>`` element or start markup, whatever it holds."""
+    text = orjson.dumps(data).decode("utf-8")
+    for char, escaped in _ESCAPES.items():
+        text = text.replace(char, escaped)
+    return text
+
+
+def _value(raw: bytes) -> tuple[str | None, bool]:
+    if raw == b"null":
+        return None, False
+    text = raw.decode("utf-8", "replace")
+    if len(text) > MAX_VALUE_CHARS:
+        return text[:MAX_VALUE_CHARS], True
+    return text, False
+
+
+def _span_data(span: SpanRecord) -> dict[str, Any]:
+    inputs, cut_in = _value(span.inputs_json)
+    outputs, cut_out = _value(span.outputs_json)
+    usage = span.token_usage
+    return {
+        "id": span.span_id,
+        "parent": span.parent_id,
+        "name": span.name,
+        "type": str(span.span_type),
+        "status": str(span.status),
+        "message": span.status_message,
+        "start": span.start_time_ns,
+        "dur": span.end_time_ns - span.start_time_ns,
+        "inputs": inputs,
+        "outputs": outputs,
+        "attributes": dict(span.attributes),
+        "events": [
+            {"name": e.name, "time": e.time_ns, "attributes": dict(e.attributes)}
+            for e in span.events
+        ],
+        "tokens": (
+            {
+                "input": usage.input_tokens,
+                "output": usage.output_tokens,
+                "total": usage.total_tokens,
+            }
+            if usage
+            else None
+        ),
+        "truncated": (
+            f"Shown in part: values over {MAX_VALUE_CHARS // 1024} KiB are cut in this view."
+            if cut_in or cut_out
+            else None
+        ),
+    }
+
+
+def trace_document(trace: Trace) -> str:
+    """A complete, self-contained HTML page showing one trace."""
+    info = trace.info
+    data = {
+        "start": info.start_time_ns,
+        "end": max([info.end_time_ns, *(s.end_time_ns for s in trace.spans)]),
+        "spans": [_span_data(s) for s in trace.spans],
+    }
+    usage = info.token_usage
+    status = str(info.status)
+    meta = [
+        f"{info.duration_ms:,.1f} ms",
+        f"{info.span_count} spans",
+        f"{usage.total_tokens} tokens" if usage else "",
+        " ".join(f"{k}={v}" for k, v in sorted(info.tags.items())),
+    ]
+    e = html.escape
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>{e(info.name)} · lowtrace</title><style>{_asset('view.css')}</style></head>"
+        '<body><div class="lt-root"><div class="lt-head">'
+        f'<span class="lt-title">{e(info.name)}</span>'
+        f'<span class="lt-badge {"lt-error" if status == "ERROR" else "lt-ok"}">{e(status)}'
+        "</span>"
+        + "".join(f'<span class="lt-meta">{e(m)}</span>' for m in meta if m)
+        + f'<span class="lt-meta">{e(info.trace_id)}</span>'
+        '<input class="lt-search" type="search" placeholder="Search spans…" '
+        'aria-label="Search spans"></div><div class="lt-main">'
+        '<div class="lt-list" tabindex="0"><div class="lt-spacer"></div></div>'
+        '<div class="lt-detail"></div></div>'
+        f'<script type="application/json" class="lt-data">{_json_for_script(data)}</script>'
+        "</div>"
+        f"<script>{_asset('view.js')}</script></body></html>"
+    )
+
+
+def trace_html(trace: Trace, height: int = 560) -> str:
+    """The trace view for a notebook cell: the document inside a sandboxed iframe."""
+    document = html.escape(trace_document(trace), quote=True)
+    return (
+        f'<iframe srcdoc="{document}" sandbox="allow-scripts" '
+        f'style="width:100%;height:{int(height)}px;border:1px solid #e4e7ec;border-radius:6px">'
+        "</iframe>"
+    )
+
+
+def trace_list_html(traces: Iterable[Trace]) -> str:
+    """A table of traces (name, status, start, duration, tokens, tags), every cell escaped."""
+    e = html.escape
+    rows = []
+    for trace in traces:
+        info = trace.info
+        start = dt.datetime.fromtimestamp(info.start_time_ns / 1e9, dt.UTC)
+        tags = ", ".join(f"{k}={v}" for k, v in sorted(info.tags.items()))
+        rows.append(
+            "<tr>"
+            f"<td><code>{e(info.trace_id)}</code></td><td>{e(info.name)}</td>"
+            f"<td>{e(str(info.status))}</td><td>{start:%Y-%m-%d %H:%M:%S}</td>"
+            f'<td style="text-align:right">{info.duration_ms:,.1f} ms</td>'
+            f'<td style="text-align:right">'
+            f"{info.token_usage.total_tokens if info.token_usage else ''}</td>"
+            f"<td>{e(tags)}</td></tr>"
+        )
+    return (
+        "<table><thead><tr><th>trace id</th><th>name</th><th>status</th><th>start (UTC)</th>"
+        "<th>duration</th><th>tokens</th><th>tags</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )

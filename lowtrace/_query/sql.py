@@ -26,7 +26,15 @@ from lowtrace._query.paging import (
 )
 from lowtrace._stores.base import TraceList
 
-__all__ = ["POSTGRES", "SQLITE", "Dialect", "Query", "compile_query", "search_page"]
+__all__ = [
+    "POSTGRES",
+    "SQLITE",
+    "Dialect",
+    "Query",
+    "compile_query",
+    "delete_statements",
+    "search_page",
+]
 
 
 @attrs.frozen
@@ -229,3 +237,32 @@ def search_page(
     if len(rows) > max_results:
         token = encode_token(filter, keys, [sort_value(traces[-1], k.field) for k in keys])
     return TraceList(traces, token)
+
+
+def delete_statements(
+    dialect: Dialect, trace_ids: Sequence[str] | None, older_than_ms: int | None
+) -> list[tuple[str, list[Any]]]:
+    """The statements deleting traces by id and/or start time from every table, in order.
+
+    The last one deletes from ``traces``: its row count is the number of traces deleted.
+    No statements when ``trace_ids`` is empty (nothing can match).
+    """
+    if trace_ids is None and older_than_ms is None:
+        raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
+    query = Query(dialect)
+    conditions: list[str] = []
+    if trace_ids is not None:
+        ids = list(trace_ids)
+        if not ids:
+            return []
+        conditions.append(f"trace_id IN ({', '.join(query.bind(i) for i in ids)})")
+    if older_than_ms is not None:
+        conditions.append(f"start_time_ms < {query.bind(int(older_than_ms))}")
+    where = " AND ".join(conditions)
+    doomed = f"SELECT trace_id FROM traces WHERE {where}"
+    params = query.params
+    return [
+        (f"DELETE FROM trace_tags WHERE trace_id IN ({doomed})", list(params)),
+        (f"DELETE FROM spans WHERE trace_id IN ({doomed})", list(params)),
+        (f"DELETE FROM traces WHERE {where}", list(params)),
+    ]

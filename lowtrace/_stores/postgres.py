@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.filter import parse_filter
-from lowtrace._query.sql import POSTGRES, Query, search_page
+from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.sqlite import summary_row
 from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
@@ -187,23 +187,13 @@ class PostgresStore(TraceStore):
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
     ) -> int:
-        if trace_ids is None and older_than_ms is None:
-            raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
-        conditions: list[str] = []
-        params: list[Any] = []
-        if trace_ids is not None:
-            conditions.append("trace_id = ANY(%s)")
-            params.append(list(trace_ids))
-        if older_than_ms is not None:
-            conditions.append("start_time_ms < %s")
-            params.append(int(older_than_ms))
-        where = " AND ".join(conditions)
+        statements = delete_statements(POSTGRES, trace_ids, older_than_ms)
+        if not statements:
+            return 0
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
-            doomed = f"SELECT trace_id FROM traces WHERE {where}"
-            cur.execute(f"DELETE FROM trace_tags WHERE trace_id IN ({doomed})", params)
-            cur.execute(f"DELETE FROM spans WHERE trace_id IN ({doomed})", params)
-            cur.execute(f"DELETE FROM traces WHERE {where}", params)
+            for sql, params in statements:
+                cur.execute(sql, params)
             return cur.rowcount
 
     def get_trace(self, trace_id: str) -> Trace | None:

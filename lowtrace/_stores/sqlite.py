@@ -25,7 +25,7 @@ from typing import Any, Final
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.evaluate import like_match
 from lowtrace._query.filter import parse_filter
-from lowtrace._query.sql import SQLITE, Query, search_page
+from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace.errors import StoreError, StoreNotFoundError
 
@@ -239,25 +239,13 @@ class SQLiteStore(TraceStore):
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
     ) -> int:
-        if trace_ids is None and older_than_ms is None:
-            raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
-        conditions: list[str] = []
-        params: list[Any] = []
-        if trace_ids is not None:
-            ids = list(trace_ids)
-            if not ids:
-                return 0
-            conditions.append(f"trace_id IN ({','.join('?' * len(ids))})")
-            params.extend(ids)
-        if older_than_ms is not None:
-            conditions.append("start_time_ms < ?")
-            params.append(int(older_than_ms))
-        where = " AND ".join(conditions)
+        statements = delete_statements(SQLITE, trace_ids, older_than_ms)
+        if not statements:
+            return 0
         with self._write() as conn:
-            doomed = f"SELECT trace_id FROM traces WHERE {where}"
-            conn.execute(f"DELETE FROM trace_tags WHERE trace_id IN ({doomed})", params)
-            conn.execute(f"DELETE FROM spans WHERE trace_id IN ({doomed})", params)
-            return conn.execute(f"DELETE FROM traces WHERE {where}", params).rowcount
+            for sql, params in statements:
+                cursor = conn.execute(sql, params)
+            return cursor.rowcount
 
     # -- reading ----------------------------------------------------------------------------
 

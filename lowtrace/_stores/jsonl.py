@@ -25,7 +25,7 @@ import zstandard
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._serde import trace_from_json, trace_to_dict
-from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.base import ScanningStore
 from lowtrace.errors import StoreError, StoreNotFoundError
 
 try:
@@ -112,7 +112,7 @@ def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
                     return  # a torn last line
 
 
-class JsonlStore(TraceStore):
+class JsonlStore(ScanningStore):
     """Appends finished traces as rows of a (zstd-compressed) JSON-lines file."""
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True) -> None:
@@ -158,29 +158,6 @@ class JsonlStore(TraceStore):
             if trace.info.trace_id == trace_id:
                 return trace
         return None
-
-    def search_traces(
-        self,
-        filter: str | None = None,
-        *,
-        order_by: Sequence[str] | str | None = None,
-        max_results: int = 100,
-        page_token: str | None = None,
-    ) -> TraceList:
-        from lowtrace._query.evaluate import search_in_memory
-
-        return search_in_memory(
-            self._traces(),
-            filter,
-            order_by=order_by,
-            max_results=max_results,
-            page_token=page_token,
-        )
-
-    def count(self, filter: str | None = None) -> int:
-        from lowtrace._query.evaluate import search_in_memory
-
-        return len(search_in_memory(self._traces(), filter, max_results=None))
 
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None

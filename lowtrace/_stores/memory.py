@@ -11,12 +11,12 @@ import threading
 from collections.abc import Sequence
 
 from lowtrace._model import Trace, merge_traces
-from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.base import ScanningStore
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(TraceStore):
+class MemoryStore(ScanningStore):
     """An in-process store; two clients never share one."""
 
     def __init__(self, uri: str = "memory://") -> None:
@@ -29,7 +29,7 @@ class MemoryStore(TraceStore):
             for trace in traces:
                 self._fragments.setdefault(trace.info.trace_id, []).append(trace)
 
-    def _all(self) -> list[Trace]:
+    def _traces(self) -> list[Trace]:
         with self._lock:
             groups = list(self._fragments.values())
         return [merge_traces(g) for g in groups]
@@ -39,31 +39,11 @@ class MemoryStore(TraceStore):
             group = list(self._fragments.get(trace_id, ()))
         return merge_traces(group) if group else None
 
-    def search_traces(
-        self,
-        filter: str | None = None,
-        *,
-        order_by: Sequence[str] | str | None = None,
-        max_results: int = 100,
-        page_token: str | None = None,
-    ) -> TraceList:
-        from lowtrace._query.evaluate import search_in_memory
-
-        return search_in_memory(
-            self._all(),
-            filter,
-            order_by=order_by,
-            max_results=max_results,
-            page_token=page_token,
-        )
-
     def count(self, filter: str | None = None) -> int:
         if filter is None:
             with self._lock:
                 return len(self._fragments)
-        from lowtrace._query.evaluate import search_in_memory
-
-        return len(search_in_memory(self._all(), filter, max_results=None))
+        return super().count(filter)
 
     def delete_traces(
         self,

@@ -23,16 +23,16 @@ from lowtrace import _forksafe
 from lowtrace._config import Limits, PipelineConfig, env_enabled, env_uri
 from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
 from lowtrace._live import LiveTrace, TraceState, snapshot_attributes
-from lowtrace._model import NULL_BLOB, JsonBlob, Trace
+from lowtrace._model import NULL_BLOB, Trace
 from lowtrace._noop import NOOP_SPAN, NoopSpan
 from lowtrace._pipeline import Exporter, ExporterStats, ExportPipeline, describe
 from lowtrace._registry import LiveRegistry
-from lowtrace._span import DroppedSpan, LiveSpan, check_time
+from lowtrace._span import DroppedSpan, LiveSpan, check_time, make_blob
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.uri import open_store
 from lowtrace._traceparent import parse_traceparent
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import encode_value, snapshot_mapping
+from lowtrace._values import snapshot_mapping
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -153,7 +153,7 @@ class TracingClient:
             else:
                 start = check_time(start_time_ns, "start_time_ns")
             limit = self.limits.max_value_bytes
-            blob, cut = _encode(inputs, limit) if inputs is not None else (NULL_BLOB, 0)
+            blob, cut = make_blob(inputs, limit)
             values: dict[str, Any]
             if attributes is None:
                 values, cut_attrs = {}, 0
@@ -214,7 +214,7 @@ class TracingClient:
             if inputs is None:
                 blob = NULL_BLOB
             else:
-                blob, cut = _encode(inputs, self.limits.max_value_bytes)
+                blob, cut = make_blob(inputs, self.limits.max_value_bytes)
             if attributes:
                 # A TypeError (not a mapping, non-str keys) becomes InvalidArgumentError below.
                 values, cut_attrs = snapshot_mapping(
@@ -481,13 +481,6 @@ def _check_name(name: object) -> None:
         raise InvalidArgumentError(f"name must be a str, got {type(name).__name__}: {name!r}")
     if not name.strip():
         raise InvalidArgumentError("name must be a non-empty str")
-
-
-def _encode(value: Any, limit: int) -> tuple[JsonBlob, int]:
-    if value is None:
-        return NULL_BLOB, 0
-    data, cut = encode_value(value, limit)
-    return JsonBlob(data), int(cut)
 
 
 def _tags(tags: Mapping[str, Any] | None) -> dict[str, str]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from lowtrace._model import Trace
+from lowtrace._model import Trace, counted_usage_spans
 
 __all__ = ["ModelPrice", "TraceCost", "estimate_cost"]
 
@@ -42,15 +42,11 @@ def estimate_cost(
         name: price if isinstance(price, ModelPrice) else ModelPrice(*price)
         for name, price in prices.items()
     }
-    covered: dict[str, bool] = {}
     by_model: dict[str, float] = {}
     unpriced = 0
-    for span in trace.spans:  # start order: parents before children
-        above = covered.get(span.parent_id, False) if span.parent_id is not None else False
+    for span in counted_usage_spans(trace.spans):
         usage = span.token_usage
-        covered[span.span_id] = above or usage is not None
-        if usage is None or above:
-            continue
+        assert usage is not None
         model = span.attributes.get("model")
         price = table.get(model) if isinstance(model, str) else None
         if price is None:

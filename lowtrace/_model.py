@@ -26,6 +26,7 @@ __all__ = [
     "TokenUsage",
     "Trace",
     "TraceInfo",
+    "counted_usage_spans",
     "merge_traces",
     "outermost_token_usage",
     "parents_first",
@@ -309,21 +310,29 @@ class Trace:
         return trace_html(self)
 
 
-def outermost_token_usage(spans: Iterable[SpanRecord]) -> TokenUsage | None:
-    """Token usage summed over spans, each model call once.
+def counted_usage_spans(spans: Iterable[SpanRecord]) -> Iterator[SpanRecord]:
+    """The spans whose token usage counts: each model call once, the outermost report.
 
     Where a span and one of its descendants both report usage (a framework's model span
     wrapping an autologged client call), only the outermost one counts. ``spans`` must list
     every parent before its children (start order does).
     """
     covered: dict[str, bool] = {}
-    total: TokenUsage | None = None
     for span in spans:
         above = covered.get(span.parent_id, False) if span.parent_id is not None else False
         usage = span.token_usage
-        if usage is not None and not above:
-            total = usage if total is None else total + usage
         covered[span.span_id] = above or usage is not None
+        if usage is not None and not above:
+            yield span
+
+
+def outermost_token_usage(spans: Iterable[SpanRecord]) -> TokenUsage | None:
+    """Token usage summed over ``counted_usage_spans``; None when no span reported any."""
+    total: TokenUsage | None = None
+    for span in counted_usage_spans(spans):
+        usage = span.token_usage
+        assert usage is not None
+        total = usage if total is None else total + usage
     return total
 
 

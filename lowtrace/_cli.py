@@ -17,8 +17,9 @@ from typing import IO, Any
 import orjson
 
 from lowtrace._config import env_uri
+from lowtrace._dataset import golden_row
 from lowtrace._model import Trace
-from lowtrace._stores.base import TraceStore
+from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._stores.jsonl import inference_row
 from lowtrace._stores.uri import open_store
 from lowtrace._textview import format_table, format_tree
@@ -44,20 +45,7 @@ def _store(args: argparse.Namespace) -> TraceStore:
 def _pages(
     store: TraceStore, filter: str | None, order_by: str | None, limit: int | None
 ) -> Iterator[Trace]:
-    """Every matching trace (up to ``limit``), fetched a page at a time."""
-    token: str | None = None
-    seen = 0
-    while True:
-        size = 500 if limit is None else min(500, limit - seen)
-        if size <= 0:
-            return
-        page = store.search_traces(filter, order_by=order_by, max_results=size, page_token=token)
-        for trace in page:
-            yield trace
-            seen += 1
-        token = page.next_page_token
-        if token is None:
-            return
+    return iter_traces(store, filter, order_by=order_by, limit=limit)
 
 
 def _cmd_list(args: argparse.Namespace, out: IO[str]) -> int:
@@ -112,9 +100,12 @@ def _cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
         if sink is not None and target is not None and target.suffix == ".zst":
             writer = zstandard.ZstdCompressor(level=3).stream_writer(sink)
         for trace in _pages(store, args.filter, args.order_by, args.limit):
-            row = orjson.dumps(
-                inference_row(trace) if args.rows else orjson.Fragment(trace.to_json())
-            )
+            if args.golden:
+                row = orjson.dumps(golden_row(trace))
+            elif args.rows:
+                row = orjson.dumps(inference_row(trace))
+            else:
+                row = trace.to_json()
             if writer is None:
                 out.write(row.decode() + "\n")
             else:
@@ -154,14 +145,32 @@ def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def _cmd_ui(args: argparse.Namespace, out: IO[str]) -> int:
+def _load_prices(path: str | None) -> dict[str, tuple[float, float]] | None:
+    if path is None:
+        return None
     try:
-        from lowtrace._ui.server import serve  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise _Failure(f"the web UI is not part of this lowtrace version yet ({exc})") from None
-    uri = args.uri or env_uri()
-    open_store(uri, create=False)  # fail early, and never create a store by looking at it
-    serve(uri, host=args.host, port=args.port, allow_remote=args.allow_remote)
+        raw = orjson.loads(Path(path).read_bytes())
+        return {str(model): (float(price[0]), float(price[1])) for model, price in raw.items()}
+    except (OSError, orjson.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError):
+        raise _Failure(
+            f"--prices {path}: expected a JSON object of model -> "
+            "[input_per_million, output_per_million]",
+            EXIT_USAGE,
+        ) from None
+
+
+def _cmd_ui(args: argparse.Namespace, out: IO[str]) -> int:
+    from lowtrace._ui.server import serve
+
+    prices = _load_prices(args.prices)
+    serve(
+        args.uri or env_uri(),
+        host=args.host,
+        port=args.port,
+        allow_remote=args.allow_remote,
+        read_only=args.read_only,
+        prices=prices,
+    )
     return EXIT_OK
 
 
@@ -197,7 +206,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--order-by")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("-o", "--output", help="file (.jsonl, or .jsonl.zst compressed); default stdout")
-    p.add_argument("--rows", action="store_true", help="inference-table rows instead of traces")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--rows", action="store_true", help="inference-table rows instead of traces")
+    kind.add_argument(
+        "--golden",
+        action="store_true",
+        help="a golden evaluation dataset: root inputs, outputs and tags per trace",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_export)
     p = sub.add_parser("delete", parents=[common], help="delete traces")
@@ -205,10 +220,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than-days", type=float, help="delete traces started before N days ago")
     p.add_argument("--yes", action="store_true", help="do it (required)")
     p.set_defaults(run=_cmd_delete)
-    p = sub.add_parser("ui", parents=[common], help="serve the trace viewer")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5800)
-    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    p = sub.add_parser("ui", parents=[common], help="serve the web UI (extra 'ui')")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=5800, help="port (default 5800; 0 picks one)")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (the UI has no login)",
+    )
+    p.add_argument("--read-only", action="store_true", help="no delete action")
+    p.add_argument(
+        "--prices",
+        metavar="FILE",
+        help='JSON {"model": [input_per_1M, output_per_1M]} to show costs',
+    )
     p.set_defaults(run=_cmd_ui)
     return parser
 

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 import attrs
 
-from lowtrace._model import Trace, counted_usage_spans
+from lowtrace._model import SpanRecord, Trace, counted_usage_spans
 
-__all__ = ["ModelPrice", "TraceCost", "estimate_cost"]
+__all__ = ["ModelPrice", "PriceTable", "TraceCost", "estimate_cost", "price_table", "span_cost"]
 
 
 @attrs.frozen
@@ -23,6 +23,10 @@ class ModelPrice:
 
     input_per_million: float
     output_per_million: float
+
+
+#: Model name -> price, as ``estimate_cost`` accepts it.
+PriceTable = Mapping[str, ModelPrice | tuple[float, float]]
 
 
 @attrs.frozen
@@ -34,27 +38,38 @@ class TraceCost:
     unpriced_tokens: int  # tokens on spans with no model attribute or no price for it
 
 
-def estimate_cost(
-    trace: Trace, prices: Mapping[str, ModelPrice | tuple[float, float]]
-) -> TraceCost:
-    """Price every model call of ``trace`` with ``prices`` (model name -> per-1M prices)."""
-    table = {
+def price_table(prices: PriceTable) -> dict[str, ModelPrice]:
+    """The table with every entry as a ``ModelPrice`` (tuples are (input, output) per 1M)."""
+    return {
         name: price if isinstance(price, ModelPrice) else ModelPrice(*price)
         for name, price in prices.items()
     }
+
+
+def span_cost(span: SpanRecord, table: Mapping[str, ModelPrice]) -> float | None:
+    """What this span's own token usage cost, or None without usage or a price for its model."""
+    usage = span.token_usage
+    model = span.attributes.get("model")
+    price = table.get(model) if isinstance(model, str) else None
+    if usage is None or price is None:
+        return None
+    return (
+        usage.input_tokens * price.input_per_million
+        + usage.output_tokens * price.output_per_million
+    ) / 1_000_000
+
+
+def estimate_cost(trace: Trace, prices: PriceTable) -> TraceCost:
+    """Price every model call of ``trace`` with ``prices`` (model name -> per-1M prices)."""
+    table = price_table(prices)
     by_model: dict[str, float] = {}
     unpriced = 0
     for span in counted_usage_spans(trace.spans):
-        usage = span.token_usage
-        assert usage is not None
-        model = span.attributes.get("model")
-        price = table.get(model) if isinstance(model, str) else None
-        if price is None:
-            unpriced += usage.total_tokens
+        cost = span_cost(span, table)
+        if cost is None:
+            assert span.token_usage is not None
+            unpriced += span.token_usage.total_tokens
             continue
-        cost = (
-            usage.input_tokens * price.input_per_million
-            + usage.output_tokens * price.output_per_million
-        ) / 1_000_000
-        by_model[str(model)] = by_model.get(str(model), 0.0) + cost
+        model = str(span.attributes["model"])
+        by_model[model] = by_model.get(model, 0.0) + cost
     return TraceCost(sum(by_model.values()), by_model, unpriced)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, overload
+from typing import TYPE_CHECKING, Any, Final, overload
 
 import attrs
 import orjson
 
 from lowtrace._types import SpanStatus, SpanType
+
+if TYPE_CHECKING:
+    from lowtrace._cost import PriceTable
 
 __all__ = [
     "NULL_BLOB",
@@ -297,11 +300,15 @@ class Trace:
 
         return trace_from_bytes(data)
 
-    def to_html(self) -> str:
-        """A self-contained HTML page showing this trace (tree, timeline, details)."""
+    def to_html(self, prices: PriceTable | None = None) -> str:
+        """A self-contained HTML page showing this trace (tree, timeline, details).
+
+        ``prices`` (model name -> per-million-token prices, as for ``estimate_cost``) adds
+        the cost of each model call and of the whole trace.
+        """
         from lowtrace._view.html import trace_document
 
-        return trace_document(self)
+        return trace_document(self, prices=prices)
 
     def _repr_html_(self) -> str:
         """The trace view inline in a Jupyter notebook."""

@@ -55,3 +55,24 @@ def postgres_uri(postgres_dsn: str) -> str:
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
     return postgres_dsn.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Chromium from the system package, driven by Playwright (nothing downloaded)."""
+    import os
+    import shutil
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required in CI (Debian package 'chromium')")
+        pytest.skip("Chromium is not installed: the browser tests did NOT run")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield browser
+        browser.close()

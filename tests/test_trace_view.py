@@ -3,55 +3,16 @@
 from __future__ import annotations
 
 import html
-import os
 import re
-import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 
-from lowtrace import SpanType, Trace, TracingClient
+from lowtrace import Trace, TracingClient
+from tests.samples import XSS, hostile_trace
 
-XSS = [
-    "<script>window.__pwned = 1; alert(1)</script>",
-    '<img src=x onerror="window.__pwned = 2; alert(2)">',
-    "javascript:alert(3)",
-    "</script><script>window.__pwned = 4</script>",
-    "\u2028line separator\u2029",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "view"
-
-
-def hostile_trace() -> Trace:
-    with TracingClient("memory://") as client:
-        root = client.start_trace(
-            XSS[0], inputs={"question": XSS[3]}, tags={"user": XSS[1]}, span_type=SpanType.AGENT
-        )
-        tool = client.start_span(
-            XSS[1],
-            trace_id=root.trace_id,
-            parent_id=root.span_id,
-            span_type=SpanType.TOOL,
-            inputs={"link": XSS[2]},
-            attributes={"note": XSS[4]},
-        )
-        tool.record_exception(ValueError(XSS[3]))
-        tool.end(outputs=XSS)
-        llm = client.start_span(
-            "model call",
-            trace_id=root.trace_id,
-            parent_id=root.span_id,
-            span_type=SpanType.CHAT_MODEL,
-            inputs={"prompt": "Hi"},
-        )
-        llm.set_token_usage(input_tokens=12, output_tokens=3)
-        llm.end(outputs={"text": "Hello <b>there</b>"})
-        trace = client.end_trace(root.trace_id, outputs={"answer": XSS[3]})
-    assert trace is not None
-    return trace
 
 
 def big_trace(spans: int) -> Trace:
@@ -99,23 +60,6 @@ def test_notebook_views_escape_everything() -> None:
 
 
 # -- real Chromium --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is required in CI (Debian package 'chromium')")
-        pytest.skip("Chromium is not installed: the browser tests did NOT run")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
-        )
-        yield browser
-        browser.close()
 
 
 def open_view(browser: object, trace: Trace, tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
@@ -178,4 +122,50 @@ def test_ten_thousand_spans_stay_fast(browser: object, tmp_path: Path) -> None:
     assert "step 9998" in page.locator(".lt-list").inner_text()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "big.png"))
+    page.close()
+
+
+def priced_trace() -> Trace:
+    with TracingClient("memory://") as client:
+        root = client.start_trace("rank", inputs={"query": "q"})
+        llm = client.start_span(
+            "rerank",
+            trace_id=root.trace_id,
+            parent_id=root.span_id,
+            attributes={"model": "m-1"},
+            inputs={"nested": {"deep": {"deeper": {"deepest": "hidden at first"}}}},
+        )
+        llm.set_token_usage(input_tokens=1000, output_tokens=500)
+        llm.end(outputs=[{"rank": n} for n in range(450)])
+        trace = client.end_trace(root.trace_id)
+    assert trace is not None
+    return trace
+
+
+def test_costs_show_when_prices_are_given() -> None:
+    trace = priced_trace()
+    assert "lt-meta\">cost" not in trace.to_html()
+    document = trace.to_html(prices={"m-1": (2.0, 8.0)})
+    assert "lt-meta\">cost 0.006000" in document  # 1000 x 2 + 500 x 8 per million
+    data = orjson.loads(document.split('class="lt-data">')[1].split("</script>")[0])
+    assert [s["cost"] for s in data["spans"]] == [None, 0.006]
+
+
+def test_json_is_collapsible_and_long_lists_come_in_slices(
+    browser: object, tmp_path: Path
+) -> None:
+    page, dialogs = open_view(browser, priced_trace(), tmp_path, "json")
+    page.locator(".lt-row").nth(1).click()
+    detail = page.locator(".lt-detail")
+    assert "hidden at first" not in detail.inner_text()  # deep levels start closed
+    detail.locator("summary", has_text="deep:").click()
+    detail.locator("summary", has_text="deeper:").click()
+    assert "hidden at first" in detail.inner_text()
+    outputs = detail.locator(".lt-json").nth(1)
+    assert outputs.locator(":scope > details > details").count() == 200
+    outputs.locator("button", has_text="show 200 more of 250").click()
+    outputs.locator("button", has_text="show 50 more of 50").click()
+    assert outputs.locator(":scope > details > details").count() == 450
+    assert outputs.locator("button.lt-jmore").is_hidden()
+    assert dialogs == []
     page.close()

@@ -8,11 +8,11 @@ from any thread while the worker writes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from lowtrace._model import Trace
 
-__all__ = ["ScanningStore", "TraceList", "TraceStore"]
+__all__ = ["ScanningStore", "TraceList", "TraceStore", "iter_traces"]
 
 
 class TraceList(list[Trace]):
@@ -109,3 +109,27 @@ class ScanningStore(TraceStore):
         from lowtrace._query.evaluate import search_in_memory
 
         return len(search_in_memory(self._traces(), filter, max_results=None))
+
+
+def iter_traces(
+    store: TraceStore,
+    filter: str | None = None,
+    *,
+    order_by: Sequence[str] | str | None = None,
+    limit: int | None = None,
+    page_size: int = 500,
+) -> Iterator[Trace]:
+    """Every matching trace (up to ``limit``), fetched a page at a time."""
+    token: str | None = None
+    seen = 0
+    while True:
+        size = page_size if limit is None else min(page_size, limit - seen)
+        if size <= 0:
+            return
+        page = store.search_traces(filter, order_by=order_by, max_results=size, page_token=token)
+        for trace in page:
+            yield trace
+            seen += 1
+        token = page.next_page_token
+        if token is None:
+            return

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import orjson
 
+from lowtrace._cost import ModelPrice, PriceTable, estimate_cost, price_table, span_cost
 from lowtrace._model import SpanRecord, Trace
 
 __all__ = ["trace_document", "trace_html", "trace_list_html"]
@@ -53,7 +54,7 @@ def _value(raw: bytes) -> tuple[str | None, bool]:
     return text, False
 
 
-def _span_data(span: SpanRecord) -> dict[str, Any]:
+def _span_data(span: SpanRecord, prices: dict[str, ModelPrice]) -> dict[str, Any]:
     inputs, cut_in = _value(span.inputs_json)
     outputs, cut_out = _value(span.outputs_json)
     usage = span.token_usage
@@ -82,6 +83,7 @@ def _span_data(span: SpanRecord) -> dict[str, Any]:
             if usage
             else None
         ),
+        "cost": span_cost(span, prices) if prices else None,
         "truncated": (
             f"Shown in part: values over {MAX_VALUE_CHARS // 1024} KiB are cut in this view."
             if cut_in or cut_out
@@ -90,27 +92,49 @@ def _span_data(span: SpanRecord) -> dict[str, Any]:
     }
 
 
-def trace_document(trace: Trace) -> str:
-    """A complete, self-contained HTML page showing one trace."""
+def trace_document(
+    trace: Trace,
+    *,
+    prices: PriceTable | None = None,
+    assets_url: str | None = None,
+    nav: str = "",
+) -> str:
+    """A complete HTML page showing one trace.
+
+    By default the page is self-contained (CSS and script inline). With ``assets_url`` it
+    links ``view.css`` and ``view.js`` from there instead, so a server can send a
+    Content-Security-Policy that forbids inline script. ``nav`` is trusted markup put above
+    the trace header; ``prices`` (model -> per-1M-token prices) adds costs.
+    """
     info = trace.info
+    table = price_table(prices) if prices else {}
     data = {
         "start": info.start_time_ns,
         "end": max([info.end_time_ns, *(s.end_time_ns for s in trace.spans)]),
-        "spans": [_span_data(s) for s in trace.spans],
+        "spans": [_span_data(s, table) for s in trace.spans],
     }
     usage = info.token_usage
     status = str(info.status)
+    cost = estimate_cost(trace, table) if table else None
     meta = [
         f"{info.duration_ms:,.1f} ms",
         f"{info.span_count} spans",
         f"{usage.total_tokens} tokens" if usage else "",
+        f"cost {cost.total:.6f}" if cost is not None and cost.by_model else "",
         " ".join(f"{k}={v}" for k, v in sorted(info.tags.items())),
     ]
     e = html.escape
+    if assets_url is None:
+        style = f"<style>{_asset('view.css')}</style>"
+        script = f"<script>{_asset('view.js')}</script>"
+    else:
+        base = e(assets_url.rstrip("/"), quote=True)
+        style = f'<link rel="stylesheet" href="{base}/view.css">'
+        script = f'<script src="{base}/view.js"></script>'
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
-        f"<title>{e(info.name)} · lowtrace</title><style>{_asset('view.css')}</style></head>"
-        '<body><div class="lt-root"><div class="lt-head">'
+        f"<title>{e(info.name)} · lowtrace</title>{style}</head>"
+        f'<body><div class="lt-root">{nav}<div class="lt-head">'
         f'<span class="lt-title">{e(info.name)}</span>'
         f'<span class="lt-badge {"lt-error" if status == "ERROR" else "lt-ok"}">{e(status)}'
         "</span>"
@@ -121,14 +145,13 @@ def trace_document(trace: Trace) -> str:
         '<div class="lt-list" tabindex="0"><div class="lt-spacer"></div></div>'
         '<div class="lt-detail"></div></div>'
         f'<script type="application/json" class="lt-data">{_json_for_script(data)}</script>'
-        "</div>"
-        f"<script>{_asset('view.js')}</script></body></html>"
+        f"</div>{script}</body></html>"
     )
 
 
-def trace_html(trace: Trace, height: int = 560) -> str:
+def trace_html(trace: Trace, height: int = 560, *, prices: PriceTable | None = None) -> str:
     """The trace view for a notebook cell: the document inside a sandboxed iframe."""
-    document = html.escape(trace_document(trace), quote=True)
+    document = html.escape(trace_document(trace, prices=prices), quote=True)
     return (
         f'<iframe srcdoc="{document}" sandbox="allow-scripts" '
         f'style="width:100%;height:{int(height)}px;border:1px solid #e4e7ec;border-radius:6px">'

@@ -23,9 +23,61 @@
     return (ms / 1000).toFixed(2) + " s";
   }
 
-  function pretty(raw) {
-    if (raw === null || raw === undefined) return null;
-    try { return JSON.stringify(JSON.parse(raw), null, 2); } catch (e) { return String(raw); }
+  // Collapsible JSON: objects and arrays are <details>; deep levels start closed and are
+  // built only when opened; long arrays are shown a slice at a time.
+  var OPEN_DEPTH = 2, SLICE = 200;
+
+  function jsonLeaf(key, value) {
+    var line = el("div", "lt-jl");
+    if (key !== null) line.appendChild(el("span", "lt-jk", key + ": "));
+    var kind = value === null ? "null" : typeof value;
+    line.appendChild(el("span", "lt-j" + kind, kind === "string" ? value : JSON.stringify(value)));
+    return line;
+  }
+
+  function jsonNode(key, value, depth) {
+    if (value === null || typeof value !== "object") return jsonLeaf(key, value);
+    var isArray = Array.isArray(value), keys = isArray ? null : Object.keys(value);
+    var size = isArray ? value.length : keys.length;
+    var box = el("details", "lt-jn"), summary = el("summary");
+    if (key !== null) summary.appendChild(el("span", "lt-jk", key + ": "));
+    summary.appendChild(el("span", "lt-jmeta", isArray ? "[" + size + " items]" :
+                           "{" + size + (size === 1 ? " key}" : " keys}")));
+    box.appendChild(summary);
+    var shown = 0, button = null;
+    function more() {
+      var end = Math.min(size, shown + SLICE);
+      for (; shown < end; shown++) {
+        var k = isArray ? String(shown) : keys[shown];
+        box.insertBefore(jsonNode(k, isArray ? value[shown] : value[k], depth + 1), button);
+      }
+      if (shown < size && !button) {
+        button = el("button", "lt-jmore");
+        button.type = "button";
+        button.addEventListener("click", more);
+        box.appendChild(button);
+      }
+      if (button) {
+        button.hidden = shown >= size;
+        button.textContent = "show " + Math.min(SLICE, size - shown) + " more of " + (size - shown);
+      }
+    }
+    if (depth < OPEN_DEPTH) { box.open = true; more(); }
+    else box.addEventListener("toggle", function once() {
+      box.removeEventListener("toggle", once);
+      more();
+    });
+    return box;
+  }
+
+  function jsonView(raw) {
+    var value;
+    try { value = JSON.parse(raw); } catch (e) { return el("pre", "lt-pre", String(raw)); }
+    if (value === null || typeof value !== "object")
+      return el("pre", "lt-pre", typeof value === "string" ? value : JSON.stringify(value));
+    var box = el("div", "lt-json");
+    box.appendChild(jsonNode(null, value, 0));
+    return box;
   }
 
   function start(root) {
@@ -121,14 +173,14 @@
         ["duration", fmtMs(s.dur / 1e6)], ["starts at", "+" + fmtMs((s.start - t0) / 1e6)],
         ["span id", s.id], ["parent id", s.parent],
         ["tokens", s.tokens ? s.tokens.total + " (" + s.tokens.input + " in / " +
-          s.tokens.output + " out)" : null]
+          s.tokens.output + " out)" : null],
+        ["cost", typeof s.cost === "number" ? s.cost.toFixed(6) : null]
       ]));
       [["Inputs", s.inputs], ["Outputs", s.outputs]].forEach(function (p) {
-        var text = pretty(p[1]);
-        if (text !== null && text !== "null") section(p[0], el("pre", "lt-pre", text));
+        if (p[1] !== null && p[1] !== undefined && p[1] !== "null") section(p[0], jsonView(p[1]));
       });
       if (s.attributes && Object.keys(s.attributes).length)
-        section("Attributes", el("pre", "lt-pre", JSON.stringify(s.attributes, null, 2)));
+        section("Attributes", jsonView(JSON.stringify(s.attributes)));
       (s.events || []).forEach(function (e) {
         var body = e.attributes && e.attributes["exception.stacktrace"]
           ? e.attributes["exception.type"] + ": " + e.attributes["exception.message"] + "\n\n" +

@@ -1,0 +1,256 @@
+"""The web UI as a Starlette application over one trace store.
+
+Pages are read-only; the one action that changes the store, deleting, takes a confirmation
+page and a POST carrying that page's CSRF token, and is refused from other origins and in
+read-only mode. Every response carries a strict Content-Security-Policy (scripts and styles
+from this server only, nothing inline), and requests must name an allowed host, so a web
+page elsewhere cannot reach a loopback server through DNS rebinding.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+from lowtrace._dataset import golden_lines
+from lowtrace._model import Trace
+from lowtrace._stores.base import TraceStore, iter_traces
+from lowtrace._ui.compare import compare_traces
+from lowtrace._ui.guard import Guard
+from lowtrace._ui.pages import (
+    ListQuery,
+    Site,
+    compare_page,
+    confirm_delete_page,
+    error_page,
+    list_page,
+    trace_nav,
+)
+from lowtrace._view.html import trace_document
+from lowtrace.errors import LowtraceError
+
+try:
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+except ImportError as exc:  # pragma: no cover - exercised by the CLI message test
+    from lowtrace.errors import MissingExtraError
+
+    raise MissingExtraError("the web UI needs the 'ui' extra: pip install 'lowtrace[ui]'") from exc
+
+__all__ = ["create_app"]
+
+#: The most traces one export or delete request may name.
+MAX_SELECTED: Final = 1000
+_PAGE_SIZES: Final = range(1, 501)
+
+
+def _query(request: Request) -> ListQuery:
+    params = request.query_params
+    try:
+        size = int(params.get("n", "50"))
+    except ValueError:
+        size = 50
+    return ListQuery(
+        q=params.get("q", "").strip(),
+        order=params.get("order", "").strip(),
+        page=params.get("page", ""),
+        trail=tuple(params.getlist("t")),
+        size=size if size in _PAGE_SIZES else 50,
+    )
+
+
+def _ids(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(v.strip() for v in values if v.strip()))
+
+
+class _UI:
+    """The route handlers, holding the store and the page context."""
+
+    def __init__(
+        self, store: TraceStore, *, read_only: bool, prices: Mapping[str, Any] | None
+    ) -> None:
+        self.store = store
+        self.prices = prices
+        self.site = Site(store.uri, read_only, secrets.token_urlsafe(32))
+
+    def _error(self, title: str, message: str, status: int) -> HTMLResponse:
+        return HTMLResponse(error_page(self.site, title, message), status_code=status)
+
+    def _read_only(self) -> HTMLResponse:
+        return self._error("Read-only", "This UI was started read-only: nothing is deleted.", 403)
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        return self._error("Not found", f"No page at {request.url.path}", 404)
+
+    # Plain ``def`` handlers run in Starlette's thread pool: store calls may block.
+
+    def traces(self, request: Request) -> Response:
+        query = _query(request)
+        notice = None
+        if "deleted" in request.query_params:
+            count = request.query_params["deleted"]
+            notice = f"Deleted {count} trace(s)." if count.isdigit() else None
+        try:
+            page = self.store.search_traces(
+                query.q or None,
+                order_by=query.order or None,
+                max_results=query.size,
+                page_token=query.page or None,
+            )
+            total = self.store.count(query.q or None)
+        except LowtraceError as exc:
+            html = list_page(
+                self.site, query, [], total=None, next_token=None, error=str(exc), notice=notice
+            )
+            return HTMLResponse(html, status_code=400)
+        html = list_page(
+            self.site, query, page, total=total, next_token=page.next_page_token, notice=notice
+        )
+        return HTMLResponse(html)
+
+    def _get(self, trace_id: str) -> Trace | None:
+        return self.store.get_trace(trace_id)
+
+    def trace(self, request: Request) -> Response:
+        trace_id = request.path_params["trace_id"]
+        trace = self._get(trace_id)
+        if trace is None:
+            return self._error("Trace not found", f"No trace {trace_id!r} in this store.", 404)
+        page = trace_document(
+            trace, prices=self.prices, assets_url="/static/view", nav=trace_nav(trace_id)
+        )
+        return HTMLResponse(page)
+
+    def trace_json(self, request: Request) -> Response:
+        trace_id = request.path_params["trace_id"]
+        trace = self._get(trace_id)
+        if trace is None:
+            return self._error("Trace not found", f"No trace {trace_id!r} in this store.", 404)
+        return Response(
+            trace.to_json(),
+            media_type="application/json",
+            headers={"Content-Disposition": 'attachment; filename="trace.json"'},
+        )
+
+    def compare(self, request: Request) -> Response:
+        ids = _ids(request.query_params.getlist("id"))
+        if len(ids) != 2:
+            return self._error(
+                "Pick two traces", f"Select exactly two traces to compare ({len(ids)} given).", 400
+            )
+        found = [self._get(i) for i in ids]
+        missing = [i for i, t in zip(ids, found, strict=True) if t is None]
+        if missing:
+            return self._error("Trace not found", f"Not in this store: {', '.join(missing)}", 404)
+        a, b = sorted(found, key=lambda t: t.info.start_time_ns if t else 0)  # A is the older
+        assert a is not None and b is not None
+        return HTMLResponse(compare_page(self.site, a, b, compare_traces(a, b)))
+
+    def export(self, request: Request) -> Response:
+        params = request.query_params
+        ids = _ids(params.getlist("id"))
+        if len(ids) > MAX_SELECTED:
+            return self._error("Too many traces", f"Select at most {MAX_SELECTED}.", 400)
+        if ids:
+            found = [self._get(i) for i in ids]
+            missing = [i for i, t in zip(ids, found, strict=True) if t is None]
+            if missing:
+                return self._error(
+                    "Trace not found", f"Not in this store: {', '.join(missing)}", 404
+                )
+            lines = golden_lines(t for t in found if t is not None)
+        else:
+            filter = params.get("q", "").strip() or None
+            order = params.get("order", "").strip() or None
+            try:  # a bad filter or order fails here, before the download starts
+                self.store.search_traces(filter, order_by=order, max_results=1)
+            except LowtraceError as exc:
+                return self._error("Cannot export", str(exc), 400)
+            lines = golden_lines(iter_traces(self.store, filter, order_by=order))
+        return StreamingResponse(
+            lines,
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="lowtrace-dataset.jsonl"'},
+        )
+
+    def confirm_delete(self, request: Request) -> Response:
+        if self.site.read_only:
+            return self._read_only()
+        ids = _ids(request.query_params.getlist("id"))
+        if not ids or len(ids) > MAX_SELECTED:
+            return self._error(
+                "Pick traces", f"Select between 1 and {MAX_SELECTED} traces to delete.", 400
+            )
+        found = [self._get(i) for i in ids]
+        kept = [t for t in found if t is not None]
+        missing = [i for i, t in zip(ids, found, strict=True) if t is None]
+        return HTMLResponse(confirm_delete_page(self.site, kept, missing))
+
+    async def delete(self, request: Request) -> Response:
+        if self.site.read_only:
+            return self._read_only()
+        if not _same_origin(request):
+            return self._error("Refused", "Deleting is only allowed from this UI's own pages.", 403)
+        if request.headers.get("content-type", "").split(";")[0].strip() != (
+            "application/x-www-form-urlencoded"
+        ):
+            return self._error("Refused", "Expected a form submission.", 415)
+        body = await request.body()
+        if len(body) > 256 * 1024:
+            return self._error("Refused", "The form is too large.", 413)
+        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        token = (form.get("csrf") or [""])[0]
+        if not hmac.compare_digest(token.encode(), self.site.csrf_token.encode()):
+            return self._error(
+                "Refused", "The form is stale or did not come from this UI; reload it.", 403
+            )
+        ids = _ids(form.get("id", []))
+        if not ids or len(ids) > MAX_SELECTED:
+            return self._error("Pick traces", f"Between 1 and {MAX_SELECTED} traces.", 400)
+        deleted = await run_in_threadpool(self.store.delete_traces, ids)
+        return RedirectResponse(f"/?deleted={deleted}", status_code=303)
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the browser says the request came from another site or origin."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    if origin == "null":
+        return False
+    return origin.split("://", 1)[-1] == request.headers.get("host", "")
+
+
+def create_app(
+    store: TraceStore,
+    *,
+    read_only: bool = False,
+    allowed_hosts: Collection[str] | None = None,
+    prices: Mapping[str, Any] | None = None,
+) -> Starlette:
+    """The UI for ``store``. ``allowed_hosts`` None accepts any Host header (remote use)."""
+    ui = _UI(store, read_only=read_only, prices=prices)
+    routes = [
+        Route("/", ui.traces),
+        Route("/traces/{trace_id}", ui.trace),
+        Route("/traces/{trace_id}/json", ui.trace_json),
+        Route("/compare", ui.compare),
+        Route("/export", ui.export),
+        Route("/delete", ui.confirm_delete, methods=["GET"]),
+        Route("/delete", ui.delete, methods=["POST"]),
+        Mount("/static/ui", StaticFiles(packages=[("lowtrace._ui", "assets")])),
+        Mount("/static/view", StaticFiles(packages=[("lowtrace._view", "assets")])),
+    ]
+    middleware = [Middleware(Guard, allowed_hosts=allowed_hosts)]
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={404: ui.not_found})

@@ -1,0 +1,104 @@
+"""``lowtrace ui``: serve the web UI with uvicorn, on loopback unless told otherwise.
+
+The UI has no login. Bound to a loopback address only this machine can reach it, and the
+Host check keeps web pages from reaching it through DNS rebinding. Any other address is
+refused unless ``allow_remote`` says the user means it, and then a warning is printed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from collections.abc import Mapping
+from typing import IO, Any, Final
+
+from lowtrace._stores.uri import open_store
+from lowtrace.errors import InvalidArgumentError, MissingExtraError
+
+__all__ = ["LOOPBACK_NAMES", "bind", "is_loopback", "serve"]
+
+LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback address."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0 picks a free one)."""
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def serve(
+    uri: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5800,
+    allow_remote: bool = False,
+    read_only: bool = False,
+    prices: Mapping[str, Any] | None = None,
+    out: IO[str] | None = None,
+) -> None:
+    """Serve the store at ``uri`` until interrupted (Ctrl+C)."""
+    out = out or sys.stderr
+    loopback = is_loopback(host)
+    if not loopback and not allow_remote:
+        raise InvalidArgumentError(
+            f"refusing to serve on {host!r}: the UI has no login, so it listens on loopback "
+            "only; pass --allow-remote if other machines should reach it"
+        )
+    try:
+        import uvicorn
+
+        from lowtrace._ui.app import create_app
+        from lowtrace._ui.pages import redact
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"the web UI needs the 'ui' extra: pip install 'lowtrace[ui]' ({exc})"
+        ) from None
+    store = open_store(uri, create=False)
+    allowed = {*LOOPBACK_NAMES, host.strip("[]").lower()} if loopback else None
+    app = create_app(store, read_only=read_only, allowed_hosts=allowed, prices=prices)
+    sock = bind(host, port)
+    url = _url(sock)
+    where = (
+        "loopback only: other machines cannot connect"
+        if loopback
+        else "WARNING: reachable from other machines, and there is no login"
+    )
+    mode = ", read-only" if read_only else ""
+    # The socket listens from here on: early requests wait in its backlog for uvicorn.
+    shown = redact(store.uri)
+    print(f"lowtrace ui: {url} serving {shown} ({where}{mode}). Ctrl+C stops.", file=out)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down cleanly
+        print("lowtrace ui: stopped", file=out)
+    finally:
+        sock.close()
+        store.shutdown()

@@ -1,0 +1,85 @@
+"""A seeded SQLite store and the UI over it: in-process (TestClient) and as a live server."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from lowtrace import Trace, TracingClient
+from tests.samples import record_agent, record_hostile
+
+pytest.importorskip("starlette", reason="the web UI tests need the 'ui' extra")
+
+from starlette.testclient import TestClient
+
+from lowtrace._stores.uri import open_store
+from lowtrace._ui.app import create_app
+from lowtrace._ui.server import LOOPBACK_NAMES
+
+
+@attrs.frozen
+class Seeded:
+    """The store's URI and what went into it, oldest first."""
+
+    uri: str
+    agents: list[Trace]
+    hostile: Trace
+
+    @property
+    def all(self) -> list[Trace]:
+        return [*self.agents, self.hostile]
+
+
+def seed(path: Path) -> Seeded:
+    uri = f"sqlite:///{path}"
+    with TracingClient(uri) as client:
+        agents = [
+            record_agent(client, f"question {n}", "v1" if n % 2 == 0 else "v2", fail=n == 7)
+            for n in range(12)
+        ]
+        hostile = record_hostile(client)
+        assert client.flush(timeout=30)
+    return Seeded(uri, agents, hostile)
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Seeded:
+    return seed(tmp_path / "traces.db")
+
+
+@pytest.fixture
+def http(seeded: Seeded) -> Iterator[TestClient]:
+    """The UI in process, as a loopback server sees it."""
+    store = open_store(seeded.uri, create=False)
+    app = create_app(store, allowed_hosts=LOOPBACK_NAMES, prices={"small-model": (1.0, 4.0)})
+    with TestClient(app, base_url="http://127.0.0.1:5800", follow_redirects=False) as client:
+        yield client
+    store.shutdown()
+
+
+@pytest.fixture
+def live_ui(seeded: Seeded) -> Iterator[str]:
+    """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    import uvicorn
+
+    from lowtrace._ui.server import bind
+
+    store = open_store(seeded.uri, create=False)
+    app = create_app(store, allowed_hosts=LOOPBACK_NAMES)
+    sock = bind("127.0.0.1", 0)  # listening now: requests wait in the backlog until uvicorn runs
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    host, port = sock.getsockname()[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+        store.shutdown()
+    assert not thread.is_alive(), "the UI server did not stop"

@@ -1,0 +1,216 @@
+"""The web UI in real headless Chromium against a live server: what a user clicks through.
+
+Every page is checked for dialogs, for ``window.__pwned`` and for Content-Security-Policy
+reports in the console: a report would mean either our own page breaks its policy or
+injected markup tried to run. Screenshots go to ``test-artifacts/ui/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.samples import XSS
+from tests.ui.conftest import Seeded
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+
+
+class Watched:
+    """A page plus what it must never do: open dialogs, set ``__pwned``, break the CSP."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.dialogs: list[str] = []
+        self.csp_reports: list[str] = []
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.on(
+            "console",
+            lambda m: (
+                self.csp_reports.append(m.text) if "Content Security Policy" in m.text else None
+            ),
+        )
+
+    def goto(self, url: str) -> None:
+        self.page.goto(url)
+        self.settle()
+
+    def settle(self) -> None:
+        self.page.wait_for_load_state("load")
+        self.page.wait_for_function(
+            "document.documentElement.dataset.ready === 'true' || "
+            "document.querySelector('.lt-root[data-ready=true]') !== null",
+            timeout=10_000,
+        )
+
+    def assert_clean(self) -> None:
+        assert self.dialogs == []
+        assert self.page.evaluate("window.__pwned") is None
+        assert self.csp_reports == []
+
+    def shot(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def ui(browser: Any, live_ui: str) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    # Nothing but the UI server may be reached: the pages must work offline.
+    context.route(
+        "**/*",
+        lambda route: route.continue_() if route.request.url.startswith(live_ui) else route.abort(),
+    )
+    watched = Watched(context.new_page())
+    watched.goto(live_ui + "/")
+    yield watched
+    watched.assert_clean()
+    context.close()
+
+
+def rows(ui: Watched) -> list[str]:
+    return ui.page.locator("table.ui-traces tbody input[name=id]").evaluate_all(
+        "boxes => boxes.map(b => b.value)"
+    )
+
+
+def select(ui: Watched, *trace_ids: str) -> None:
+    for trace_id in trace_ids:
+        ui.page.check(f"input[name=id][value='{trace_id}']")
+
+
+def test_list_loads_and_the_search_box_filters(ui: Watched, seeded: Seeded) -> None:
+    assert rows(ui) == [t.info.trace_id for t in reversed(seeded.all)]
+    assert ui.page.locator(".ui-count").inner_text() == "13 traces match"
+    ui.shot("list")
+    ui.page.fill(".ui-q", "tags.app.version = 'v1'")
+    ui.page.press(".ui-q", "Enter")
+    ui.settle()
+    v1 = [t.info.trace_id for t in reversed(seeded.agents) if t.info.tags["app.version"] == "v1"]
+    assert rows(ui) == v1
+    ui.shot("list-filtered")
+    ui.page.fill(".ui-q", "duration > 5")
+    ui.page.press(".ui-q", "Enter")
+    ui.settle()
+    alert = ui.page.locator("[role=alert]").inner_text()
+    assert "unknown field 'duration'" in alert and "position 0" in alert
+    ui.shot("list-bad-filter")
+
+
+def test_sorting_and_paging_by_clicking(ui: Watched, seeded: Seeded, live_ui: str) -> None:
+    ui.goto(live_ui + "/?n=5")
+    ui.page.click("a.ui-sort:has-text('Tokens')")
+    ui.settle()
+    tokens = {t.info.trace_id: t.info.token_usage.total_tokens for t in seeded.all}  # type: ignore[union-attr]
+    first = [tokens[i] for i in rows(ui)]
+    assert first == sorted(tokens.values(), reverse=True)[:5]
+    ui.page.click("a[rel=next]")
+    ui.settle()
+    assert ui.page.locator(".ui-page").inner_text() == "Page 2"
+    second = rows(ui)
+    ui.page.click("a[rel=prev]")
+    ui.settle()
+    assert [tokens[i] for i in rows(ui)] == first and not set(second) & set(rows(ui))
+
+
+def test_a_trace_opens_expands_and_shows_its_spans(ui: Watched, seeded: Seeded) -> None:
+    trace = seeded.agents[1]  # v2: the agent, two retrievals, one chat
+    ui.page.click(f"a[href='/traces/{trace.info.trace_id}']")
+    ui.settle()
+    page = ui.page
+    assert page.locator(".lt-bar").count() == len(trace.spans) == 4  # every span on the timeline
+    page.locator(".lt-row").first.locator(".lt-toggle").click()
+    assert page.locator(".lt-row").count() == 1
+    page.keyboard.press("ArrowRight")
+    assert page.locator(".lt-row .lt-label").all_inner_texts() == [
+        "answer_question",
+        "retrieve",
+        "retrieve",
+        "chat",
+    ]
+    page.locator(".lt-row", has_text="chat").click()
+    detail = page.locator(".lt-detail")
+    assert "question 1" in detail.inner_text()  # the chat span's inputs
+    assert "200 (180 in / 20 out)" in detail.inner_text()
+    assert detail.locator("details.lt-jn").count() >= 2  # collapsible JSON
+    ui.shot("trace")
+    page.click("text=← Traces")
+    ui.settle()
+    assert len(rows(ui)) == 13
+
+
+def test_injection_payloads_render_as_text_everywhere(
+    ui: Watched, seeded: Seeded, live_ui: str
+) -> None:
+    hostile = seeded.hostile.info.trace_id
+    page = ui.page
+    assert page.locator(f"a[href='/traces/{hostile}']").inner_text() == XSS[0]
+    assert XSS[1].replace('"', "") not in page.locator("body").inner_html().replace("&quot;", "")
+    ui.shot("hostile-list")
+    page.click(f"a[href='/traces/{hostile}']")
+    ui.settle()
+    assert page.locator(".lt-title").inner_text() == XSS[0]
+    assert page.locator(".lt-row .lt-label").all_inner_texts() == [XSS[0], XSS[1], "model call"]
+    page.locator(".lt-row").nth(1).click()
+    assert XSS[2] in page.locator(".lt-detail").inner_text()
+    ui.shot("hostile-trace")
+    ui.assert_clean()
+    ui.goto(f"{live_ui}/compare?id={hostile}&id={seeded.agents[0].info.trace_id}")
+    assert page.locator(".ui-cmp td.ui-name", has_text="model call").count() == 1
+    assert XSS[1] in page.locator(".ui-cmp").inner_text()
+    ui.shot("hostile-compare")
+    ui.goto(f"{live_ui}/delete?id={hostile}")
+    assert XSS[0] in page.locator("table").inner_text()
+    ui.shot("hostile-delete")
+
+
+def test_compare_needs_exactly_two(ui: Watched, seeded: Seeded) -> None:
+    a, b, c = (t.info.trace_id for t in seeded.agents[:3])
+    button = ui.page.locator("button", has_text="Compare")
+    assert button.is_disabled()
+    select(ui, a)
+    assert button.is_disabled()
+    select(ui, b)
+    assert button.is_enabled()
+    select(ui, c)
+    assert button.is_disabled()
+    ui.page.uncheck(f"input[name=id][value='{c}']")
+    button.click()
+    ui.settle()
+    assert ui.page.locator("h1").inner_text() == "Compare traces"
+    retrieve = ui.page.locator("tr.ui-cmp-row", has_text="retrieve").locator("td")
+    assert retrieve.nth(1).inner_text() == "1" and retrieve.nth(2).inner_text() == "2"
+    ui.shot("compare")
+
+
+def test_select_all_and_export_a_dataset(ui: Watched, seeded: Seeded) -> None:
+    ui.page.check(".ui-all")
+    assert ui.page.locator("#ui-selection").get_attribute("data-selected") == "13"
+    ui.page.uncheck(".ui-all")
+    chosen = [seeded.agents[4], seeded.hostile]
+    select(ui, *(t.info.trace_id for t in chosen))
+    with ui.page.expect_download() as download:
+        ui.page.click("button:has-text('Export selected as dataset')")
+    assert download.value.suggested_filename == "lowtrace-dataset.jsonl"
+    lines = Path(download.value.path()).read_bytes().splitlines()
+    exported = [orjson.loads(line) for line in lines]
+    assert {r["trace_id"] for r in exported} == {t.info.trace_id for t in chosen}
+    assert {r["name"] for r in exported} == {"answer_question", XSS[0]}
+
+
+def test_delete_asks_then_deletes(ui: Watched, seeded: Seeded) -> None:
+    victim = seeded.agents[9].info.trace_id
+    select(ui, victim)
+    ui.page.click("button:has-text('Delete')")
+    ui.settle()
+    assert ui.page.locator("h1").inner_text() == "Delete 1 trace?"
+    ui.shot("delete-confirm")
+    ui.page.click("button:has-text('Delete 1 trace')")
+    ui.settle()
+    assert ui.page.locator(".ui-notice").inner_text() == "Deleted 1 trace(s)."
+    assert ui.page.locator(".ui-count").inner_text() == "12 traces match"
+    assert victim not in rows(ui)

@@ -364,7 +364,27 @@ def test_sqlite_file_survives_a_fresh_store_object(tmp_path: Path) -> None:
         assert client.flush(5)
     reopened = open_store(uri, create=False)
     assert reopened.get_trace(root.trace_id) == trace
-    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 1
+    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_sqlite_file_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/t.db"
+    with TracingClient(uri) as client:
+        root = client.start_trace("kept", tags={"k": "v"})
+        trace = client.end_trace(root.trace_id, status="ERROR")
+        assert client.flush(5)
+    with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:  # back to version 1
+        conn.execute("DROP INDEX traces_status")
+        conn.execute("CREATE INDEX traces_status ON traces (status, start_time_ms)")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    store = open_store(uri, create=False)
+    assert store.search_traces("status = 'ERROR'") == [trace]
+    store.shutdown()
+    with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        columns = [row[2] for row in conn.execute("PRAGMA index_info(traces_status)")]
+        assert columns == ["status", "start_time_ns"]
 
 
 def test_jsonl_table_is_append_only(tmp_path: Path) -> None:

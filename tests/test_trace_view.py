@@ -144,16 +144,14 @@ def priced_trace() -> Trace:
 
 def test_costs_show_when_prices_are_given() -> None:
     trace = priced_trace()
-    assert "lt-meta\">cost" not in trace.to_html()
+    assert 'lt-meta">cost' not in trace.to_html()
     document = trace.to_html(prices={"m-1": (2.0, 8.0)})
-    assert "lt-meta\">cost 0.006000" in document  # 1000 x 2 + 500 x 8 per million
+    assert 'lt-meta">cost 0.006000' in document  # 1000 x 2 + 500 x 8 per million
     data = orjson.loads(document.split('class="lt-data">')[1].split("</script>")[0])
     assert [s["cost"] for s in data["spans"]] == [None, 0.006]
 
 
-def test_json_is_collapsible_and_long_lists_come_in_slices(
-    browser: object, tmp_path: Path
-) -> None:
+def test_json_is_collapsible_and_long_lists_come_in_slices(browser: object, tmp_path: Path) -> None:
     page, dialogs = open_view(browser, priced_trace(), tmp_path, "json")
     page.locator(".lt-row").nth(1).click()
     detail = page.locator(".lt-detail")

@@ -336,15 +336,15 @@ def _cells(a: NameStats, b: NameStats, field: str) -> str:
     )
 
 
-def confirm_delete_page(site: Site, found: Sequence[Trace], missing: Sequence[str]) -> str:
+def confirm_delete_page(site: Site, found: Sequence[TraceInfo], missing: Sequence[str]) -> str:
     """Asks before deleting; the form posts the ids and the CSRF token."""
     n = len(found)
     rows = "".join(
-        f'<tr><td class="ui-name">{e(t.info.name)}</td><td><code>{e(t.info.trace_id)}</code>'
-        f"</td><td>{_when(t.info.start_time_ns)}</td></tr>"
+        f'<tr><td class="ui-name">{e(t.name)}</td><td><code>{e(t.trace_id)}</code>'
+        f"</td><td>{_when(t.start_time_ns)}</td></tr>"
         for t in found
     )
-    hidden = "".join(f'<input type="hidden" name="id" value="{e(t.info.trace_id)}">' for t in found)
+    hidden = "".join(f'<input type="hidden" name="id" value="{e(t.trace_id)}">' for t in found)
     gone = (
         '<p class="ui-notice">Not in the store (already deleted?): '
         + ", ".join(f"<code>{e(i)}</code>" for i in missing)

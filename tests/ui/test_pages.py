@@ -141,10 +141,12 @@ def test_export_selected_traces_as_a_golden_dataset(http: TestClient, seeded: Se
     assert response.headers["content-disposition"] == (
         'attachment; filename="lowtrace-dataset.jsonl"'
     )
-    rows = [orjson.loads(line) for line in response.content.splitlines()]
-    assert rows == [orjson.loads(orjson.dumps(golden_row(t))) for t in chosen]
-    assert rows[1]["inputs"] == {"question": XSS[3]} and rows[1]["tags"] == {"user": XSS[1]}
-    assert rows[0]["outputs"] == {"answer": "answer to question 2"}
+    rows = [orjson.loads(line) for line in response.content.splitlines()]  # newest first
+    assert rows == [orjson.loads(orjson.dumps(golden_row(t))) for t in reversed(chosen)]
+    assert rows[0]["inputs"] == {"question": XSS[3]} and rows[0]["tags"] == {"user": XSS[1]}
+    assert rows[1]["outputs"] == {"answer": "answer to question 2"}
+    odd = http.get("/export", params=[("id", chosen[0].info.trace_id), ("id", "it's')--")])
+    assert odd.status_code == 404 and "it&#x27;s&#x27;)--" in odd.text
 
 
 def test_export_all_matching_a_filter(http: TestClient, seeded: Seeded) -> None:

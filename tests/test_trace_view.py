@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import orjson
+from playwright.sync_api import expect
 
 from lowtrace import Trace, TracingClient
 from tests.samples import XSS, hostile_trace
@@ -158,12 +159,12 @@ def test_json_is_collapsible_and_long_lists_come_in_slices(browser: object, tmp_
     assert "hidden at first" not in detail.inner_text()  # deep levels start closed
     detail.locator("summary", has_text="deep:").click()
     detail.locator("summary", has_text="deeper:").click()
-    assert "hidden at first" in detail.inner_text()
+    expect(detail).to_contain_text("hidden at first")  # built by the (async) toggle event
     outputs = detail.locator(".lt-json").nth(1)
     assert outputs.locator(":scope > details > details").count() == 200
     outputs.locator("button", has_text="show 200 more of 250").click()
     outputs.locator("button", has_text="show 50 more of 50").click()
-    assert outputs.locator(":scope > details > details").count() == 450
+    expect(outputs.locator(":scope > details > details")).to_have_count(450)
     assert outputs.locator("button.lt-jmore").is_hidden()
     assert dialogs == []
     page.close()

@@ -30,7 +30,7 @@ from lowtrace._ui.pages import (
     trace_nav,
 )
 from lowtrace._view.html import trace_document
-from lowtrace.errors import LowtraceError
+from lowtrace.errors import FilterError, InvalidArgumentError, LowtraceError
 
 try:
     from starlette.applications import Starlette
@@ -111,6 +111,10 @@ class _UI:
     async def not_found(self, request: Request, exc: Exception) -> Response:
         return self._error("Not found", f"No page at {request.url.path}", 404)
 
+    async def store_failed(self, request: Request, exc: Exception) -> Response:
+        """A store that cannot be read or written (down, append-only): say so, no traceback."""
+        return self._error("The store failed", f"{type(exc).__name__}: {exc}", 500)
+
     # Plain ``def`` handlers run in Starlette's thread pool: store calls may block.
 
     def traces(self, request: Request) -> Response:
@@ -127,7 +131,7 @@ class _UI:
                 page_token=query.page or None,
             )
             total = self.store.count(query.q or None)
-        except LowtraceError as exc:
+        except (FilterError, InvalidArgumentError) as exc:  # the user's query, not the store
             html = list_page(
                 self.site, query, [], total=None, next_token=None, error=str(exc), notice=notice
             )
@@ -199,7 +203,7 @@ class _UI:
             order = params.get("order", "").strip() or None
             try:  # a bad filter or order fails here, before the download starts
                 self.store.search_traces(filter, order_by=order, max_results=1)
-            except LowtraceError as exc:
+            except (FilterError, InvalidArgumentError) as exc:
                 return self._error("Cannot export", str(exc), 400)
         # Streamed a page at a time: memory stays bounded however many traces match.
         lines = golden_lines(iter_traces(self.store, filter, order_by=order, page_size=100))
@@ -279,4 +283,8 @@ def create_app(
         Mount("/static/view", StaticFiles(packages=[("lowtrace._view", "assets")])),
     ]
     middleware = [Middleware(Guard, allowed_hosts=allowed_hosts)]
-    return Starlette(routes=routes, middleware=middleware, exception_handlers={404: ui.not_found})
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: ui.not_found, LowtraceError: ui.store_failed},
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
@@ -34,8 +35,7 @@ class Seeded:
         return [*self.agents, self.hostile]
 
 
-def seed(path: Path) -> Seeded:
-    uri = f"sqlite:///{path}"
+def seed(uri: str) -> Seeded:
     with TracingClient(uri) as client:
         agents = [
             record_agent(client, f"question {n}", "v1" if n % 2 == 0 else "v2", fail=n == 7)
@@ -48,17 +48,25 @@ def seed(path: Path) -> Seeded:
 
 @pytest.fixture
 def seeded(tmp_path: Path) -> Seeded:
-    return seed(tmp_path / "traces.db")
+    return seed(f"sqlite:///{tmp_path}/traces.db")
+
+
+@contextmanager
+def in_process(uri: str) -> Iterator[TestClient]:
+    """The UI over ``uri`` in process, as a loopback server sees it."""
+    store = open_store(uri, create=False)
+    app = create_app(store, allowed_hosts=LOOPBACK_NAMES, prices={"small-model": (1.0, 4.0)})
+    try:
+        with TestClient(app, base_url="http://127.0.0.1:5800", follow_redirects=False) as client:
+            yield client
+    finally:
+        store.shutdown()
 
 
 @pytest.fixture
 def http(seeded: Seeded) -> Iterator[TestClient]:
-    """The UI in process, as a loopback server sees it."""
-    store = open_store(seeded.uri, create=False)
-    app = create_app(store, allowed_hosts=LOOPBACK_NAMES, prices={"small-model": (1.0, 4.0)})
-    with TestClient(app, base_url="http://127.0.0.1:5800", follow_redirects=False) as client:
+    with in_process(seeded.uri) as client:
         yield client
-    store.shutdown()
 
 
 @pytest.fixture

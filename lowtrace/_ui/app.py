@@ -21,6 +21,7 @@ from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._ui.compare import compare_traces
 from lowtrace._ui.guard import Guard
 from lowtrace._ui.pages import (
+    MAX_TRAIL,
     ListQuery,
     Site,
     compare_page,
@@ -54,17 +55,25 @@ _PAGE_SIZES: Final = range(1, 501)
 
 def _query(request: Request) -> ListQuery:
     params = request.query_params
-    try:
-        size = int(params.get("n", "50"))
-    except ValueError:
-        size = 50
+    size = _int(params.get("n"), 50)
+    page = params.get("page", "")
+    trail = tuple(params.getlist("t"))[-MAX_TRAIL:]
+    number = _int(params.get("pn"), len(trail) + 1) if page else 1
     return ListQuery(
         q=params.get("q", "").strip(),
         order=params.get("order", "").strip(),
-        page=params.get("page", ""),
-        trail=tuple(params.getlist("t")),
+        page=page,
+        trail=trail,
         size=size if size in _PAGE_SIZES else 50,
+        number=max(number, 1),
     )
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
 
 
 def _chunks(lines: Iterable[bytes], size: int = 256 * 1024) -> Iterator[bytes]:

@@ -20,6 +20,7 @@ from lowtrace._model import Trace, TraceInfo
 from lowtrace._ui.compare import NameStats, Row
 
 __all__ = [
+    "MAX_TRAIL",
     "ListQuery",
     "Site",
     "compare_page",
@@ -40,6 +41,8 @@ _COLUMNS: Final = (
     ("Tokens", "total_tokens", True),
 )
 _MAX_TAGS: Final = 6
+#: Page tokens kept for "Previous" (about 120 bytes each): URLs stay well under server limits.
+MAX_TRAIL: Final = 20
 
 
 @attrs.frozen
@@ -58,8 +61,9 @@ class ListQuery:
     q: str = ""
     order: str = ""
     page: str = ""  # page token of this page ("" = the first)
-    trail: tuple[str, ...] = ()  # tokens of the pages before this one
+    trail: tuple[str, ...] = ()  # tokens of the pages before this one, the last MAX_TRAIL
     size: int = 50
+    number: int = 1
 
     def url(
         self,
@@ -67,14 +71,16 @@ class ListQuery:
         order: str | None = None,
         page: str | None = None,
         trail: tuple[str, ...] | None = None,
+        number: int | None = None,
     ) -> str:
         """The list URL of this query with some parts changed."""
         query = ListQuery(
             self.q,
             self.order if order is None else order,
             self.page if page is None else page,
-            self.trail if trail is None else trail,
+            (self.trail if trail is None else trail)[-MAX_TRAIL:],
             self.size,
+            self.number if number is None else number,
         )
         params: list[tuple[str, str]] = []
         if query.q:
@@ -85,6 +91,8 @@ class ListQuery:
             params.append(("n", str(query.size)))
         if query.page:
             params.append(("page", query.page))
+        if query.number != 1:
+            params.append(("pn", str(query.number)))
         params.extend(("t", token) for token in query.trail)
         return "/?" + urlencode(params) if params else "/"
 
@@ -148,7 +156,7 @@ def _sort_header(query: ListQuery, label: str, field: str, descending_first: boo
         arrow, next_order = " ▼", f"{field} ASC"
     else:
         arrow, next_order = "", f"{field} {'DESC' if descending_first else 'ASC'}"
-    href = query.url(order=next_order, page="", trail=())
+    href = query.url(order=next_order, page="", trail=(), number=1)
     return f'<th><a class="ui-sort" href="{e(href)}">{e(label)}{arrow}</a></th>'
 
 
@@ -248,13 +256,16 @@ def _list_table(query: ListQuery, traces: Sequence[Trace]) -> str:
 
 def _pager(query: ListQuery, next_token: str | None) -> str:
     links = []
-    if query.page or query.trail:
-        links.append(f'<a href="{e(query.url(page="", trail=()))}">&laquo; First</a>')
-        back = query.url(page=query.trail[-1] if query.trail else "", trail=query.trail[:-1])
+    if query.page:
+        links.append(f'<a href="{e(query.url(page="", trail=(), number=1))}">&laquo; First</a>')
+    if query.trail:  # empty past MAX_TRAIL pages back: then only "First" leads back
+        back = query.url(page=query.trail[-1], trail=query.trail[:-1], number=query.number - 1)
         links.append(f'<a rel="prev" href="{e(back)}">&lsaquo; Previous</a>')
-    links.append(f'<span class="ui-page">Page {len(query.trail) + 1}</span>')
+    links.append(f'<span class="ui-page">Page {query.number}</span>')
     if next_token is not None:
-        forward = query.url(page=next_token, trail=(*query.trail, query.page))
+        forward = query.url(
+            page=next_token, trail=(*query.trail, query.page), number=query.number + 1
+        )
         links.append(f'<a rel="next" href="{e(forward)}">Next &rsaquo;</a>')
     return '<nav class="ui-pager">' + "".join(links) + "</nav>"
 

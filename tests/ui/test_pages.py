@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 import orjson
 import pytest
@@ -242,3 +243,32 @@ def test_hostile_contents_are_escaped_on_every_page(http: TestClient, seeded: Se
     data = view.split('class="lt-data">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data and ">" not in data
     assert orjson.loads(data)["spans"][0]["name"] == XSS[0]
+
+
+def test_deep_paging_keeps_urls_short_and_numbers_right(tmp_path: Path) -> None:
+    from lowtrace import TracingClient
+    from lowtrace._ui.pages import MAX_TRAIL
+    from tests.ui.conftest import in_process
+
+    uri = f"sqlite:///{tmp_path}/many.db"
+    with TracingClient(uri) as client:
+        for n in range(MAX_TRAIL + 5):
+            client.end_trace(client.start_trace(f"t{n}").trace_id)
+    with in_process(uri) as http:
+        url: str | None = "/?n=1"
+        forward: list[str] = []
+        while url is not None:
+            page = http.get(url).text
+            forward += listed(page)
+            assert f"Page {len(forward)}<" in page
+            assert url.count("&t=") <= MAX_TRAIL
+            last, url = url, link(page, "next")
+        assert len(forward) == MAX_TRAIL + 5
+        backward = []
+        url = last
+        while url is not None:
+            page = http.get(url).text
+            backward += listed(page)
+            url = link(page, "prev")
+        assert backward == forward[::-1][: MAX_TRAIL + 1]  # the last page and 20 back
+        assert "&laquo; First" in page and f"Page {len(forward) - MAX_TRAIL}<" in page

@@ -106,7 +106,7 @@ def sample(store: TraceStore) -> list[Trace]:
             name="agent",
             status=SpanStatus.ERROR,
             duration_ms=900,
-            tags={"env": "staging", "user": "it's me"},
+            tags={"env": "staging", "user": "it's me", "odd`key": "1", 'say "hi"': "2"},
         ),
         make_trace(
             2,
@@ -162,6 +162,8 @@ def test_default_order_is_newest_first(store: TraceStore, sample: list[Trace]) -
         ("tags.env = 'prod'", [2, 0]),
         ("tags.env != 'prod'", [1]),
         ("tags.user = 'it''s me'", [1]),
+        ("tags.\"odd`key\" = '1'", [1]),
+        ("tags.`say \"hi\"` = '2'", [1]),
         ("tags.env IS NULL", [4, 3]),
         ("tags.env IS NOT NULL", [2, 1, 0]),
         ("NOT tags.env = 'prod'", [4, 3, 1]),

@@ -133,6 +133,8 @@ _TOKEN: Final = re.compile(
     """,
     re.VERBOSE,
 )
+#: A quoted part of a field name: `...` (may hold ") or "..." (may hold `).
+_QUOTED_PART: Final = re.compile(r"""\.(?:`([^`]+)`|"([^"]+)")""")
 _KEYWORDS: Final = frozenset({"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "NULL"})
 
 
@@ -166,7 +168,7 @@ def _tokenize(text: str) -> list[_Token]:
             if raw.upper() in _KEYWORDS:
                 tokens.append(_Token("keyword", raw, raw.upper(), position))
             else:
-                name = re.sub(r"""\.[`"]([^`"]+)[`"]""", r".\1", raw)
+                name = _QUOTED_PART.sub(lambda m: "." + (m.group(1) or m.group(2)), raw)
                 tokens.append(_Token("field", raw, name, position))
         elif kind == "punct":
             tokens.append(_Token("punct", raw, raw, position))

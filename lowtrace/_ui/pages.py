@@ -27,6 +27,8 @@ __all__ = [
     "confirm_delete_page",
     "error_page",
     "list_page",
+    "redact",
+    "tag_filter",
     "trace_nav",
 ]
 
@@ -140,12 +142,34 @@ def _status(status: str) -> str:
     return f'<span class="ui-badge {kind}">{e(status)}</span>'
 
 
-def _tags(info: TraceInfo) -> str:
+def tag_filter(key: str, value: str) -> str | None:
+    """``tags.`key` = 'value'`` in the filter language, or None if the key cannot be quoted."""
+    if "`" not in key:
+        field = f"tags.`{key}`"
+    elif '"' not in key:
+        field = f'tags."{key}"'
+    else:
+        return None
+    literal = value.replace("'", "''")
+    return f"{field} = '{literal}'"
+
+
+def _tags(info: TraceInfo, query: ListQuery | None = None) -> str:
+    """Tag chips; on the list each is a link that narrows the filter to that tag."""
     items = sorted(info.tags.items())
-    chips = "".join(f'<span class="ui-tag">{e(k)}={e(v)}</span>' for k, v in items[:_MAX_TAGS])
+    chips = []
+    for key, value in items[:_MAX_TAGS]:
+        text = f"{e(key)}={e(value)}"
+        condition = tag_filter(key, value) if query is not None else None
+        if query is None or condition is None:
+            chips.append(f'<span class="ui-tag">{text}</span>')
+            continue
+        narrowed = f"({query.q}) AND {condition}" if query.q else condition
+        href = ListQuery(narrowed, query.order, size=query.size).url()
+        chips.append(f'<a class="ui-tag" href="{e(href)}" title="Filter by this tag">{text}</a>')
     if len(items) > _MAX_TAGS:
-        chips += f'<span class="ui-more">+{len(items) - _MAX_TAGS}</span>'
-    return chips
+        chips.append(f'<span class="ui-more">+{len(items) - _MAX_TAGS}</span>')
+    return "".join(chips)
 
 
 def _sort_header(query: ListQuery, label: str, field: str, descending_first: bool) -> str:
@@ -247,7 +271,7 @@ def _list_table(query: ListQuery, traces: Sequence[Trace]) -> str:
             f'<td class="ui-num">{_duration(info.duration_ms)}</td>'
             f'<td class="ui-num">{info.span_count}</td>'
             f'<td class="ui-num">{usage.total_tokens if usage else ""}</td>'
-            f'<td class="ui-tags">{_tags(info)}</td></tr>'
+            f'<td class="ui-tags">{_tags(info, query)}</td></tr>'
         )
     if not rows:
         rows.append('<tr><td colspan="8" class="ui-empty">No traces match.</td></tr>')

@@ -272,3 +272,27 @@ def test_deep_paging_keeps_urls_short_and_numbers_right(tmp_path: Path) -> None:
             url = link(page, "prev")
         assert backward == forward[::-1][: MAX_TRAIL + 1]  # the last page and 20 back
         assert "&laquo; First" in page and f"Page {len(forward) - MAX_TRAIL}<" in page
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("app.version", "v1"), ("it's", "o'clock"), ("back`tick", 'dq"'), ("user", XSS[0])],
+)
+def test_tag_chips_filter_by_their_tag(tmp_path: Path, key: str, value: str) -> None:
+    from lowtrace import TracingClient
+    from lowtrace._ui.pages import tag_filter
+    from tests.ui.conftest import in_process
+
+    uri = f"sqlite:///{tmp_path}/tags.db"
+    with TracingClient(uri) as client:
+        wanted = client.end_trace(client.start_trace("a", tags={key: value}).trace_id)
+        client.end_trace(client.start_trace("b", tags={key: value + "x"}).trace_id)
+    assert wanted is not None
+    with in_process(uri) as http:
+        page = http.get("/", params={"q": "name = 'a' OR name = 'b'"}).text
+        row = page.split(f'value="{wanted.info.trace_id}"')[1].split("</tr>")[0]
+        chip = re.search(r'<a class="ui-tag" href="([^"]+)"', row)
+        assert chip is not None
+        narrowed = http.get(html.unescape(chip.group(1))).text
+        assert listed(narrowed) == [wanted.info.trace_id]
+        assert tag_filter(key, value) is not None

@@ -48,8 +48,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the CLI message te
 
 __all__ = ["create_app"]
 
-#: The most traces one export or delete request may name.
-MAX_SELECTED: Final = 1000
+#: The most traces one export or delete request may name: a full page of the list.
+MAX_SELECTED: Final = 500
 _PAGE_SIZES: Final = range(1, 501)
 
 

@@ -16,7 +16,7 @@ from typing import IO, Any, Final
 from lowtrace._stores.uri import open_store
 from lowtrace.errors import InvalidArgumentError, MissingExtraError
 
-__all__ = ["LOOPBACK_NAMES", "bind", "is_loopback", "serve"]
+__all__ = ["LOOPBACK_NAMES", "bind", "is_loopback", "serve", "uvicorn_config"]
 
 LOOPBACK_NAMES: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -45,6 +45,23 @@ def bind(host: str, port: int) -> socket.socket:
         return socket.create_server((host, port), family=family, backlog=128)
     except OSError as exc:
         raise InvalidArgumentError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def uvicorn_config(app: Any) -> Any:
+    """The server settings: quiet, and request lines long enough for a full page selection.
+
+    Selecting every row of a 500-row page puts 500 trace ids (about 18 KB) in the URL of
+    the compare/export/delete form; h11's default 16 KB limit would refuse it.
+    """
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        h11_max_incomplete_event_size=256 * 1024,
+    )
 
 
 def _url(sock: socket.socket) -> str:
@@ -93,8 +110,7 @@ def serve(
     # The socket listens from here on: early requests wait in its backlog for uvicorn.
     shown = redact(store.uri)
     print(f"lowtrace ui: {url} serving {shown} ({where}{mode}). Ctrl+C stops.", file=out)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app))
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl+C once it has shut down cleanly

@@ -74,12 +74,12 @@ def live_ui(seeded: Seeded) -> Iterator[str]:
     """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
     import uvicorn
 
-    from lowtrace._ui.server import bind
+    from lowtrace._ui.server import bind, uvicorn_config
 
     store = open_store(seeded.uri, create=False)
     app = create_app(store, allowed_hosts=LOOPBACK_NAMES)
     sock = bind("127.0.0.1", 0)  # listening now: requests wait in the backlog until uvicorn runs
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     host, port = sock.getsockname()[:2]

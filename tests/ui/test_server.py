@@ -152,3 +152,20 @@ def test_ui_module_names_the_extra_when_starlette_is_missing(tmp_path: Path) -> 
     )
     assert result.returncode != 0
     assert "pip install 'lowtrace[ui]'" in result.stderr
+
+
+def test_a_full_page_selection_fits_in_the_request(live_ui: str, seeded: Seeded) -> None:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    ids = [t.info.trace_id for t in seeded.all] + [f"{n:032x}" for n in range(487)]
+    assert len(ids) == 500
+    query = urllib.parse.urlencode([("id", i) for i in ids])
+    assert len(query) > 16 * 1024  # over h11's default limit
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{live_ui}/export?{query}", timeout=30)
+    assert missing.value.code == 404  # our page about the unknown ids, not a refused request
+    real = urllib.parse.urlencode([("id", t.info.trace_id) for t in seeded.all])
+    with urllib.request.urlopen(f"{live_ui}/delete?{real}", timeout=30) as response:
+        assert "Delete 13 traces?" in response.read().decode()

@@ -6,7 +6,8 @@ Fills a fresh SQLite file the way ``bench_store.py`` does (5 spans, ~1 KB per sp
 times requests through the ASGI app in process (Starlette's TestClient: no sockets, so
 this is the server's own cost, not the browser's): the first list page, a filtered page, a
 page 20 deep reached through page tokens, a sorted page, one trace view, a comparison, and
-the dataset export of every trace tagged env=prod (half the store). A benchmark, not a test: it reports numbers only.
+the dataset export of every trace tagged env=prod (half the store). A benchmark, not a
+test: it reports numbers only.
 """
 
 from __future__ import annotations

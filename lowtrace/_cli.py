@@ -168,6 +168,7 @@ def _cmd_ui(args: argparse.Namespace, out: IO[str]) -> int:
         host=args.host,
         port=args.port,
         allow_remote=args.allow_remote,
+        allowed_hosts=args.allowed_host,
         read_only=args.read_only,
         prices=prices,
     )
@@ -227,6 +228,14 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-remote",
         action="store_true",
         help="allow a non-loopback --host (the UI has no login)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer to this Host name (repeatable; '*' for any, which re-opens DNS "
+        "rebinding)",
     )
     p.add_argument("--read-only", action="store_true", help="no delete action")
     p.add_argument(

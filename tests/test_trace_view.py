@@ -168,3 +168,17 @@ def test_json_is_collapsible_and_long_lists_come_in_slices(browser: object, tmp_
     assert outputs.locator("button.lt-jmore").is_hidden()
     assert dialogs == []
     page.close()
+
+
+def test_span_ids_that_name_object_properties_still_render(browser: object, tmp_path: Path) -> None:
+    data = orjson.loads(priced_trace().to_json())
+    root, child = data["spans"]
+    root["span_id"], child["span_id"], child["parent_id"] = "__proto__", "constructor", "__proto__"
+    data["info"]["trace_id"] = "toString"
+    trace = Trace.from_json(orjson.dumps(data))
+    page, dialogs = open_view(browser, trace, tmp_path, "proto")
+    assert page.locator(".lt-row .lt-label").all_inner_texts() == ["rank", "rerank"]
+    page.locator(".lt-row").first.locator(".lt-toggle").click()
+    assert page.locator(".lt-row").count() == 1
+    assert dialogs == []
+    page.close()

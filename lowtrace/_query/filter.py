@@ -180,11 +180,20 @@ def _tokenize(text: str) -> list[_Token]:
 # -- parser -----------------------------------------------------------------------------------
 
 
+#: Limits that keep a hostile filter from exhausting the parser's stack or the database's
+#: expression limits (SQLite refuses expression trees deeper than 1,000).
+MAX_DEPTH: Final = 50
+MAX_COMPARISONS: Final = 200
+MAX_IN_VALUES: Final = 1000
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = _tokenize(text)
         self.index = 0
+        self.depth = 0
+        self.comparisons = 0
 
     @property
     def token(self) -> _Token:
@@ -227,14 +236,28 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def parse_unary(self) -> Expr:
+        token = self.token
         if self.keyword("NOT"):
-            return Not(self.parse_unary())
-        if self.punct("("):
+            self.nest(token)
+            expr: Expr = Not(self.parse_unary())
+        elif self.punct("("):
+            self.nest(token)
             expr = self.parse_or()
             if not self.punct(")"):
                 raise self.fail("')'")
-            return expr
-        return self.parse_comparison()
+        else:
+            return self.parse_comparison()
+        self.depth -= 1
+        return expr
+
+    def nest(self, token: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise FilterError(
+                f"the filter nests NOT and parentheses more than {MAX_DEPTH} deep",
+                self.text,
+                token.position,
+            )
 
     def literal(self, field: Field) -> Value:
         token = self.token
@@ -263,6 +286,13 @@ class _Parser:
         token = self.token
         if token.kind != "field":
             raise self.fail("a field name, NOT or '('")
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise FilterError(
+                f"the filter has more than {MAX_COMPARISONS} comparisons",
+                self.text,
+                token.position,
+            )
         field = field_named(str(token.value), self.text, token.position)
         self.index += 1
         if self.keyword("IS"):
@@ -276,6 +306,12 @@ class _Parser:
                 raise self.fail("'(' after IN")
             values = [self.literal(field)]
             while self.punct(","):
+                if len(values) == MAX_IN_VALUES:
+                    raise FilterError(
+                        f"IN takes at most {MAX_IN_VALUES} values",
+                        self.text,
+                        self.token.position,
+                    )
                 values.append(self.literal(field))
             if not self.punct(")"):
                 raise self.fail("',' or ')'")

@@ -87,7 +87,12 @@ def decode_token(token: str, filter: str | None, keys: tuple[OrderKey, ...]) -> 
         padded = token + "=" * (-len(token) % 4)
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
         values = data["k"]
-        ok = data["v"] == 1 and isinstance(values, list) and len(values) == len(keys)
+        ok = (
+            data["v"] == 1
+            and isinstance(values, list)
+            and len(values) == len(keys)
+            and all(v is None or type(v) in (str, int, float) for v in values)
+        )
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         ok = False
     if not ok:

@@ -21,6 +21,7 @@ from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.sqlite import summary_row
+from lowtrace._stores.uri import redact
 from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
 
 try:
@@ -90,7 +91,7 @@ class PostgresStore(TraceStore):
 
     def __init__(self, dsn: str, *, create: bool = True) -> None:
         self.dsn = dsn
-        self.uri = dsn if "@" not in dsn else dsn.split("://", 1)[0] + "://" + dsn.split("@", 1)[1]
+        self.uri = redact(dsn)
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all and _generation
         self._all: list[psycopg.Connection[Any]] = []

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from typing import Final
+
 from lowtrace._stores.base import TraceStore
 from lowtrace.errors import InvalidArgumentError
 
-__all__ = ["open_store"]
+__all__ = ["open_store", "redact"]
 
 _SCHEMES = "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, postgresql://..., none://"
 
@@ -36,3 +39,19 @@ def open_store(uri: str, *, create: bool = True) -> TraceStore:
 
         return PostgresStore.from_uri(uri, create=create)
     raise InvalidArgumentError(f"unknown store URI scheme {scheme!r} in {uri!r}; use {_SCHEMES}")
+
+
+_SECRET_PARAM: Final = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pwd)=)[^&;]*")
+
+
+def redact(uri: str) -> str:
+    """The store URI without its password (in ``user:pw@`` or a ``password=`` parameter)."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        return uri
+    location, slash, tail = rest.partition("/")
+    if "@" in location:
+        userinfo, _, host = location.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        location = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    return _SECRET_PARAM.sub(r"\1***", f"{scheme}://{location}{slash}{tail}")

@@ -28,6 +28,7 @@ from lowtrace._ui.pages import (
     confirm_delete_page,
     error_page,
     list_page,
+    tag_filter,
     trace_nav,
 )
 from lowtrace._view.html import trace_document
@@ -51,22 +52,41 @@ __all__ = ["create_app"]
 #: The most traces one export or delete request may name: a full page of the list.
 MAX_SELECTED: Final = 500
 _PAGE_SIZES: Final = range(1, 501)
+#: The longest filter, order or tag accepted in a URL.
+MAX_QUERY_CHARS: Final = 4096
+#: The largest delete form accepted (500 ids and a token take about 20 KB).
+MAX_FORM_BYTES: Final = 64 * 1024
 
 
 def _query(request: Request) -> ListQuery:
+    """The list state from the URL; a tag chip's ``tk``/``tv`` are ANDed onto the filter."""
     params = request.query_params
+    q = params.get("q", "").strip()
+    key, value = params.get("tk"), params.get("tv")
+    condition = tag_filter(key, value) if key is not None and value is not None else None
+    if condition is not None:
+        q = f"({q}) AND {condition}" if q else condition
     size = _int(params.get("n"), 50)
     page = params.get("page", "")
     trail = tuple(params.getlist("t"))[-MAX_TRAIL:]
     number = _int(params.get("pn"), len(trail) + 1) if page else 1
     return ListQuery(
-        q=params.get("q", "").strip(),
+        q=q,
         order=params.get("order", "").strip(),
         page=page,
         trail=trail,
         size=size if size in _PAGE_SIZES else 50,
         number=max(number, 1),
     )
+
+
+def _too_long(request: Request) -> str | None:
+    """Why the query string is refused, if it is: bounded input keeps pages bounded."""
+    params = request.query_params
+    for name in ("q", "order", "tk", "tv"):
+        if len(params.get(name, "")) > MAX_QUERY_CHARS:
+            return f"{name} is longer than {MAX_QUERY_CHARS} characters"
+    return None
 
 
 def _int(text: str | None, default: int) -> int:
@@ -127,6 +147,8 @@ class _UI:
     # Plain ``def`` handlers run in Starlette's thread pool: store calls may block.
 
     def traces(self, request: Request) -> Response:
+        if (problem := _too_long(request)) is not None:
+            return self._error("Query too long", problem, 400)
         query = _query(request)
         notice = None
         if "deleted" in request.query_params:
@@ -195,10 +217,15 @@ class _UI:
         return HTMLResponse(compare_page(self.site, a, b, compare_traces(a, b)))
 
     def export(self, request: Request) -> Response:
+        """The selected traces (``selected=1`` and ``id``s), or all matching ``q``."""
+        if (problem := _too_long(request)) is not None:
+            return self._error("Query too long", problem, 400)
         params = request.query_params
         ids = _ids(params.getlist("id"))
         if len(ids) > MAX_SELECTED:
             return self._error("Too many traces", f"Select at most {MAX_SELECTED}.", 400)
+        if "selected" in params and not ids:
+            return self._error("Pick traces", "Select the traces to export first.", 400)
         if ids:
             filter: str | None = _id_filter(ids)
             order = None
@@ -242,8 +269,8 @@ class _UI:
             "application/x-www-form-urlencoded"
         ):
             return self._error("Refused", "Expected a form submission.", 415)
-        body = await request.body()
-        if len(body) > 256 * 1024:
+        body = await _read_body(request, MAX_FORM_BYTES)
+        if body is None:
             return self._error("Refused", "The form is too large.", 413)
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         token = (form.get("csrf") or [""])[0]
@@ -256,6 +283,21 @@ class _UI:
             return self._error("Pick traces", f"Between 1 and {MAX_SELECTED} traces.", 400)
         deleted = await run_in_threadpool(self.store.delete_traces, ids)
         return RedirectResponse(f"/?deleted={deleted}", status_code=303)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _same_origin(request: Request) -> bool:

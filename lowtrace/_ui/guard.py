@@ -1,13 +1,18 @@
-"""ASGI middleware in front of every UI response: Host check and security headers.
+"""ASGI middleware in front of every UI response: Host check, origin check, headers.
 
 The Host check stops DNS rebinding: a hostile page that points its own domain at
-127.0.0.1 sends requests whose Host header names that domain, and they are refused. The
-headers forbid inline and foreign script and style, framing, MIME sniffing and
-caching of pages that show trace contents; referrers leave only for this origin.
+127.0.0.1 sends requests whose Host header names that domain, and they are refused.
+Requests another site's page makes in the background (``Sec-Fetch-Site: cross-site``
+without a top-level navigation) are refused too. The headers forbid inline and foreign
+script and style, framing, MIME sniffing and caching of pages that show trace contents;
+referrers leave only for this origin. An unexpected error becomes a plain, logged 500 that
+still carries the headers.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Final
 
@@ -15,6 +20,8 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CSP", "Guard", "host_name"]
+
+_log = logging.getLogger("lowtrace.ui")
 
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -31,12 +38,28 @@ _HEADERS: Final = [
 ]
 
 
+_HOST: Final = re.compile(r"^(?:\[([0-9a-f:.]+)\]|([^\[\]:/@\s]+))(?::\d{1,5})?$")
+
+
 def host_name(header: str) -> str:
-    """The host part of a Host header, lower-cased: ``[::1]:5800`` -> ``::1``."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    """The host part of a Host header, lower-cased (``[::1]:5800`` -> ``::1``); "" if malformed."""
+    match = _HOST.match(header.strip().lower())
+    if match is None:
+        return ""
+    return match.group(1) or match.group(2)
+
+
+def _cross_site_subresource(headers: dict[bytes, bytes]) -> bool:
+    """A request another site's page made without the user navigating here (an <img>, fetch).
+
+    Such requests could make the server do work (a page, an export) for a page the user
+    never meant to visit; browsers say so in ``Sec-Fetch-*``. Top-level navigations (a
+    link followed, a bookmark) are allowed.
+    """
+    if headers.get(b"sec-fetch-site") != b"cross-site":
+        return False
+    navigating = headers.get(b"sec-fetch-mode") == b"navigate"
+    return not (navigating and headers.get(b"sec-fetch-dest") == b"document")
 
 
 class Guard:
@@ -50,28 +73,40 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = dict(scope["headers"])
         if self.allowed is not None:
-            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            host = headers.get(b"host", b"").decode("latin-1")
             if host_name(host) not in self.allowed:
-                await _refuse(send, host)
+                await _plain(send, 421, f"requests for host {host!r} are not served here")
                 return
+        if _cross_site_subresource(headers):
+            await _plain(send, 403, "requests from other sites' pages are not served")
+            return
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 names = {k.lower() for k, _ in message.get("headers", [])}
                 extra = [(k, v) for k, v in _HEADERS if k not in names]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:  # noqa: BLE001 - any bug or failing store: a logged 500 with headers
+            _log.exception("lowtrace ui: error serving %s", scope.get("path"))
+            if not started:
+                await _plain(send, 500, "internal error; the server log has the details")
 
 
-async def _refuse(send: Send, host: str) -> None:
-    body = f"lowtrace ui: requests for host {host!r} are not served here.\n".encode()
+async def _plain(send: Send, status: int, message: str) -> None:
+    body = f"lowtrace ui: {message}\n".encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 421,
+            "status": status,
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),

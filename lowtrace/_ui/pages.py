@@ -12,12 +12,15 @@ import datetime as dt
 import html
 from collections.abc import Sequence
 from typing import Final
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode
 
 import attrs
 
 from lowtrace._model import Trace, TraceInfo
+from lowtrace._query.paging import parse_order_by
+from lowtrace._stores.uri import redact
 from lowtrace._ui.compare import NameStats, Row
+from lowtrace.errors import LowtraceError
 
 __all__ = [
     "MAX_TRAIL",
@@ -27,7 +30,6 @@ __all__ = [
     "confirm_delete_page",
     "error_page",
     "list_page",
-    "redact",
     "tag_filter",
     "trace_nav",
 ]
@@ -99,16 +101,6 @@ class ListQuery:
         return "/?" + urlencode(params) if params else "/"
 
 
-def redact(uri: str) -> str:
-    """The store URI without its password, for display."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def _layout(site: Site, title: str, body: str) -> str:
     mode = '<span class="ui-mode">read-only</span>' if site.read_only else ""
     return (
@@ -144,6 +136,8 @@ def _status(status: str) -> str:
 
 def tag_filter(key: str, value: str) -> str | None:
     """``tags.`key` = 'value'`` in the filter language, or None if the key cannot be quoted."""
+    if not key:
+        return None
     if "`" not in key:
         field = f"tags.`{key}`"
     elif '"' not in key:
@@ -155,29 +149,36 @@ def tag_filter(key: str, value: str) -> str | None:
 
 
 def _tags(info: TraceInfo, query: ListQuery | None = None) -> str:
-    """Tag chips; on the list each is a link that narrows the filter to that tag."""
+    """Tag chips; on the list each links to the traces with that tag (``tk``/``tv``)."""
     items = sorted(info.tags.items())
     chips = []
     for key, value in items[:_MAX_TAGS]:
         text = f"{e(key)}={e(value)}"
-        condition = tag_filter(key, value) if query is not None else None
-        if query is None or condition is None:
+        if query is None or tag_filter(key, value) is None:
             chips.append(f'<span class="ui-tag">{text}</span>')
             continue
-        narrowed = f"({query.q}) AND {condition}" if query.q else condition
-        href = ListQuery(narrowed, query.order, size=query.size).url()
-        chips.append(f'<a class="ui-tag" href="{e(href)}" title="Filter by this tag">{text}</a>')
+        params = [("tk", key), ("tv", value)] + [("order", query.order)] * bool(query.order)
+        href = "/?" + urlencode(params)
+        chips.append(f'<a class="ui-tag" href="{e(href)}" title="Traces with this tag">{text}</a>')
     if len(items) > _MAX_TAGS:
         chips.append(f'<span class="ui-more">+{len(items) - _MAX_TAGS}</span>')
     return "".join(chips)
 
 
+def _current_order(order: str) -> tuple[str, bool]:
+    """The first sort field of ``order`` and whether it is descending (newest first if none)."""
+    try:
+        first = parse_order_by(order or None)[0]
+    except LowtraceError:
+        return "", False
+    return first.field.name, first.descending
+
+
 def _sort_header(query: ListQuery, label: str, field: str, descending_first: bool) -> str:
-    current = query.order.strip().lower()
-    if current in (field, f"{field} asc"):
-        arrow, next_order = " ▲", f"{field} DESC"
-    elif current == f"{field} desc" or (not current and field == "start_time_ms"):
-        arrow, next_order = " ▼", f"{field} ASC"
+    current, descending = _current_order(query.order)
+    if current == field:
+        arrow = " ▼" if descending else " ▲"
+        next_order = f"{field} {'ASC' if descending else 'DESC'}"
     else:
         arrow, next_order = "", f"{field} {'DESC' if descending_first else 'ASC'}"
     href = query.url(order=next_order, page="", trail=(), number=1)
@@ -214,6 +215,7 @@ def list_page(
         "placeholder=\"Filter, e.g. status = 'ERROR' AND duration_ms > 500\" "
         'aria-label="Filter traces" autocomplete="off" spellcheck="false">'
         + (f'<input type="hidden" name="order" value="{e(query.order)}">' if query.order else "")
+        + (f'<input type="hidden" name="n" value="{query.size}">' if query.size != 50 else "")
         + '<button type="submit">Search</button>'
         + ('<a class="ui-clear" href="/">Clear</a>' if query.q else "")
         + "</form>",
@@ -234,7 +236,7 @@ def list_page(
             f'<span class="ui-count">{e(matched)}</span>'
             '<button type="submit" formaction="/compare" data-need="2" '
             'title="Select two traces">Compare</button>'
-            '<button type="submit" formaction="/export" data-need="1" '
+            '<button type="submit" formaction="/export" name="selected" value="1" data-need="1" '
             'title="Root inputs, outputs and tags of the selected traces, as JSONL">'
             "Export selected as dataset</button>"
             f'<a class="ui-export-all" href="{e(export_all)}">Export all matching</a>'

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any, Final
 
@@ -22,7 +22,7 @@ from lowtrace._model import SpanRecord, Trace
 
 __all__ = ["trace_document", "trace_html", "trace_list_html"]
 
-#: Bytes of one recorded value shown in the view (the stored trace keeps all of it).
+#: Characters of one recorded value shown in the view (the stored trace keeps all of it).
 MAX_VALUE_CHARS: Final = 64 * 1024
 _ESCAPES: Final = {
     "<": "\\u003c",
@@ -54,6 +54,22 @@ def _value(raw: bytes) -> tuple[str | None, bool]:
     return text, False
 
 
+def _small(value: Any) -> Any:
+    """An attribute value, message or event value, cut to ``MAX_VALUE_CHARS`` if longer."""
+    if isinstance(value, str):
+        if len(value) <= MAX_VALUE_CHARS:
+            return value
+        return value[:MAX_VALUE_CHARS] + f" … [view cut {len(value) - MAX_VALUE_CHARS:,} chars]"
+    if isinstance(value, (list, tuple, dict)):
+        text = orjson.dumps(value, default=str).decode("utf-8", "replace")
+        return value if len(text) <= MAX_VALUE_CHARS else _small(text)
+    return value
+
+
+def _small_map(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(_small(k)): _small(v) for k, v in values.items()}
+
+
 def _span_data(span: SpanRecord, prices: dict[str, ModelPrice]) -> dict[str, Any]:
     inputs, cut_in = _value(span.inputs_json)
     outputs, cut_out = _value(span.outputs_json)
@@ -64,14 +80,14 @@ def _span_data(span: SpanRecord, prices: dict[str, ModelPrice]) -> dict[str, Any
         "name": span.name,
         "type": str(span.span_type),
         "status": str(span.status),
-        "message": span.status_message,
+        "message": _small(span.status_message),
         "start": span.start_time_ns,
         "dur": span.end_time_ns - span.start_time_ns,
         "inputs": inputs,
         "outputs": outputs,
-        "attributes": dict(span.attributes),
+        "attributes": _small_map(span.attributes),
         "events": [
-            {"name": e.name, "time": e.time_ns, "attributes": dict(e.attributes)}
+            {"name": _small(e.name), "time": e.time_ns, "attributes": _small_map(e.attributes)}
             for e in span.events
         ],
         "tokens": (

@@ -13,9 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from lowtrace._stores.uri import redact
 from lowtrace._ui.compare import NameStats, compare_traces
 from lowtrace._ui.guard import host_name
-from lowtrace._ui.pages import redact
 from lowtrace._ui.server import is_loopback, serve
 from lowtrace.errors import InvalidArgumentError, StoreNotFoundError
 from tests.test_cli import lowtrace

@@ -83,14 +83,14 @@
   function start(root) {
     var data = JSON.parse(root.querySelector("script.lt-data").textContent);
     var spans = data.spans;
-    var byId = {}, kids = {}, roots = [];
+    var byId = Object.create(null), kids = Object.create(null), roots = [];  // ids are data: no prototype keys
     spans.forEach(function (s, i) { s.index = i; byId[s.id] = s; });
     spans.forEach(function (s) {
       if (s.parent && byId[s.parent]) (kids[s.parent] = kids[s.parent] || []).push(s);
       else roots.push(s);
     });
     var t0 = data.start, total = Math.max(data.end - data.start, 1);
-    var collapsed = {}, selected = roots.length ? roots[0] : null, query = "";
+    var collapsed = Object.create(null), selected = roots.length ? roots[0] : null, query = "";
     var list = root.querySelector(".lt-list"), spacer = root.querySelector(".lt-spacer");
     var detail = root.querySelector(".lt-detail"), search = root.querySelector(".lt-search");
     var rows = [];
@@ -100,7 +100,7 @@
     function visibleRows() {
       var out = [], keep = null;
       if (query) {  // a match and all its ancestors stay visible
-        keep = {};
+        keep = Object.create(null);
         spans.forEach(function (s) {
           if (!matches(s)) return;
           for (var p = s; p && !keep[p.id]; p = byId[p.parent]) keep[p.id] = true;

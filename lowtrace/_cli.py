@@ -18,7 +18,7 @@ import orjson
 
 from lowtrace._config import env_uri
 from lowtrace._dataset import golden_row
-from lowtrace._model import Trace
+from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._stores.jsonl import inference_row
 from lowtrace._stores.uri import open_store
@@ -42,15 +42,11 @@ def _store(args: argparse.Namespace) -> TraceStore:
     return open_store(args.uri or env_uri(), create=False)
 
 
-def _pages(
-    store: TraceStore, filter: str | None, order_by: str | None, limit: int | None
-) -> Iterator[Trace]:
-    return iter_traces(store, filter, order_by=order_by, limit=limit)
-
-
 def _cmd_list(args: argparse.Namespace, out: IO[str]) -> int:
     store = _store(args)
-    traces = list(_pages(store, getattr(args, "filter", None), args.order_by, args.limit))
+    traces = list(
+        iter_traces(store, getattr(args, "filter", None), order_by=args.order_by, limit=args.limit)
+    )
     if args.json:
         for trace in traces:
             out.write(trace.to_json().decode() + "\n")
@@ -91,7 +87,21 @@ def _cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
     bar = _progress(total, sys.stderr.isatty() and not args.no_progress)
     target = Path(args.output) if args.output and args.output != "-" else None
     count = 0
-    lines: list[bytes] = []
+
+    def lines() -> Iterator[bytes]:
+        nonlocal count
+        for trace in iter_traces(store, args.filter, order_by=args.order_by, limit=args.limit):
+            if args.golden:
+                row = orjson.dumps(golden_row(trace))
+            elif args.rows:
+                row = orjson.dumps(inference_row(trace))
+            else:
+                row = trace.to_json()
+            count += 1
+            if bar is not None:
+                bar.update(1)
+            yield row + b"\n"
+
     sink = target.open("wb") if target else None
     try:
         import zstandard
@@ -99,25 +109,11 @@ def _cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
         writer: Any = sink
         if sink is not None and target is not None and target.suffix == ".zst":
             writer = zstandard.ZstdCompressor(level=3).stream_writer(sink)
-        for trace in _pages(store, args.filter, args.order_by, args.limit):
-            if args.golden:
-                row = orjson.dumps(golden_row(trace))
-            elif args.rows:
-                row = orjson.dumps(inference_row(trace))
-            else:
-                row = trace.to_json()
+        for chunk in chunked(lines()):
             if writer is None:
-                out.write(row.decode() + "\n")
+                out.write(chunk.decode())
             else:
-                lines.append(row + b"\n")
-                if len(lines) >= 256:
-                    writer.write(b"".join(lines))
-                    lines.clear()
-            count += 1
-            if bar is not None:
-                bar.update(1)
-        if writer is not None and lines:
-            writer.write(b"".join(lines))
+                writer.write(chunk)
         if writer is not None and writer is not sink:
             writer.close()
     finally:

@@ -7,6 +7,7 @@ so serialising a trace never re-encodes its payloads, and ``from_json(to_json(t)
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 import cattrs
@@ -19,6 +20,7 @@ from lowtrace._types import SpanStatus, normalize_span_type
 
 __all__ = [
     "FORMAT",
+    "chunked",
     "converter",
     "trace_from_bytes",
     "trace_from_json",
@@ -119,3 +121,19 @@ def trace_to_bytes(trace: Trace) -> bytes:
 
 def trace_from_bytes(data: bytes) -> Trace:
     return trace_from_json(decompress(data))
+
+
+def chunked(lines: Iterable[bytes], size: int = 256 * 1024) -> Iterator[bytes]:
+    """Lines joined into chunks of about ``size`` bytes: one write or send per line costs
+    a system call (or a thread hop in a server) per trace."""
+    buffer: list[bytes] = []
+    held = 0
+    for line in lines:
+        buffer.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(buffer)
+            buffer.clear()
+            held = 0
+    if buffer:
+        yield b"".join(buffer)

@@ -29,6 +29,7 @@ __all__ = [
     "Or",
     "field_named",
     "parse_filter",
+    "string_literal",
 ]
 
 Kind = Literal["str", "num"]
@@ -106,6 +107,11 @@ class Not:
 
 
 Expr = Comparison | And | Or | Not
+
+
+def string_literal(text: str) -> str:
+    """``text`` as a quoted string literal of the filter language (``'`` doubled)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def field_named(name: str, text: str = "", position: int | None = None) -> Field:

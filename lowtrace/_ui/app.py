@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qs
 
 from lowtrace._dataset import golden_lines
 from lowtrace._model import Trace, TraceInfo
+from lowtrace._query.filter import string_literal
+from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._ui.compare import compare_traces
 from lowtrace._ui.guard import Guard
@@ -96,29 +98,13 @@ def _int(text: str | None, default: int) -> int:
         return default
 
 
-def _chunks(lines: Iterable[bytes], size: int = 256 * 1024) -> Iterator[bytes]:
-    """Lines joined into chunks: one send per line would cost a thread hop per trace."""
-    buffer: list[bytes] = []
-    held = 0
-    for line in lines:
-        buffer.append(line)
-        held += len(line)
-        if held >= size:
-            yield b"".join(buffer)
-            buffer.clear()
-            held = 0
-    if buffer:
-        yield b"".join(buffer)
-
-
 def _ids(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in values if v.strip()))
 
 
 def _id_filter(ids: Sequence[str]) -> str:
     """``trace_id IN (...)`` in the filter language, each id a quoted literal."""
-    quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
-    return f"trace_id IN ({quoted})"
+    return f"trace_id IN ({', '.join(map(string_literal, ids))})"
 
 
 class _UI:
@@ -172,24 +158,30 @@ class _UI:
         )
         return HTMLResponse(html)
 
-    def _get(self, trace_id: str) -> Trace | None:
-        return self.store.get_trace(trace_id)
-
-    def trace(self, request: Request) -> Response:
+    def _path_trace(self, request: Request) -> Trace | Response:
+        """The trace the URL path names, or the 404 page saying it is not in the store."""
         trace_id = request.path_params["trace_id"]
-        trace = self._get(trace_id)
+        trace = self.store.get_trace(trace_id)
         if trace is None:
             return self._error("Trace not found", f"No trace {trace_id!r} in this store.", 404)
+        return trace
+
+    def trace(self, request: Request) -> Response:
+        trace = self._path_trace(request)
+        if isinstance(trace, Response):
+            return trace
         page = trace_document(
-            trace, prices=self.prices, assets_url="/static/view", nav=trace_nav(trace_id)
+            trace,
+            prices=self.prices,
+            assets_url="/static/view",
+            nav=trace_nav(trace.info.trace_id),
         )
         return HTMLResponse(page)
 
     def trace_json(self, request: Request) -> Response:
-        trace_id = request.path_params["trace_id"]
-        trace = self._get(trace_id)
-        if trace is None:
-            return self._error("Trace not found", f"No trace {trace_id!r} in this store.", 404)
+        trace = self._path_trace(request)
+        if isinstance(trace, Response):
+            return trace
         return Response(
             trace.to_json(),
             media_type="application/json",
@@ -208,12 +200,12 @@ class _UI:
             return self._error(
                 "Pick two traces", f"Select exactly two traces to compare ({len(ids)} given).", 400
             )
-        found = [self._get(i) for i in ids]
+        found = [self.store.get_trace(i) for i in ids]
         missing = [i for i, t in zip(ids, found, strict=True) if t is None]
         if missing:
             return self._error("Trace not found", f"Not in this store: {', '.join(missing)}", 404)
-        a, b = sorted(found, key=lambda t: t.info.start_time_ns if t else 0)  # A is the older
-        assert a is not None and b is not None
+        present = [t for t in found if t is not None]
+        a, b = sorted(present, key=lambda t: t.info.start_time_ns)  # A is the older
         return HTMLResponse(compare_page(self.site, a, b, compare_traces(a, b)))
 
     def export(self, request: Request) -> Response:
@@ -229,7 +221,8 @@ class _UI:
         if ids:
             filter: str | None = _id_filter(ids)
             order = None
-            missing = self._infos(ids)[1]
+            # A count first: only when some id is missing are traces read to name it.
+            missing = [] if self.store.count(filter) == len(ids) else self._infos(ids)[1]
             if missing:
                 return self._error(
                     "Trace not found", f"Not in this store: {', '.join(missing)}", 404
@@ -244,7 +237,7 @@ class _UI:
         # Streamed a page at a time: memory stays bounded however many traces match.
         lines = golden_lines(iter_traces(self.store, filter, order_by=order, page_size=100))
         return StreamingResponse(
-            _chunks(lines),
+            chunked(lines),
             media_type="application/x-ndjson",
             headers={"Content-Disposition": 'attachment; filename="lowtrace-dataset.jsonl"'},
         )

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 import attrs
 
 from lowtrace._model import Trace, TraceInfo
+from lowtrace._query.filter import string_literal
 from lowtrace._query.paging import parse_order_by
 from lowtrace._stores.uri import redact
 from lowtrace._ui.compare import NameStats, Row
@@ -144,8 +145,7 @@ def tag_filter(key: str, value: str) -> str | None:
         field = f'tags."{key}"'
     else:
         return None
-    literal = value.replace("'", "''")
-    return f"{field} = '{literal}'"
+    return f"{field} = {string_literal(value)}"
 
 
 def _tags(info: TraceInfo, query: ListQuery | None = None) -> str:

@@ -28,6 +28,7 @@ from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._textview import format_tree
 from lowtrace._types import SpanStatus, SpanType
 from lowtrace.errors import (
+    ExportRejectedError,
     FilterError,
     InvalidArgumentError,
     LifecycleError,
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ClientStats",
     "DroppedSpan",
+    "ExportRejectedError",
     "Exporter",
     "ExporterStats",
     "FilterError",

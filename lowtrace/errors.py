@@ -13,12 +13,14 @@ Catch ``LowtraceError`` to handle anything from lowtrace; catch a leaf to handle
     ├── FilterError                    a malformed search_traces filter (also a ValueError)
     ├── StoreError                     a store cannot be opened, read or written
     │   └── StoreNotFoundError         reading a store that does not exist
+    ├── ExportRejectedError            a destination's final "no" to a batch: never retried
     └── MissingExtraError              an optional extra is not installed (also an ImportError)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ExportRejectedError",
     "FilterError",
     "InvalidArgumentError",
     "LifecycleError",
@@ -88,6 +90,14 @@ class StoreError(LowtraceError):
 
 class StoreNotFoundError(StoreError):
     """A store was opened for reading but does not exist (reading never creates one)."""
+
+
+class ExportRejectedError(LowtraceError):
+    """An exporter's final answer for a batch (e.g. HTTP 400): not retried, counted as lost.
+
+    Raise it from ``Exporter.export`` when retrying cannot help; any other exception means
+    the attempt failed and is retried with backoff, up to the pipeline's bound.
+    """
 
 
 class MissingExtraError(LowtraceError, ImportError):

@@ -18,6 +18,7 @@ EXPORTED = {
     "ClientStats",
     "DroppedSpan",
     "Exporter",
+    "ExportRejectedError",
     "ExporterStats",
     "FilterError",
     "InvalidArgumentError",

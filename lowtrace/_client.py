@@ -29,6 +29,7 @@ from lowtrace._pipeline import Exporter, ExporterStats, ExportPipeline, describe
 from lowtrace._registry import LiveRegistry
 from lowtrace._span import DroppedSpan, LiveSpan, check_time, make_blob
 from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.discard import DiscardStore
 from lowtrace._stores.uri import open_store
 from lowtrace._traceparent import parse_traceparent
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
@@ -68,7 +69,7 @@ class ClientStats:
 
     @property
     def lost_traces(self) -> int:
-        """Traces some destination never received (dropped on a full queue, or failed)."""
+        """Traces some destination never received (dropped, failed or rejected)."""
         return sum(e.lost for e in self.exporters)
 
 
@@ -108,7 +109,8 @@ class TracingClient:
         lanes: list[tuple[str, Exporter]] = []
         if self.enabled:
             self._store = open_store(self.uri)
-            lanes.append((self._store.uri or self.uri, self._store))
+            if not isinstance(self._store, DiscardStore):  # none:// is not a destination
+                lanes.append((self._store.uri or self.uri, self._store))
         lanes.extend((describe(e), e) for e in exporters)
         self._pipeline = ExportPipeline(lanes, self._pipeline_config)
         _forksafe.register(self)

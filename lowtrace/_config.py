@@ -7,7 +7,7 @@ is counted and marked in the trace, never silent.
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -71,6 +71,12 @@ class PipelineConfig:
     backoff_max_s: float = attrs.field(default=10.0, validator=_positive)
     #: How long ``close()`` and interpreter exit may spend delivering what is queued.
     shutdown_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    #: A full queue: ``"drop"`` the newest whole trace and count it, or ``"block"``:
+    #: ``end_trace`` waits up to ``block_timeout_s`` for room, then drops and counts.
+    when_full: Literal["drop", "block"] = attrs.field(
+        default="drop", validator=attrs.validators.in_(("drop", "block"))
+    )
+    block_timeout_s: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
 
 
 def env_enabled() -> bool:

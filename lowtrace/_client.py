@@ -33,7 +33,7 @@ from lowtrace._stores.discard import DiscardStore
 from lowtrace._stores.uri import open_store
 from lowtrace._traceparent import parse_traceparent
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import snapshot_mapping
+from lowtrace._values import clean_str, snapshot_mapping
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -149,6 +149,8 @@ class TracingClient:
         try:
             if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
                 _check_name(name)
+            if not name.isascii():
+                name = clean_str(name)
             kind = span_type if type(span_type) is SpanType else normalize_span_type(span_type)
             if start_time_ns is None:
                 start = _time_ns()
@@ -202,6 +204,8 @@ class TracingClient:
                 live = self._live(trace_id)  # raises the right error
             if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
                 _check_name(name)
+            if not name.isascii():
+                name = clean_str(name)
             if type(parent_id) is not str:
                 raise InvalidArgumentError(
                     f"parent_id must be the str span_id of the parent span, got {parent_id!r}"
@@ -496,8 +500,17 @@ def _tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     for key, value in items:
         if not isinstance(key, str) or not key:
             raise InvalidArgumentError(f"tag keys must be non-empty str, got {key!r}")
-        out[key] = value if type(value) is str else str(value)
+        text = value if type(value) is str else _tag_text(value)
+        out[clean_str(str(key))] = clean_str(text)
     return out
+
+
+def _tag_text(value: object) -> str:
+    """A tag value as text; a value whose ``__str__`` raises is named, not propagated."""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not reach the caller
+        return f"<unprintable {type(value).__qualname__}>"
 
 
 _live_clients: weakref.WeakSet[TracingClient] = weakref.WeakSet()

@@ -35,7 +35,7 @@ from lowtrace._span import (
     span_notes,
 )
 from lowtrace._types import SpanStatus
-from lowtrace._values import snapshot_mapping
+from lowtrace._values import clean_str, snapshot_mapping
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -283,6 +283,7 @@ class LiveTrace:
         new_status = _OK if status is None else resolve_status(status, _OK)
         if status_message is not None and type(status_message) is not str:
             _check_message(status_message)
+        status_message = _clean_message(status_message)
         with self.lock:
             if self.state is not _ACTIVE or span._state is _ENDED:
                 self._check_open(span)
@@ -347,6 +348,7 @@ class LiveTrace:
         end = _time_ns() if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
         if status_message is not None and type(status_message) is not str:
             _check_message(status_message)
+        status_message = _clean_message(status_message)
         root = self.root
         assert root is not None
         with self.lock:
@@ -425,6 +427,13 @@ class LiveTrace:
 def _check_message(message: object) -> None:
     if message is not None and type(message) is not str:
         raise InvalidArgumentError(f"status_message must be a str or None, got {message!r}")
+
+
+def _clean_message(message: str | None) -> str | None:
+    """A status message that any destination can encode (see ``clean_str``)."""
+    if message is None or message.isascii():
+        return message
+    return clean_str(message)
 
 
 def snapshot_attributes(

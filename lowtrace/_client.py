@@ -211,10 +211,9 @@ class TracingClient:
                     f"parent_id must be the str span_id of the parent span, got {parent_id!r}"
                 )
             kind = span_type if type(span_type) is SpanType else normalize_span_type(span_type)
-            if start_time_ns is None:
-                start = _time_ns()
-            else:
-                start = check_time(start_time_ns, "start_time_ns")
+            # None: the trace reads the clock under its lock, so a child can never start
+            # after its parent ended.
+            start = None if start_time_ns is None else check_time(start_time_ns, "start_time_ns")
             cut = 0
             values: dict[str, Any]
             if inputs is None:

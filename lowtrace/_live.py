@@ -179,12 +179,15 @@ class LiveTrace:
         parent_id: str,
         name: str,
         span_type: str,
-        start_time_ns: int,
+        start_time_ns: int | None,
         inputs: JsonBlob,
         attributes: dict[str, Any],
         cut: int,
     ) -> LiveSpan | DroppedSpan:
-        """Start a child of ``parent_id``; raises if the trace or the parent cannot take it."""
+        """Start a child of ``parent_id``; raises if the trace or the parent cannot take it.
+
+        ``start_time_ns=None`` reads the clock under the lock, after the parent is known open.
+        """
         with self.lock:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
@@ -210,7 +213,7 @@ class LiveTrace:
                 parent_id,
                 name,
                 span_type,
-                start_time_ns,
+                _time_ns() if start_time_ns is None else start_time_ns,
                 inputs,
                 attributes,
             )
@@ -279,7 +282,7 @@ class LiveTrace:
             values, cut_attrs = snapshot_attributes(attributes, limit)
         elif attributes is not None and type(attributes) is not dict:
             snapshot_attributes(attributes, limit)  # raises for a non-mapping
-        end = _time_ns() if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
+        given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
         new_status = _OK if status is None else resolve_status(status, _OK)
         if status_message is not None and type(status_message) is not str:
             _check_message(status_message)
@@ -287,6 +290,7 @@ class LiveTrace:
         with self.lock:
             if self.state is not _ACTIVE or span._state is _ENDED:
                 self._check_open(span)
+            end = _time_ns() if given is None else given  # under the lock: see add_span
             if end < span._start_time_ns:
                 raise InvalidArgumentError(
                     f"end_time_ns {end} is before the span's start_time_ns {span._start_time_ns}"
@@ -345,7 +349,7 @@ class LiveTrace:
             values, cut_attrs = snapshot_attributes(attributes, self.limits.max_value_bytes)
         elif attributes is not None and type(attributes) is not dict:
             snapshot_attributes(attributes, 0)  # raises for a non-mapping
-        end = _time_ns() if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
+        given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
         if status_message is not None and type(status_message) is not str:
             _check_message(status_message)
         status_message = _clean_message(status_message)
@@ -354,6 +358,7 @@ class LiveTrace:
         with self.lock:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
+            end = _time_ns() if given is None else given  # under the lock: see add_span
             if end < root._start_time_ns:
                 if not abandon_reason:
                     raise InvalidArgumentError(

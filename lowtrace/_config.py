@@ -56,8 +56,10 @@ class PipelineConfig:
     """The background export pipeline: queue bounds, batching, retries, shutdown."""
 
     #: Finished traces waiting per destination; past it new traces are dropped and counted.
-    max_queue_traces: int = attrs.field(default=8_192, validator=_positive)
-    #: Approximate payload bytes waiting per destination.
+    #: Large, so a burst is absorbed: ``max_queue_bytes`` is what bounds memory.
+    max_queue_traces: int = attrs.field(default=262_144, validator=_positive)
+    #: Memory held by the traces waiting per destination (payloads plus the objects that
+    #: hold them, estimated per span, attribute and event); past it traces are dropped.
     max_queue_bytes: int = attrs.field(default=512 * 1024 * 1024, validator=_positive)
     #: Traces handed to one ``export()`` call at most; a full batch is sent at once.
     max_batch_traces: int = attrs.field(default=2_048, validator=_positive)

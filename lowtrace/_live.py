@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from lowtrace._frozen import FrozenDict, FrozenList
 from lowtrace._model import (
     NULL_BLOB,
     JsonBlob,
@@ -412,8 +413,20 @@ class LiveTrace:
         return trace
 
     def payload_bytes(self) -> int:
-        """Roughly how many bytes the finished trace holds (for the export queue's bound)."""
-        return self.payload + 256 * len(self.spans)
+        """The memory the finished trace holds while queued (for the queue's byte bound).
+
+        Recorded payloads count their size; every span, event and attribute counts what
+        CPython objects of that kind take (measured: a span of a few small attributes holds
+        ~1.2 KiB), so the bound limits real memory, not just JSON bytes.
+        """
+        size = _TRACE_OVERHEAD + self.payload
+        for span in self.spans.values():
+            size += _SPAN_OVERHEAD + _value_bytes(span._attributes)
+            events = span._events
+            if events:
+                for event in events:
+                    size += _EVENT_OVERHEAD + _value_bytes(event.attributes)
+        return size
 
     def set_tags(self, tags: dict[str, str]) -> None:
         with self.lock:
@@ -427,6 +440,26 @@ class LiveTrace:
         self.lock = threading.Lock()
         self.state = _DETACHED
         self.end_reason = "it was started by the parent process before os.fork()"
+
+
+_TRACE_OVERHEAD: Final = 1024  # LiveTrace, Trace, TraceInfo, tags, span list
+_SPAN_OVERHEAD: Final = 768  # LiveSpan, ids, blobs, its record once built
+_EVENT_OVERHEAD: Final = 256
+
+
+def _value_bytes(value: Any) -> int:
+    """Roughly ``sys.getsizeof`` of a snapshotted (JSON-shaped) value, deeply."""
+    cls = type(value)
+    if cls is str:
+        return 50 + len(value)
+    if cls is dict or cls is FrozenDict:
+        return 100 + sum(
+            24 + (50 + len(key) if type(key) is str else 32) + _value_bytes(item)
+            for key, item in value.items()
+        )
+    if cls is list or cls is FrozenList or cls is tuple:
+        return 56 + sum(8 + _value_bytes(item) for item in value)
+    return 32
 
 
 def _check_message(message: object) -> None:

@@ -46,6 +46,7 @@ _REPR.maxlevel = 6
 SCALAR_TYPES: Final[frozenset[type]] = frozenset({str, int, float, bool, type(None)})
 
 
+_COMPACT_BELOW: Final = 16 * 1024
 _INT_MIN: Final = -(2**63)
 _INT_END: Final = 2**64
 
@@ -166,12 +167,21 @@ def _truncate_json(data: bytes, limit: int) -> bytes:
     return orjson.dumps(preview + marker)
 
 
+def _compact(data: bytes) -> bytes:
+    """A right-sized copy of a small orjson result.
+
+    orjson's output buffer starts at several KiB and is not shrunk: a 10-byte result kept
+    for the life of a trace would hold ~4 KiB of memory. Copying costs ~0.2 us.
+    """
+    return bytes(memoryview(data)) if len(data) < _COMPACT_BELOW else data
+
+
 def encode_value(value: Any, limit: int) -> tuple[bytes, bool]:
     """Encode ``value`` to JSON bytes (never raising); returns (json, was_truncated)."""
     data = _dumps(value)
     if len(data) > limit:
-        return _truncate_json(data, limit), True
-    return data, False
+        return _compact(_truncate_json(data, limit)), True
+    return _compact(data), False
 
 
 def snapshot_value(value: Any, limit: int) -> tuple[Any, bool]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import sys
 import threading
 import time
 import weakref
@@ -523,3 +525,32 @@ def _close_clients_at_exit() -> None:
             client.close()
         except Exception:
             log.exception("lowtrace: closing %r at exit failed", client)
+
+
+class _WorkerExit:
+    """Anchor for multiprocessing's after-fork registry (it holds objects weakly)."""
+
+
+_WORKER_EXIT: Final = _WorkerExit()
+
+
+def _watch_multiprocessing_worker() -> None:
+    """In a forked child: if multiprocessing made it, deliver at the worker's exit.
+
+    A ``multiprocessing`` worker started by fork (or forkserver) ends with ``os._exit`` and
+    never runs ``atexit``; it runs multiprocessing's own finalizers instead. Its bootstrap
+    clears the finalizers inherited from the parent and then calls the after-fork hooks, so
+    the hook registered here adds the finalizer that closes every client, bounded in time.
+    """
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(_WORKER_EXIT, _close_clients_at_worker_exit)
+
+
+def _close_clients_at_worker_exit(_: object) -> None:
+    util = sys.modules["multiprocessing.util"]
+    util.Finalize(None, _close_clients_at_exit, exitpriority=5)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_watch_multiprocessing_worker)

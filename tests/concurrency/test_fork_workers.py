@@ -27,15 +27,15 @@ def record_in_new_client(uri: str, worker: int) -> None:
         client.end_trace(root.trace_id)
 
 
-_inherited: TracingClient | None = None
+_inherited: dict[str, TracingClient] = {}  # set by the parent before it forks
 
 
 def record_in_inherited_client(worker: int) -> None:
     """A worker that uses a client made by the parent before the fork."""
-    assert _inherited is not None
+    client = _inherited["client"]
     for n in range(TRACES):
-        root = _inherited.start_trace(f"w{worker}-{n}")
-        _inherited.end_trace(root.trace_id)
+        root = client.start_trace(f"w{worker}-{n}")
+        client.end_trace(root.trace_id)
 
 
 def run_workers(target: object, args: list[tuple[object, ...]]) -> None:
@@ -56,13 +56,12 @@ def test_fork_workers_with_their_own_client_deliver_at_exit(tmp_path: Path) -> N
 
 
 def test_fork_workers_using_the_parents_client_deliver_at_exit(tmp_path: Path) -> None:
-    global _inherited
     uri = f"sqlite:///{tmp_path}/inherited.db"
-    _inherited = TracingClient(uri)
+    client = _inherited["client"] = TracingClient(uri)
     try:
         run_workers(record_in_inherited_client, [(w,) for w in range(WORKERS)])
     finally:
-        _inherited.close()
-        _inherited = None
+        client.close()
+        _inherited.clear()
     with TracingClient(uri) as reader:
         assert reader.count_traces() == WORKERS * TRACES

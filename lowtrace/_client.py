@@ -117,6 +117,7 @@ class TracingClient:
         self._pipeline = ExportPipeline(lanes, self._pipeline_config)
         _forksafe.register(self)
         _live_clients.add(self)
+        _watch_multiprocessing_client()
 
     def __repr__(self) -> str:
         state = "disabled" if not self.enabled else "closed" if self._closed else "open"
@@ -547,9 +548,29 @@ def _watch_multiprocessing_worker() -> None:
         util.register_after_fork(_WORKER_EXIT, _close_clients_at_worker_exit)
 
 
-def _close_clients_at_worker_exit(_: object) -> None:
+def _close_clients_at_worker_exit(_: object = None) -> None:
     util = sys.modules["multiprocessing.util"]
+    _worker_exit_pid[0] = os.getpid()
     util.Finalize(None, _close_clients_at_exit, exitpriority=5)
+
+
+_worker_exit_pid = [0]  # the process whose multiprocessing finalizer is registered
+
+
+def _watch_multiprocessing_client() -> None:
+    """A client made inside a multiprocessing worker: deliver at the worker's exit.
+
+    Covers workers that imported lowtrace only after they started (forkserver, spawn),
+    where no fork hook of ours ran. Registers once per process; the main process uses
+    ``atexit``.
+    """
+    if _worker_exit_pid[0] == os.getpid():
+        return
+    process = sys.modules.get("multiprocessing.process")
+    if process is None or "multiprocessing.util" not in sys.modules:
+        return
+    if process.parent_process() is not None:
+        _close_clients_at_worker_exit()
 
 
 if hasattr(os, "register_at_fork"):

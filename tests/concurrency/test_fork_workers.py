@@ -38,8 +38,8 @@ def record_in_inherited_client(worker: int) -> None:
         client.end_trace(root.trace_id)
 
 
-def run_workers(target: object, args: list[tuple[object, ...]]) -> None:
-    context = multiprocessing.get_context("fork")
+def run_workers(target: object, args: list[tuple[object, ...]], method: str = "fork") -> None:
+    context = multiprocessing.get_context(method)
     workers = [context.Process(target=target, args=a) for a in args]  # type: ignore[attr-defined]
     for worker in workers:
         worker.start()
@@ -48,9 +48,10 @@ def run_workers(target: object, args: list[tuple[object, ...]]) -> None:
         assert worker.exitcode == 0
 
 
-def test_fork_workers_with_their_own_client_deliver_at_exit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_fork_workers_with_their_own_client_deliver_at_exit(tmp_path: Path, method: str) -> None:
     uri = f"sqlite:///{tmp_path}/workers.db"
-    run_workers(record_in_new_client, [(uri, w) for w in range(WORKERS)])
+    run_workers(record_in_new_client, [(uri, w) for w in range(WORKERS)], method)
     with TracingClient(uri) as reader:
         assert reader.count_traces() == WORKERS * TRACES
 

@@ -421,7 +421,14 @@ class LiveTrace:
         """
         size = _TRACE_OVERHEAD + self.payload
         for span in self.spans.values():
-            size += _SPAN_OVERHEAD + _value_bytes(span._attributes)
+            attributes = span._attributes
+            size += _SPAN_OVERHEAD + _ENTRY_OVERHEAD * len(attributes)
+            for value in attributes.values():  # flat and cheap: this runs in end_trace
+                cls = type(value)
+                if cls is str:
+                    size += len(value)
+                elif cls is not int and cls is not float and cls is not bool:
+                    size += _value_bytes(value)
             events = span._events
             if events:
                 for event in events:
@@ -445,6 +452,7 @@ class LiveTrace:
 _TRACE_OVERHEAD: Final = 1024  # LiveTrace, Trace, TraceInfo, tags, span list
 _SPAN_OVERHEAD: Final = 768  # LiveSpan, ids, blobs, its record once built
 _EVENT_OVERHEAD: Final = 256
+_ENTRY_OVERHEAD: Final = 100  # a dict slot, its key and a small value
 
 
 def _value_bytes(value: Any) -> int:

@@ -25,6 +25,11 @@ from uuid import UUID
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
 from lowtrace.integrations._common import Run, default_client, finish_run, start_run
+from lowtrace.integrations._langchain_values import document as _document
+from lowtrace.integrations._langchain_values import generations as _generations
+from lowtrace.integrations._langchain_values import message as _message
+from lowtrace.integrations._langchain_values import run_name as _name
+from lowtrace.integrations._langchain_values import usage as _usage
 
 try:
     from langchain_core.callbacks import BaseCallbackHandler
@@ -40,87 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["LowtraceCallbackHandler", "autolog", "disable"]
 
 _WHERE = "lowtrace.integrations.langchain"
-# LangChain message types as the chat roles every model API (and our viewer) uses.
-_ROLES = {
-    "human": "user",
-    "ai": "assistant",
-    "AIMessage": "assistant",
-    "system": "system",
-    "tool": "tool",
-    "function": "function",
-    "HumanMessage": "user",
-}
-
-
-def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], default: str) -> str:
-    name = kwargs.get("name")
-    if isinstance(name, str) and name:
-        return name
-    if serialized:
-        if isinstance(serialized.get("name"), str) and serialized["name"]:
-            return str(serialized["name"])
-        ids = serialized.get("id")
-        if isinstance(ids, list) and ids:
-            return str(ids[-1])
-    return default
-
-
-def _message(message: Any) -> dict[str, Any]:
-    """A LangChain message as a plain dict: role, content, and tool calls when present."""
-    kind = str(getattr(message, "type", type(message).__name__)).removesuffix("Chunk")
-    out: dict[str, Any] = {
-        "role": _ROLES.get(kind, kind),
-        "content": getattr(message, "content", str(message)),
-    }
-    tool_calls = getattr(message, "tool_calls", None)
-    if tool_calls:
-        out["tool_calls"] = list(tool_calls)
-    name = getattr(message, "name", None)
-    if name:
-        out["name"] = name
-    return out
-
-
-def _document(doc: Any) -> dict[str, Any]:
-    return {
-        "page_content": getattr(doc, "page_content", str(doc)),
-        "metadata": dict(getattr(doc, "metadata", None) or {}),
-    }
-
-
-def _usage(response: Any) -> tuple[int | None, int | None, int | None] | None:
-    """Token usage of an LLMResult: message usage_metadata, else the provider's llm_output."""
-    inp = out = total = 0
-    found = False
-    for generations in getattr(response, "generations", None) or []:
-        for gen in generations:
-            meta = getattr(getattr(gen, "message", None), "usage_metadata", None)
-            if meta:
-                found = True
-                inp += int(meta.get("input_tokens") or 0)
-                out += int(meta.get("output_tokens") or 0)
-                total += int(meta.get("total_tokens") or 0)
-    if found:
-        return inp, out, total or inp + out
-    llm_output = getattr(response, "llm_output", None) or {}
-    usage = llm_output.get("token_usage") or llm_output.get("usage")
-    if isinstance(usage, Mapping):
-        inp = usage.get("prompt_tokens", usage.get("input_tokens"))
-        out = usage.get("completion_tokens", usage.get("output_tokens"))
-        tot = usage.get("total_tokens")
-        if inp is not None or out is not None or tot is not None:
-            return inp, out, tot
-    return None
-
-
-def _generations(response: Any) -> Any:
-    """The model's reply: one message dict (or text), or a list when there are several."""
-    outs: list[Any] = []
-    for generations in getattr(response, "generations", None) or []:
-        for gen in generations:
-            message = getattr(gen, "message", None)
-            outs.append(_message(message) if message is not None else getattr(gen, "text", gen))
-    return outs[0] if len(outs) == 1 else outs
 
 
 class LowtraceCallbackHandler(BaseCallbackHandler):

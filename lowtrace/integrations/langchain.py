@@ -10,6 +10,11 @@ own (or a child of the current fluent span, when there is one): one trace per to
     chain.invoke(inputs, config={"callbacks": [LowtraceCallbackHandler()]})
     autolog()   # or: every LangChain run in this process, no config needed
 
+LangGraph graphs are traced the same way: one trace per graph run, one span per node named
+after the node, the graph's plumbing left out unless ``include_internal=True`` (see
+``_langgraph``); interrupted and resumed runs are tagged ``langgraph.interrupted`` and
+``langgraph.thread_id``, so the traces of one thread are found together.
+
 Needs ``pip install 'lowtrace[langchain]'``. Tracing errors are reported to the client
 (``client.report_error``) and never reach LangChain or the application.
 """
@@ -30,6 +35,12 @@ from lowtrace.integrations._langchain_values import generations as _generations
 from lowtrace.integrations._langchain_values import message as _message
 from lowtrace.integrations._langchain_values import run_name as _name
 from lowtrace.integrations._langchain_values import usage as _usage
+from lowtrace.integrations._langgraph import (
+    GraphRuns,
+    bubble_up_event,
+    command_inputs,
+    is_bubble_up,
+)
 
 try:
     from langchain_core.callbacks import BaseCallbackHandler
@@ -53,11 +64,15 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
     raise_error = False  # tracing must never break the chain
     run_inline = True  # callbacks in order, in the run's own thread: parents before children
 
-    def __init__(self, client: TracingClient | None = None) -> None:
+    def __init__(
+        self, client: TracingClient | None = None, *, include_internal: bool = False
+    ) -> None:
+        """``include_internal=True`` also records LangGraph's plumbing (writes, routers)."""
         super().__init__()
         self._client = client
         self._lock = threading.Lock()  # guards _runs
         self._runs: dict[UUID, Run] = {}
+        self._graph = GraphRuns(include_internal)
         self.enabled = True
 
     def __repr__(self) -> str:
@@ -78,6 +93,7 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
             return
         client = self._client or default_client()
         try:
+            parent_run_id = self._graph.visible_parent(parent_run_id)
             with self._lock:
                 parent = self._runs.get(parent_run_id) if parent_run_id else None
             run = start_run(client, name, span_type, inputs, attributes, parent)
@@ -120,15 +136,46 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
             attributes["langchain.metadata"] = dict(metadata)
         if run_type:
             attributes["langchain.run_type"] = run_type
-        self._start(
-            run_id, parent_run_id, _name(serialized, kwargs, "chain"), kind, inputs, attributes
+        shown = self._graph.start(
+            run_id, parent_run_id, _name(serialized, kwargs, "chain"), tags, metadata
         )
+        if shown is None or not self.enabled:
+            return  # LangGraph plumbing, left out
+        shown_parent = self._graph.visible_parent(parent_run_id)
+        top = shown_parent is None or self._run(shown_parent) is None
+        self._start(
+            run_id, parent_run_id, shown[0], kind, command_inputs(inputs), attributes | shown[1]
+        )
+        thread_id = (metadata or {}).get("thread_id")
+        run = self._run(run_id)
+        if top and run is not None and thread_id is not None:
+            self._tag(run, {"langgraph.thread_id": str(thread_id)})
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, outputs)
+        hidden = self._graph.end(run_id)
+        if hidden is None:
+            self._end(run_id, outputs)
+        elif hidden[1] and hidden[0] is not None:  # a router: its decision, on its node
+            self._event(hidden[0], "langgraph.route", {"to": outputs})
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, error=error)
+        if self._graph.end(run_id) is not None:
+            return
+        run = self._run(run_id)
+        if run is None or not is_bubble_up(error):
+            self._end(run_id, error=error)
+            return
+        name, attributes = bubble_up_event(error)  # an interrupt is not a failure
+        self._event(run_id, name, attributes)
+        if name == "langgraph.interrupt":
+            self._tag(run, {"langgraph.interrupted": "true"})
+        self._end(run_id)
+
+    def _tag(self, run: Run, tags: dict[str, str]) -> None:
+        try:
+            run.client.set_trace_tags(run.trace_id, tags)
+        except Exception as exc:  # noqa: BLE001 - never break the application
+            run.client.report_error(exc, _WHERE)
 
     # -- models -----------------------------------------------------------------------------
 
@@ -338,11 +385,13 @@ class _Autolog:
     hook: tuple[ContextVar[Any], LowtraceCallbackHandler] | None = None
 
 
-def autolog(client: TracingClient | None = None) -> LowtraceCallbackHandler:
-    """Trace every LangChain run in this process (all threads), without passing callbacks."""
+def autolog(
+    client: TracingClient | None = None, *, include_internal: bool = False
+) -> LowtraceCallbackHandler:
+    """Trace every LangChain run (and LangGraph graph) in this process, in all threads."""
     with _Autolog.lock:
         _uninstall()
-        handler = LowtraceCallbackHandler(client)
+        handler = LowtraceCallbackHandler(client, include_internal=include_internal)
         var: ContextVar[Any] = ContextVar("lowtrace_langchain_handler", default=handler)
         register_configure_hook(var, True)
         _Autolog.hook = (var, handler)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import agents
@@ -12,77 +12,16 @@ from agents import (
     Agent,
     GuardrailFunctionOutput,
     InputGuardrailTripwireTriggered,
-    Model,
-    ModelResponse,
     Runner,
     function_tool,
     input_guardrail,
 )
-from agents.tracing import custom_span, generation_span, trace
-from agents.usage import Usage
-from openai.types.responses import (
-    ResponseFunctionToolCall,
-    ResponseOutputMessage,
-    ResponseOutputText,
-)
+from agents.tracing import custom_span, trace
 
 from lowtrace import SpanStatus, SpanType, Trace, TracingClient
 from lowtrace.integrations import openai_agents as lt_agents
+from tests.integrations.agents_model import ScriptedModel, call, say
 from tests.integrations.conftest import finished_traces
-
-
-def say(text: str) -> ResponseOutputMessage:
-    return ResponseOutputMessage(
-        id="msg_1",
-        type="message",
-        role="assistant",
-        status="completed",
-        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
-    )
-
-
-def call(name: str, arguments: str, call_id: str) -> ResponseFunctionToolCall:
-    return ResponseFunctionToolCall(
-        id=f"fc_{call_id}", call_id=call_id, type="function_call", name=name, arguments=arguments
-    )
-
-
-class ScriptedModel(Model):
-    """A model that answers each turn from a script, inside a generation span as real ones do."""
-
-    def __init__(self, *turns: list[Any]) -> None:
-        self.turns = list(turns)
-
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: Any,
-        model_settings: Any,
-        tools: Any,
-        output_schema: Any,
-        handoffs: Any,
-        tracing: Any,
-        *,
-        previous_response_id: str | None = None,
-        conversation_id: str | None = None,
-        prompt: Any = None,
-    ) -> ModelResponse:
-        with generation_span(
-            model="scripted", model_config={"temperature": 0.0}, disabled=tracing.is_disabled()
-        ) as span:
-            output = self.turns.pop(0)
-            messages = [{"role": "user", "content": input}] if isinstance(input, str) else input
-            span.span_data.input = [{"role": "system", "content": system_instructions}, *messages]
-            span.span_data.output = [item.model_dump() for item in output]
-            span.span_data.usage = {"input_tokens": 10, "output_tokens": 4}
-            return ModelResponse(
-                output=output,
-                usage=Usage(requests=1, input_tokens=10, output_tokens=4, total_tokens=14),
-                response_id=None,
-            )
-
-    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        raise NotImplementedError("these tests do not stream")
 
 
 @function_tool
@@ -265,3 +204,29 @@ def test_tracing_failure_never_breaks_the_run(
 
     assert result.final_output == "It is sunny in Paris."
     assert any("openai_agents" in key for key in client.stats().violations)
+
+
+def test_responses_model_against_a_local_server_gives_a_response_span(
+    client: TracingClient, openai_server: Any
+) -> None:
+    import openai
+    from agents import OpenAIResponsesModel
+
+    from tests.integrations.openai_server import REPLY
+
+    oai = openai.AsyncOpenAI(base_url=openai_server.base_url, api_key="test", max_retries=0)
+    agent = Agent(name="Greeter", model=OpenAIResponsesModel("gpt-test", oai))
+    result = asyncio.run(Runner.run(agent, "Hi!"))
+
+    (trace,) = finished_traces(client)
+    assert result.final_output == REPLY
+    (response,) = [
+        s for s in trace.spans if s.attributes.get("openai_agents.span_type") == "response"
+    ]
+    assert response.span_type is SpanType.CHAT_MODEL
+    assert agent_of(trace, response) == "Greeter"
+    assert response.attributes["model"] == "gpt-test"
+    assert response.attributes["openai.response_id"] == "resp_1"
+    assert response.outputs[0]["content"][0]["text"] == REPLY
+    assert (response.token_usage.input_tokens, response.token_usage.output_tokens) == (11, 6)
+    assert trace.info.token_usage.total_tokens == 17

@@ -240,3 +240,73 @@ def test_autolog_traces_graphs_sync_and_async(client: TracingClient, autologged:
     lt_langchain.disable()
     app.invoke({"question": "untraced", "notes": []})
     assert len(finished_traces(client)) == 3
+
+
+def test_subgraph_nodes_nest_under_the_node_that_runs_the_subgraph(
+    client: TracingClient, handler: LowtraceCallbackHandler
+) -> None:
+    inner = StateGraph(State)
+    inner.add_node("lookup", lambda state: {"notes": ["looked up"]})
+    inner.add_edge(START, "lookup")
+    outer = StateGraph(State)
+    outer.add_node("prepare", lambda state: {"notes": ["prepared"]})
+    outer.add_node("research", inner.compile())
+    outer.add_edge(START, "prepare")
+    outer.add_edge("prepare", "research")
+
+    result = outer.compile().invoke({"question": "q", "notes": []}, config={"callbacks": [handler]})
+
+    (trace,) = finished_traces(client)
+    assert result["notes"][-1] == "looked up"
+    assert [(depth, name) for depth, name, _ in tree(trace)] == [
+        (0, "LangGraph"),
+        (1, "prepare"),
+        (1, "research"),
+        (2, "LangGraph"),  # the subgraph's own run, inside the node that runs it
+        (3, "lookup"),
+    ]
+
+
+def test_send_fan_out_runs_one_sibling_span_per_item(
+    client: TracingClient, handler: LowtraceCallbackHandler
+) -> None:
+    from langgraph.types import Send
+
+    def summarize(state: dict[str, Any]) -> dict[str, Any]:
+        return {"notes": [f"summary of {state['doc']}"]}
+
+    graph = StateGraph(State)
+    graph.add_node("summarize", summarize)
+    graph.add_conditional_edges(
+        START, lambda state: [Send("summarize", {"doc": d}) for d in ("a", "b", "c")]
+    )
+    graph.compile().invoke({"question": "q", "notes": []}, config={"callbacks": [handler]})
+
+    (trace,) = finished_traces(client)
+    root = trace.spans[0]
+    summaries = [s for s in trace.spans if s.name == "summarize"]
+    assert sorted(s.inputs["doc"] for s in summaries) == ["a", "b", "c"]
+    assert {s.parent_id for s in summaries} == {root.span_id}
+    assert [s.name for s in trace.spans if s.parent_id is not None] == ["summarize"] * 3
+
+
+def test_calls_inside_hidden_runs_move_up_to_the_node(
+    client: TracingClient, handler: LowtraceCallbackHandler
+) -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    model = GenericFakeChatModel(messages=iter([AIMessage(content="hidden work")] * 5))
+    helper = RunnableLambda(model.invoke).with_config(tags=["langsmith:hidden"], run_name="helper")
+
+    def work(state: State) -> dict[str, Any]:
+        return {"notes": [str(helper.invoke(state["question"]).content)]}
+
+    graph = StateGraph(State)
+    graph.add_node("work", work)
+    graph.add_edge(START, "work")
+    graph.compile().invoke({"question": "q", "notes": []}, config={"callbacks": [handler]})
+
+    (trace,) = finished_traces(client)
+    spans = spans_by_name(trace)
+    assert "helper" not in spans
+    assert spans["GenericFakeChatModel"].parent_id == spans["work"].span_id

@@ -1,6 +1,7 @@
 """Anthropic tracing: ``autolog()`` records every Messages API call of the ``anthropic`` client.
 
-``messages.create`` (sync and async, plain or ``stream=True``) and ``messages.stream(...)``:
+``messages.create`` (sync and async, plain or ``stream=True``) and ``messages.stream(...)``,
+also under ``client.beta``:
 one CHAT_MODEL span per call, the messages, system prompt and tools as inputs, the model and
 its parameters as attributes, the reply (text and ``tool_use`` blocks) as outputs, token
 usage (the prompt-cache counts as ``llm.usage.cache_read_input_tokens`` and
@@ -43,8 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["autolog", "disable"]
 
 _WHERE = "lowtrace.integrations.anthropic"
-_NAME = "anthropic.messages"
-_MODULE = "anthropic.resources.messages.messages"
+_MODULES = ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")
 _CLASSES = ("Messages", "AsyncMessages")
 _METHODS = ("create", "stream")
 _PARAMS = (
@@ -92,7 +92,9 @@ def _begin(resource: Any, kwargs: dict[str, Any], streamed: bool) -> Run | None:
         base_url = getattr(getattr(resource, "_client", None), "base_url", None)
         if base_url is not None:
             attributes["anthropic.base_url"] = str(base_url)
-        return start_run(client, _NAME, SpanType.CHAT_MODEL, inputs, attributes)
+        beta = ".beta." in type(resource).__module__
+        name = "anthropic.beta.messages" if beta else "anthropic.messages"
+        return start_run(client, name, SpanType.CHAT_MODEL, inputs, attributes)
     except Exception as exc:  # noqa: BLE001 - never break the application
         client.report_error(exc, _WHERE)
         return None
@@ -322,6 +324,18 @@ def _wrap_stream(original: Callable[..., Any]) -> Callable[..., Any]:
     return stream
 
 
+def _targets() -> list[tuple[Any, str]]:
+    """(module, class name) of every Messages resource this anthropic version has."""
+    found = []
+    for module_name in _MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # an older client without the beta resource
+            continue
+        found += [(module, name) for name in _CLASSES if hasattr(module, name)]
+    return found
+
+
 class _Autolog:
     """The patches ``autolog()`` installed (the anthropic classes are process-wide)."""
 
@@ -332,15 +346,14 @@ class _Autolog:
 
 def autolog(client: TracingClient | None = None) -> None:
     """Trace every Anthropic Messages call in this process; ``client`` defaults to the default."""
-    module = importlib.import_module(_MODULE)
     with _Autolog.lock:
         _Autolog.client = client
         _Autolog.active = True
-        for class_name in _CLASSES:
+        for module, class_name in _targets():
             cls = getattr(module, class_name)
             for method in _METHODS:
-                current = getattr(cls, method)
-                if hasattr(current, "__lowtrace_original__"):
+                current = getattr(cls, method, None)
+                if current is None or hasattr(current, "__lowtrace_original__"):
                     continue
                 if method == "stream":
                     setattr(cls, method, _wrap_stream(current))
@@ -350,13 +363,12 @@ def autolog(client: TracingClient | None = None) -> None:
 
 def disable() -> None:
     """Restore the original Anthropic methods; calls after this are not traced."""
-    module = importlib.import_module(_MODULE)
     with _Autolog.lock:
         _Autolog.active = False
         _Autolog.client = None
-        for class_name in _CLASSES:
+        for module, class_name in _targets():
             cls = getattr(module, class_name)
             for method in _METHODS:
-                original = getattr(getattr(cls, method), "__lowtrace_original__", None)
+                original = getattr(getattr(cls, method, None), "__lowtrace_original__", None)
                 if original is not None:
                     setattr(cls, method, original)

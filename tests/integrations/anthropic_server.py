@@ -112,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
         self.server.requests.append((self.path, body))  # type: ignore[attr-defined]
-        if self.path != "/v1/messages":
+        if self.path.split("?")[0] != "/v1/messages":
             self._json(404, {"type": "error", "error": {"type": "not_found_error"}})
         elif body.get("model") == "fail-400":
             error = {"type": "invalid_request_error", "message": "max_tokens: too large"}

@@ -266,7 +266,14 @@ def test_disable_restores_the_client(client: TracingClient, claude: anthropic.An
         stream.until_done()
 
     assert finished_traces(client) == []
-    for cls in (anthropic.resources.Messages, anthropic.resources.AsyncMessages):
+    from anthropic.resources.beta import messages as beta
+
+    for cls in (
+        anthropic.resources.Messages,
+        anthropic.resources.AsyncMessages,
+        beta.Messages,
+        beta.AsyncMessages,
+    ):
         assert not hasattr(cls.create, "__lowtrace_original__")
         assert not hasattr(cls.stream, "__lowtrace_original__")
 
@@ -310,3 +317,17 @@ def test_calls_inside_a_traced_function_nest_under_it(
         ("anthropic.messages", False),
     ]
     assert trace.info.token_usage is not None and trace.info.token_usage.total_tokens == 30
+
+
+def test_beta_messages_are_traced_too(client: TracingClient, claude: anthropic.Anthropic) -> None:
+    reply = claude.beta.messages.create(model="m", max_tokens=10, messages=MESSAGES)  # type: ignore[arg-type]
+    with claude.beta.messages.stream(model="m", max_tokens=10, messages=MESSAGES) as stream:  # type: ignore[arg-type]
+        text = stream.get_final_text()
+
+    plain, streamed = finished_traces(client)
+    assert reply.content[0].text == text == REPLY  # type: ignore[union-attr]
+    for trace in (plain, streamed):
+        (span,) = trace.spans
+        assert span.name == "anthropic.beta.messages"
+        assert span.outputs == {"role": "assistant", "content": [{"type": "text", "text": REPLY}]}
+        assert_usage_with_cache(span)

@@ -146,12 +146,20 @@ class LowtraceTracingProcessor(TracingProcessor):
         self._runs: dict[str, Run] = {}  # SDK trace and span ids -> live lowtrace spans
         self.enabled = True
 
-    def _begin(self, sdk_id: str, parent_id: str | None, name: str, kind: Any, **kw: Any) -> None:
+    def _begin(
+        self,
+        sdk_id: str,
+        parent_id: str | None,
+        name: str,
+        kind: SpanType,
+        attributes: dict[str, Any],
+    ) -> None:
+        """Start the span of an SDK trace or span under its SDK parent (if we recorded it)."""
         client = self._client or default_client()
         try:
             with self._lock:
                 parent = self._runs.get(parent_id) if parent_id else None
-            run = start_run(client, name, kind, kw.get("inputs"), kw["attributes"], parent)
+            run = start_run(client, name, kind, None, attributes, parent)
             with self._lock:
                 self._runs[sdk_id] = run
         except Exception as exc:  # noqa: BLE001 - never break the agent
@@ -160,6 +168,7 @@ class LowtraceTracingProcessor(TracingProcessor):
     def _finish(
         self, sdk_id: str, outputs: Any, attributes: dict[str, Any], error: Any = None
     ) -> None:
+        """End the span (its trace, if it owns it); an SDK error dict makes it ERROR."""
         with self._lock:
             run = self._runs.pop(sdk_id, None)
         if run is None:
@@ -194,7 +203,7 @@ class LowtraceTracingProcessor(TracingProcessor):
         for key in ("group_id", "metadata"):
             if exported.get(key):
                 attributes[f"openai_agents.{key}"] = exported[key]
-        self._begin(trace.trace_id, None, trace.name, SpanType.AGENT, attributes=attributes)
+        self._begin(trace.trace_id, None, trace.name, SpanType.AGENT, attributes)
         group_id = exported.get("group_id")
         with self._lock:
             run = self._runs.get(trace.trace_id)
@@ -213,7 +222,7 @@ class LowtraceTracingProcessor(TracingProcessor):
         data = span.span_data
         kind = _TYPES.get(str(getattr(data, "type", "")), SpanType.UNKNOWN)
         parent = span.parent_id or span.trace_id
-        self._begin(span.span_id, parent, _name(data), kind, attributes=_start_attributes(data))
+        self._begin(span.span_id, parent, _name(data), kind, _start_attributes(data))
 
     def on_span_end(self, span: Any) -> None:
         with self._lock:
@@ -234,8 +243,9 @@ class LowtraceTracingProcessor(TracingProcessor):
         """Nothing to release: the client belongs to the application."""
 
     def force_flush(self) -> None:
+        """``agents.flush_traces()``: deliver what the client has queued (bounded wait)."""
         if self._client is not None:
-            self._client.flush()
+            self._client.flush(timeout=30)
 
 
 class _Autolog:

@@ -331,3 +331,21 @@ def test_beta_messages_are_traced_too(client: TracingClient, claude: anthropic.A
         assert span.name == "anthropic.beta.messages"
         assert span.outputs == {"role": "assistant", "content": [{"type": "text", "text": REPLY}]}
         assert_usage_with_cache(span)
+
+
+def test_async_stream_left_early_ends_the_span(
+    client: TracingClient, aclaude: anthropic.AsyncAnthropic
+) -> None:
+    async def main() -> str:
+        async with aclaude.messages.stream(model="m", max_tokens=10, messages=MESSAGES) as s:
+            async for text in s.text_stream:
+                return text
+        return ""
+
+    first = asyncio.run(main())
+
+    _, span = only_span(client)
+    assert first == WORDS[0]
+    assert span.status is SpanStatus.OK
+    assert span.attributes["lowtrace.stream_closed_early"] is True
+    assert span.outputs["content"] == [{"type": "text", "text": WORDS[0]}]

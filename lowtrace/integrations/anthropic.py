@@ -4,8 +4,9 @@
 also under ``client.beta``:
 one CHAT_MODEL span per call, the messages, system prompt and tools as inputs, the model and
 its parameters as attributes, the reply (text and ``tool_use`` blocks) as outputs, token
-usage (the prompt-cache counts as ``llm.usage.cache_read_input_tokens`` and
-``llm.usage.cache_creation_input_tokens`` attributes), streamed text as ``new_token``
+usage (input tokens including the cached part; the prompt-cache counts as the
+``llm.usage.cache_read_input_tokens`` and ``llm.usage.cache_creation_input_tokens``
+attributes), streamed text as ``new_token``
 events. Errors are recorded and the very same exception re-raised. A call inside a fluent
 span is its child; otherwise it is a trace of its own.
 
@@ -122,12 +123,16 @@ class _Usage:
         )
 
     def record(self, run: Run, attributes: dict[str, Any]) -> None:
-        """Set the span's token usage; the cache counts go into ``attributes``."""
+        """Set the span's token usage; the cache counts also go into ``attributes``.
+
+        Anthropic's ``input_tokens`` leaves out the cached part; the span's input tokens are
+        all the prompt's tokens (uncached + cache read + cache written), as OpenAI counts
+        them and OpenTelemetry's GenAI conventions ask.
+        """
         if self.input is not None or self.output is not None:
-            total = (self.input or 0) + (self.output or 0)
-            run.span.set_token_usage(
-                input_tokens=self.input, output_tokens=self.output, total_tokens=total
-            )
+            inp = (self.input or 0) + (self.cache_read or 0) + (self.cache_creation or 0)
+            out = self.output or 0
+            run.span.set_token_usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out)
         if self.cache_read is not None:
             attributes[CACHE_READ] = self.cache_read
         if self.cache_creation is not None:

@@ -53,8 +53,9 @@ def only_span(client: TracingClient):  # type: ignore[no-untyped-def]
 
 
 def assert_usage_with_cache(span) -> None:  # type: ignore[no-untyped-def]
-    assert (span.token_usage.input_tokens, span.token_usage.output_tokens) == (21, 9)
-    assert span.token_usage.total_tokens == 30
+    # the prompt's tokens: 21 uncached + 100 read from the cache + 7 written to it
+    assert (span.token_usage.input_tokens, span.token_usage.output_tokens) == (128, 9)
+    assert span.token_usage.total_tokens == 137
     assert span.attributes["llm.usage.cache_read_input_tokens"] == 100
     assert span.attributes["llm.usage.cache_creation_input_tokens"] == 7
 
@@ -89,7 +90,7 @@ def test_message_is_one_chat_model_span(client: TracingClient, claude: anthropic
     assert span.attributes["stop_reason"] == "end_turn"
     assert span.outputs == {"role": "assistant", "content": [{"type": "text", "text": REPLY}]}
     assert_usage_with_cache(span)
-    assert trace.info.token_usage.total_tokens == 30
+    assert trace.info.token_usage.total_tokens == 137
 
 
 def test_tool_use_blocks_are_inputs_and_outputs(
@@ -253,7 +254,7 @@ def test_async_client_plain_streamed_helper_and_concurrent(
     assert texts == [REPLY] * 7
     assert len(traces) == 7
     assert all(t.spans[0].outputs["content"][0]["text"] == REPLY for t in traces)
-    assert all(t.info.token_usage.total_tokens == 30 for t in traces)
+    assert all(t.info.token_usage.total_tokens == 137 for t in traces)
     assert sorted(t.spans[0].attributes["model"] for t in traces[3:]) == [
         f"m-{i}" for i in range(4)
     ]
@@ -316,7 +317,7 @@ def test_calls_inside_a_traced_function_nest_under_it(
         ("test_calls_inside_a_traced_function_nest_under_it.<locals>.agent", True),
         ("anthropic.messages", False),
     ]
-    assert trace.info.token_usage is not None and trace.info.token_usage.total_tokens == 30
+    assert trace.info.token_usage is not None and trace.info.token_usage.total_tokens == 137
 
 
 def test_beta_messages_are_traced_too(client: TracingClient, claude: anthropic.Anthropic) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._types import SpanType
@@ -88,8 +88,9 @@ def _begin(resource: Any, kwargs: dict[str, Any], streamed: bool) -> Run | None:
             k: v for k, v in params.items() if isinstance(v, (str, int, float, bool))
         }
         attributes["invocation_params"] = params
-        if "tools" in inputs:
-            attributes["tools"] = len(list(inputs["tools"]))
+        tools = inputs.get("tools")
+        if isinstance(tools, Sized):  # never len(list(...)): a generator is the caller's
+            attributes["tools"] = len(tools)
         base_url = getattr(getattr(resource, "_client", None), "base_url", None)
         if base_url is not None:
             attributes["anthropic.base_url"] = str(base_url)
@@ -178,7 +179,7 @@ class _Accumulator:
         self.run = run
         self.usage = _Usage()
         self.blocks: dict[int, dict[str, Any]] = {}
-        self.json_parts: dict[int, list[str]] = {}
+        self.parts: dict[tuple[int, str], list[str]] = {}  # (block, field) -> streamed pieces
         self.message: dict[str, Any] = {"role": "assistant"}
         self.attributes: dict[str, Any] = {}
 
@@ -200,26 +201,29 @@ class _Accumulator:
             self.usage.update(event.usage)
 
     def _delta(self, index: int, delta: Any) -> None:
-        block = self.blocks.setdefault(index, {})
         kind = getattr(delta, "type", "")
         if kind == "text_delta":
-            block["text"] = block.get("text", "") + delta.text
+            self.parts.setdefault((index, "text"), []).append(delta.text)
             self.run.span.add_event("new_token", {"token": delta.text})
         elif kind == "input_json_delta":
-            self.json_parts.setdefault(index, []).append(delta.partial_json)
+            self.parts.setdefault((index, "input"), []).append(delta.partial_json)
         elif kind == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + delta.thinking
+            self.parts.setdefault((index, "thinking"), []).append(delta.thinking)
 
     def outputs(self) -> tuple[Any, dict[str, Any]]:
         import json
 
         attributes = dict(self.attributes)
-        for index, parts in self.json_parts.items():
+        for (index, field), parts in self.parts.items():
+            block = self.blocks.setdefault(index, {})
             text = "".join(parts)
+            if field != "input":
+                block[field] = str(block.get(field) or "") + text
+                continue
             try:
-                self.blocks[index]["input"] = json.loads(text) if text else {}
+                block["input"] = json.loads(text) if text else {}
             except ValueError:
-                self.blocks[index]["input"] = text  # cut short: keep what arrived
+                block["input"] = text  # cut short: keep what arrived
         self.usage.record(self.run, attributes)
         content = [self.blocks[i] for i in sorted(self.blocks)]
         return {**self.message, "content": content}, attributes

@@ -350,3 +350,19 @@ def test_async_stream_left_early_ends_the_span(
     assert span.status is SpanStatus.OK
     assert span.attributes["lowtrace.stream_closed_early"] is True
     assert span.outputs["content"] == [{"type": "text", "text": WORDS[0]}]
+
+
+def test_tools_given_as_a_generator_still_reach_the_api(
+    client: TracingClient, claude: anthropic.Anthropic, server: FakeAnthropicServer
+) -> None:
+    reply = claude.messages.create(
+        model="m",
+        max_tokens=10,
+        messages=MESSAGES,
+        tools=(tool for tool in [WEATHER]),  # type: ignore[arg-type]
+    )
+
+    _, span = only_span(client)
+    assert server.requests[-1][1]["tools"] == [WEATHER]
+    assert reply.stop_reason == "tool_use"
+    assert span.status is SpanStatus.OK

@@ -90,6 +90,7 @@ class Lane:
         self.blocked = 0  # producers waiting for room (when_full="block")
         self.waiters: list[_Waiter] = []
         self.unreported_loss = False  # a loss no completed flush() has reported yet
+        self._rejection: BaseException | None = None  # the worker's last final answer
 
     # -- caller side ------------------------------------------------------------------------
 
@@ -275,47 +276,64 @@ class Lane:
     def _isolate(self, pending: list[Trace]) -> tuple[int, int, list[Trace]]:
         """Try each trace alone: (delivered, rejected, still failing + untried).
 
-        Stops early when the first few single tries all fail: the destination is down, not
-        one trace bad. Those tried are moved to the end, so the next pass probes others.
+        When the first few single tries deliver nothing, the destination is the problem,
+        not one trace: all failed means it is down (the rest wait for the next attempt;
+        those tried go last, so the next pass probes others), all rejected means it refuses
+        everything (the rest are rejected without more calls).
         """
-        delivered = rejected = 0
+        delivered = 0
+        rejected: list[Trace] = []
         failing: list[Trace] = []
         for index, trace in enumerate(pending):
             error = self._attempt([trace])
             if error is None:
                 delivered += 1
             elif isinstance(error, ExportRejectedError):
-                rejected += 1
-                self._log_rejected(1, error)
+                rejected.append(trace)
+                self._rejection = error
             else:
                 failing.append(trace)
-                if len(failing) >= _PROBES and not delivered and not rejected:
+            if not delivered and index + 1 == _PROBES:
+                if not rejected:
                     return 0, 0, pending[index + 1 :] + failing
-        return delivered, rejected, failing
+                if not failing:
+                    return 0, len(pending), []
+        return delivered, len(rejected), failing
 
     def _deliver(self, batch: list[Trace]) -> tuple[int, int, int]:
-        """Export a batch with retries: (delivered, rejected, failed)."""
+        """Export a batch with retries: (delivered, rejected, failed); logs once per batch."""
         config = self.config
         delay = config.backoff_initial_s
         pending = batch
         delivered = rejected = 0
         attempt = 0
         error: BaseException | None = None
+        self._rejection = None
         while pending:
             attempt += 1
             error = self._attempt(pending)
             if error is None:
-                return delivered + len(pending), rejected, 0
+                delivered += len(pending)
+                pending = []
+                break
             if len(pending) > 1:
                 ok, no, pending = self._isolate(pending)
                 delivered += ok
                 rejected += no
             elif isinstance(error, ExportRejectedError):
-                self._log_rejected(1, error)
-                return delivered, rejected + 1, 0
+                self._rejection = error
+                rejected += 1
+                pending = []
             if not pending or attempt >= config.max_attempts or not self._sleep(delay):
                 break
             delay = min(delay * 2, config.backoff_max_s)
+        if rejected:
+            log.error(
+                "lowtrace: %s rejected %d trace(s), a final answer (not retried): %s",
+                self.name,
+                rejected,
+                self._rejection,
+            )
         if pending:
             log.error(
                 "lowtrace: gave up exporting %d trace(s) to %s after %d attempt(s): %r",
@@ -325,14 +343,6 @@ class Lane:
                 error,
             )
         return delivered, rejected, len(pending)
-
-    def _log_rejected(self, count: int, error: BaseException) -> None:
-        log.error(
-            "lowtrace: %s rejected %d trace(s) (a final answer, not retried): %s",
-            self.name,
-            count,
-            error,
-        )
 
     def _sleep(self, delay: float) -> bool:
         """The backoff pause before a retry; False if close()'s deadline leaves no time."""

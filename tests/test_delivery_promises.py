@@ -209,3 +209,18 @@ def test_when_full_block_delivers_when_room_appears_in_time() -> None:
 def test_when_full_is_validated() -> None:
     with pytest.raises(ValueError, match="when_full"):
         PipelineConfig(when_full="wait")  # type: ignore[arg-type]
+
+
+def test_a_destination_that_rejects_everything_is_not_asked_once_per_trace() -> None:
+    class RefusesAll(Recorder):
+        def check(self, traces: Sequence[Trace]) -> None:
+            raise ExportRejectedError("401 Unauthorized")
+
+    sink = RefusesAll()
+    config = PipelineConfig(export_delay_s=60)
+    with TracingClient("memory://", exporters=[sink], pipeline=config) as client:
+        end_traces(client, *[f"t{n}" for n in range(100)])
+        assert client.flush(10) is False
+        assert sink.calls <= 4  # the batch, then a few single probes
+        stats = client.stats().exporters[1]
+        assert (stats.rejected, stats.failed, stats.retried) == (100, 0, 0)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from lowtrace import TracingClient
+from lowtrace import Trace, TracingClient
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32" or "fork" not in multiprocessing.get_all_start_methods(),
@@ -66,3 +71,49 @@ def test_fork_workers_using_the_parents_client_deliver_at_exit(tmp_path: Path) -
         _inherited.clear()
     with TracingClient(uri) as reader:
         assert reader.count_traces() == WORKERS * TRACES
+
+
+class Keep:
+    def __init__(self) -> None:
+        self.traces: list[Trace] = []
+
+    def export(self, traces: Sequence[Trace]) -> None:
+        self.traces.extend(traces)
+
+
+def test_a_child_forked_while_the_pipeline_is_locked_gets_a_working_pipeline() -> None:
+    sink = Keep()
+    with TracingClient("memory://", exporters=[sink]) as client:
+        root = client.start_trace("before")
+        client.end_trace(root.trace_id)
+        assert client.flush(5)
+        lane = client._pipeline.lanes[1]
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with lane.lock:  # another thread is inside the lane when the fork happens
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(10)
+        pid = os.fork()
+        if pid == 0:  # child: the copied lock is held by a thread that does not exist here
+            code = 2
+            try:
+                child = client.start_trace("child")
+                client.end_trace(child.trace_id)
+                code = 0 if client.flush(5) and len(sink.traces) == 2 else 1
+            finally:
+                os._exit(code)
+        release.set()
+        holder.join(10)
+        deadline = time.monotonic() + 30
+        while (status := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if status[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on the pipeline's inherited lock")
+        assert os.waitstatus_to_exitcode(status[1]) == 0

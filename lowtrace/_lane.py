@@ -32,7 +32,7 @@ __all__ = ["FOREVER", "Lane", "LaneCounts"]
 
 log = logging.getLogger("lowtrace")
 FOREVER = float("inf")
-_PROBES = 3  # single-trace attempts that all fail before a destination counts as down
+_PROBES = 2  # single-trace attempts that all fail before a destination counts as down
 _POLL_S = 0.5  # how often a waiting flush() checks that the worker is still alive
 
 
@@ -86,6 +86,7 @@ class Lane:
         self.stopping = False
         self.deadline = FOREVER
         self.busy = 0  # traces taken off the queue and being exported
+        self.idle = False  # the worker waits for work (producers then signal a full batch)
         self.flushing = 0  # flush() calls waiting: deliver without the export delay
         self.blocked = 0  # producers waiting for room (when_full="block")
         self.waiters: list[_Waiter] = []
@@ -107,9 +108,9 @@ class Lane:
         self.queued_bytes += size
         if self.thread is None:
             self._start()
-        elif len(queue) >= config.max_batch_traces:
+        elif self.idle and len(queue) >= config.max_batch_traces:
             with self.lock:
-                self.work.notify()  # a full batch goes at once
+                self.work.notify()  # a full batch goes at once (no lock while it is busy)
         return True
 
     def _fits(self, size: int) -> bool:
@@ -237,10 +238,14 @@ class Lane:
                 ):
                     if not self.queue and self.stopping:
                         return
-                    if self.queue and not self.work.wait(config.export_delay_s):
-                        break  # the delay has passed: send what is there
-                    if not self.queue:
-                        self.work.wait(config.export_delay_s)
+                    self.idle = True
+                    try:
+                        if self.queue and not self.work.wait(config.export_delay_s):
+                            break  # the delay has passed: send what is there
+                        if not self.queue:
+                            self.work.wait(config.export_delay_s)
+                    finally:
+                        self.idle = False
                 take = min(len(self.queue), config.max_batch_traces)
                 batch = [self.queue.popleft()[0] for _ in range(take)]
                 self.taken += take

@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from lowtrace import (
+    ExportRejectedError,
     InvalidArgumentError,
     MissingExtraError,
     PipelineConfig,
@@ -35,6 +36,7 @@ from lowtrace._otlp import encode  # noqa: E402
 from lowtrace.exporters.otlp import (  # noqa: E402
     OTLPExporter,
     OTLPExportError,
+    OTLPRejectedError,
     OTLPRetryableError,
 )
 
@@ -289,29 +291,40 @@ def test_retry_after_beyond_the_timeout_defers_the_next_attempt(receiver: FakeRe
     assert receiver.received[1].at - receiver.received[0].at >= 1.95
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 415, 301])
-def test_non_retryable_answers_drop_the_batch_without_raising(
-    receiver: FakeReceiver, status: int, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 415, 301, 500, 501, 505])
+def test_final_answers_are_rejected_once_and_never_resent(
+    receiver: FakeReceiver, status: int
 ) -> None:
     receiver.then(status, body=b"nope")
     exporter = OTLPExporter(receiver.url)
-    config = PipelineConfig(export_delay_s=0, backoff_initial_s=0.01)
-    with TracingClient("memory://", exporters=[exporter], pipeline=config) as client:
-        root = client.start_trace("agent")
-        client.end_trace(root.trace_id)
-        assert client.flush(10)
-    assert len(receiver.received) == 1  # not retried
+    with pytest.raises(ExportRejectedError) as info:
+        exporter.export(make_traces(1))
+    assert isinstance(info.value, OTLPRejectedError) and info.value.status == status
+    assert f"with {status}" in str(info.value) and "nope" in str(info.value)
+    assert len(receiver.received) == 1  # not retried inside export either
     stats = exporter.stats()
-    assert (stats.rejected_traces, stats.rejected_spans, stats.exported_traces) == (1, 1, 0)
-    assert f"with {status}" in caplog.text and "nope" in caplog.text
+    assert (stats.rejected_traces, stats.rejected_spans, stats.exported_traces) == (1, 3, 0)
+    assert stats.failed_requests == 0
 
 
-@pytest.mark.parametrize("status", [500, 502, 504])
-def test_server_errors_raise_for_the_pipeline(receiver: FakeReceiver, status: int) -> None:
+def test_a_refused_request_does_not_stop_the_rest_of_the_batch(receiver: FakeReceiver) -> None:
+    receiver.then(413)
+    exporter = OTLPExporter(receiver.url, max_request_bytes=2_000)
+    traces = make_traces(4, payload="x" * 1_000)
+    with pytest.raises(OTLPRejectedError):
+        exporter.export(traces)
+    assert len(receiver.received) == 4
+    stats = exporter.stats()
+    assert (stats.rejected_traces, stats.exported_traces) == (1, 3)
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_retryable_answers_raise_for_the_pipeline(receiver: FakeReceiver, status: int) -> None:
     receiver.then(status)
-    with pytest.raises(OTLPExportError) as info:
+    with pytest.raises(OTLPRetryableError) as info:
         OTLPExporter(receiver.url).export(make_traces(1))
     assert info.value.status == status
+    assert not isinstance(info.value, ExportRejectedError)
 
 
 def test_connection_refused_raises() -> None:

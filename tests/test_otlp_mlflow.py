@@ -85,7 +85,11 @@ def mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLflow]:
     workdir = tmp_path_factory.mktemp("mlflow")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MLFLOW_"))}
-    env.update(MLFLOW_TELEMETRY_OPT_OUT="true", DO_NOT_TRACK="true")
+    env.update(
+        MLFLOW_TELEMETRY_OPT_OUT="true",
+        DO_NOT_TRACK="true",
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",  # no background job workers: not needed
+    )
     command = [
         python,
         "-m",

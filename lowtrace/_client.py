@@ -293,7 +293,12 @@ class TracingClient:
         if not self.enabled:
             return
         try:
-            live = self._live(trace_id)
+            live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+            if live is None or live.state is not _ACTIVE:
+                if live is None and trace_id in self._unsampled:
+                    self._unsampled.end(trace_id, span_id)  # no exception: keep it cheap
+                    return
+                live = self._live(trace_id)  # raises the right error
             span = live.spans.get(span_id) if type(span_id) is str else None
             if span is None:
                 if type(span_id) is str and live.is_dropped(span_id):
@@ -329,7 +334,12 @@ class TracingClient:
         if not self.enabled:
             return None
         try:
-            live = self._live(trace_id)
+            live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+            if live is None or live.state is not _ACTIVE:
+                if live is None and trace_id in self._unsampled:
+                    self._unsampled.end(trace_id, None)  # no exception: keep it cheap
+                    return None
+                live = self._live(trace_id)  # raises the right error
             return live.finish(
                 outputs, attributes, status, status_message, end_time_ns, close_open_spans
             )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import OrderedDict
 from typing import Any, Final
 
 from lowtrace.errors import InvalidArgumentError
@@ -146,8 +145,10 @@ class UnsampledTraces:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.started = 0
-        self._lock = threading.Lock()  # guards _live and started
-        self._live: OrderedDict[str, UnsampledSpan] = OrderedDict()
+        self._lock = threading.Lock()  # guards started and the eviction of the oldest
+        # A plain dict: a lookup or pop is atomic in CPython, and it keeps insertion order,
+        # so the oldest entry is the first.
+        self._live: dict[str, UnsampledSpan] = {}
 
     def start(
         self,
@@ -159,11 +160,12 @@ class UnsampledTraces:
     ) -> UnsampledSpan:
         """Remember a new unsampled trace and return its root handle."""
         root = UnsampledSpan(self, trace_id, span_id, parent_id, name, tracestate)
+        live = self._live
         with self._lock:
             self.started += 1
-            self._live[trace_id] = root
-            if len(self._live) > self.capacity:
-                self._live.popitem(last=False)
+            live[trace_id] = root
+            if len(live) > self.capacity:
+                del live[next(iter(live))]
         return root
 
     def child(self, trace_id: str, span_id: str, parent_id: str, name: str) -> UnsampledSpan | None:
@@ -193,5 +195,4 @@ class UnsampledTraces:
 
     def discard(self, trace_id: str) -> bool:
         """Forget a trace (its root ended); True if it was live."""
-        with self._lock:
-            return self._live.pop(trace_id, None) is not None
+        return self._live.pop(trace_id, None) is not None

@@ -307,6 +307,18 @@ def test_final_answers_are_rejected_once_and_never_resent(
     assert stats.failed_requests == 0
 
 
+def test_a_refused_batch_handed_in_again_is_not_resent(receiver: FakeReceiver) -> None:
+    receiver.then(400)
+    exporter = OTLPExporter(receiver.url)
+    batch = make_traces(1)
+    for _ in range(3):  # as a pipeline that retried anyway would
+        with pytest.raises(OTLPRejectedError):
+            exporter.export(batch)
+    assert len(receiver.received) == 1
+    exporter.export(make_traces(1))  # another batch goes out as usual
+    assert len(receiver.received) == 2 and exporter.stats().exported_traces == 1
+
+
 def test_a_refused_request_does_not_stop_the_rest_of_the_batch(receiver: FakeReceiver) -> None:
     receiver.then(413)
     exporter = OTLPExporter(receiver.url, max_request_bytes=2_000)

@@ -214,7 +214,8 @@ class OTLPExporter:
         another ``OTLPExportError`` when a later attempt may succeed.
 
         A request refused for good does not stop the batch's other requests: they are sent,
-        and the refusal is raised once the rest went through.
+        and the refusal is raised once the rest went through (and again, without sending,
+        if the same batch is handed in again).
         """
         if self._closed.is_set():
             raise OTLPExportError("the OTLP exporter is shut down")
@@ -244,6 +245,9 @@ class OTLPExporter:
                     self._refusal = refusal
                     raise
             if refusal is not None:
+                # Settled for good: should the same batch come again, it is not resent.
+                self._carry = list(traces)
+                self._refusal = refusal
                 raise refusal
 
     def _wait(self, seconds: float) -> None:

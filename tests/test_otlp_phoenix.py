@@ -208,7 +208,10 @@ def build_trace(client: TracingClient) -> Trace:
 def test_spans_read_back_from_phoenix_intact(phoenix: str) -> None:
     project = f"lowtrace-{uuid.uuid4().hex[:8]}"
     exporter = OTLPExporter(
-        f"{phoenix}/v1/traces", headers={"x-project-name": project}, compression="gzip"
+        f"{phoenix}/v1/traces",
+        headers={"x-project-name": project},
+        compression="gzip",
+        receiver="openinference",  # the values once, as OpenInference text
     )
     with TracingClient("memory://", exporters=[exporter]) as client:
         trace = build_trace(client)

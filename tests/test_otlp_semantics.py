@@ -210,3 +210,30 @@ def test_a_chat_span_carries_messages_parameters_and_usage() -> None:
     assert (a["llm.token_count.prompt"], a["llm.token_count.total"]) == (31, 40)
     usage = trace.spans[1].token_usage
     assert usage == TokenUsage(31, 9, 40)
+
+
+@pytest.mark.parametrize(
+    ("receiver", "typed", "text"),
+    [("any", True, True), ("mlflow", True, False), ("openinference", False, True)],
+)
+def test_each_receiver_gets_one_copy_of_the_values_it_reads(
+    receiver: str, typed: bool, text: bool
+) -> None:
+    trace = one_trace({"q": 1}, "a", tags={"env": "prod"})
+    root = span_attributes(trace.spans[0], trace.info, receiver)
+    assert ("mlflow.spanInputs" in root, "mlflow.spanOutputs" in root) == (typed, typed)
+    assert ("input.value" in root, "output.value" in root) == (text, text)
+    assert ("mlflow.traceTag.env" in root) == typed and ("metadata" in root) == text
+    assert root["mlflow.spanType"] == "AGENT"  # the exact type, whatever the receiver
+
+
+def test_the_exporter_picks_mlflow_when_it_sends_to_an_experiment() -> None:
+    from lowtrace import InvalidArgumentError
+    from lowtrace.exporters.otlp import OTLPExporter
+
+    url = "http://127.0.0.1:9/v1/traces"
+    assert OTLPExporter(url, headers={"X-MLflow-Experiment-Id": "3"}).receiver == "mlflow"
+    assert OTLPExporter(url).receiver == "any"
+    assert OTLPExporter(url, receiver="openinference").receiver == "openinference"
+    with pytest.raises(InvalidArgumentError, match="receiver"):
+        OTLPExporter(url, receiver="jaeger")

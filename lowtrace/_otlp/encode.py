@@ -156,7 +156,9 @@ def _set_attributes(target: Any, attributes: Mapping[str, AttrValue]) -> None:
         _set_value(kv.value, value)
 
 
-def encode_protobuf(traces: Sequence[Trace], resource: Mapping[str, Any]) -> bytes:
+def encode_protobuf(
+    traces: Sequence[Trace], resource: Mapping[str, Any], receiver: str = "any"
+) -> bytes:
     """One serialized ``ExportTraceServiceRequest`` holding every span of ``traces``."""
     proto = load_proto()
     request = proto.service.ExportTraceServiceRequest()
@@ -183,7 +185,7 @@ def encode_protobuf(traces: Sequence[Trace], resource: Mapping[str, Any]) -> byt
             out.kind = span_kind(span.span_type)
             out.start_time_unix_nano = span.start_time_ns
             out.end_time_unix_nano = span.end_time_ns
-            attributes = span_attributes(span, info if span.span_id == root_id else None)
+            attributes = span_attributes(span, info if span.span_id == root_id else None, receiver)
             _set_attributes(out.attributes, attributes)
             out.dropped_attributes_count = _int(span.attributes, _DROPPED_ATTRIBUTES)
             out.dropped_events_count = _int(span.attributes, _DROPPED_EVENTS)
@@ -259,14 +261,16 @@ def _json_attributes(attributes: Mapping[str, AttrValue]) -> list[dict[str, Any]
     return [{"key": key, "value": _json_value(value)} for key, value in attributes.items()]
 
 
-def encode_json(traces: Sequence[Trace], resource: Mapping[str, Any]) -> bytes:
+def encode_json(
+    traces: Sequence[Trace], resource: Mapping[str, Any], receiver: str = "any"
+) -> bytes:
     """One ``ExportTraceServiceRequest`` in the OTLP/JSON encoding."""
     spans: list[dict[str, Any]] = []
     for trace in traces:
         ids, root_id, state = _plan(trace)
         info = trace.info
         for span in trace.spans:
-            attributes = span_attributes(span, info if span.span_id == root_id else None)
+            attributes = span_attributes(span, info if span.span_id == root_id else None, receiver)
             out: dict[str, Any] = {
                 "traceId": span.trace_id,
                 "spanId": span.span_id,
@@ -307,7 +311,11 @@ def encode_json(traces: Sequence[Trace], resource: Mapping[str, Any]) -> bytes:
 
 
 def split_encode(
-    traces: Sequence[Trace], resource: Mapping[str, Any], encoding: str, max_bytes: int
+    traces: Sequence[Trace],
+    resource: Mapping[str, Any],
+    encoding: str,
+    max_bytes: int,
+    receiver: str = "any",
 ) -> list[tuple[list[Trace], bytes]]:
     """(traces, body) requests for a batch; halved until each fits ``max_bytes`` or is one trace."""
     encode = encode_json if encoding == "json" else encode_protobuf
@@ -315,7 +323,7 @@ def split_encode(
     out: list[tuple[list[Trace], bytes]] = []
     while pending:
         group = pending.pop()
-        body = encode(group, resource)
+        body = encode(group, resource, receiver)
         if len(body) > max_bytes and len(group) > 1:
             half = len(group) // 2
             pending.append(group[half:])

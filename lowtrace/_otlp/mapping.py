@@ -17,8 +17,12 @@ no value travels more often than a receiver needs:
   provider, token usage, tool/agent name). Message content (``gen_ai.input.messages``) is
   not sent: it would be a third copy of every input and output.
 
-So an input travels twice, once typed for MLflow and once as OpenInference text; the span
-type once as ``mlflow.spanType`` (the exact lowtrace type; OpenInference's kinds are
+Which of the two copies of an input is sent depends on the receiver the exporter is told
+about (``RECEIVERS``): "mlflow" (chosen automatically when the ``x-mlflow-experiment-id``
+header is set) sends only the typed copy, "openinference" only the text, "any" (a
+Collector, which may fan out to both) both. Chat spans also carry their messages: the
+structured form Phoenix's and MLflow's chat views read. The span type travels once as
+``mlflow.spanType`` in every case (the exact lowtrace type; OpenInference's kinds are
 coarser: CHAT_MODEL is "LLM" there, PARSER and MEMORY are "CHAIN"). Attributes the user set
 explicitly are sent as they are and win over derived ones with the same key. Other values
 become OTLP-compatible: scalars stay, lists of one scalar type become arrays, anything else
@@ -48,6 +52,7 @@ __all__ = [
     "FLAGS_REMOTE_PARENT",
     "KIND_CLIENT",
     "KIND_INTERNAL",
+    "RECEIVERS",
     "AttrValue",
     "TypedJson",
     "attr_value",
@@ -123,6 +128,8 @@ MLFLOW_INPUTS: Final = "mlflow.spanInputs"
 MLFLOW_OUTPUTS: Final = "mlflow.spanOutputs"
 MLFLOW_TAG_PREFIX: Final = "mlflow.traceTag."
 MLFLOW_TRACE_NAME: Final = "mlflow.traceName"
+#: What an exporter may be told about its receiver; "any" sends every vocabulary.
+RECEIVERS: Final = ("any", "mlflow", "openinference")
 # lowtrace's own bookkeeping that OTLP carries elsewhere (trace_state, dropped counts).
 _NOT_ATTRIBUTES: Final = frozenset({TRACESTATE_ATTRIBUTE})
 
@@ -219,8 +226,15 @@ def _loads(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
-def span_attributes(span: SpanRecord, info: TraceInfo | None = None) -> dict[str, AttrValue]:
-    """All OTLP attributes of a span; ``info`` (its trace's) is given for the root only."""
+def span_attributes(
+    span: SpanRecord, info: TraceInfo | None = None, receiver: str = "any"
+) -> dict[str, AttrValue]:
+    """All OTLP attributes of a span; ``info`` (its trace's) is given for the root only.
+
+    ``receiver`` (one of ``RECEIVERS``) picks which copy of inputs and outputs is sent.
+    """
+    typed_copy = receiver != "openinference"
+    text_copy = receiver != "mlflow"
     user = span.attributes
     out: dict[str, AttrValue] = {}
     for key, value in user.items():
@@ -247,9 +261,11 @@ def span_attributes(span: SpanRecord, info: TraceInfo | None = None) -> dict[str
         found = _json_value(raw)
         if found is not None:
             values[prefix] = value = _loads(raw)
-            setdefault(typed, TypedJson(value))
-            setdefault(f"{prefix}.value", found[0])
-            setdefault(f"{prefix}.mime_type", found[1])
+            if typed_copy:
+                setdefault(typed, TypedJson(value))
+            if text_copy:
+                setdefault(f"{prefix}.value", found[0])
+                setdefault(f"{prefix}.mime_type", found[1])
     if span_type == SpanType.RETRIEVER and "output" in values:
         for key, derived in document_attributes(values["output"]).items():
             setdefault(key, derived)
@@ -288,18 +304,21 @@ def span_attributes(span: SpanRecord, info: TraceInfo | None = None) -> dict[str
         if cache_write is not None:
             setdefault("llm.token_count.prompt_details.cache_write", cache_write)
     if info is not None:
-        _trace_attributes(out, info)
+        _trace_attributes(out, info, typed_copy, text_copy)
     return out
 
 
-def _trace_attributes(out: dict[str, AttrValue], info: TraceInfo) -> None:
+def _trace_attributes(
+    out: dict[str, AttrValue], info: TraceInfo, for_mlflow: bool, for_openinference: bool
+) -> None:
     """The trace's name and tags on its root span, for MLflow and OpenInference."""
     setdefault = out.setdefault
     tags = dict(info.tags)
-    setdefault(MLFLOW_TAG_PREFIX + MLFLOW_TRACE_NAME, info.name)
-    for key, value in tags.items():
-        setdefault(MLFLOW_TAG_PREFIX + key, value)
-    if tags:
+    if for_mlflow:
+        setdefault(MLFLOW_TAG_PREFIX + MLFLOW_TRACE_NAME, info.name)
+        for key, value in tags.items():
+            setdefault(MLFLOW_TAG_PREFIX + key, value)
+    if tags and for_openinference:
         setdefault("metadata", orjson.dumps(tags).decode())
     session = getattr(info, "session_id", None) or _first(tags, _SESSION_TAGS)
     if session:

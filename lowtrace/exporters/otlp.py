@@ -52,6 +52,7 @@ from lowtrace._otlp.encode import (
     rejected_spans,
     split_encode,
 )
+from lowtrace._otlp.mapping import RECEIVERS
 from lowtrace._otlp.transport import HttpResponse, HttpTransport, parse_retry_after
 from lowtrace.errors import ExportRejectedError, InvalidArgumentError, LowtraceError
 
@@ -72,6 +73,7 @@ log = logging.getLogger("lowtrace")
 
 RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER_S: Final = 300.0
+_MLFLOW_EXPERIMENT_HEADER: Final = "x-mlflow-experiment-id"
 _CONTENT_TYPES: Final = {"protobuf": "application/x-protobuf", "json": "application/json"}
 
 
@@ -124,7 +126,9 @@ class OTLPExporter:
     to ``OTEL_EXPORTER_OTLP_COMPRESSION``; ``encoding`` ("protobuf"/"json") to
     ``OTEL_EXPORTER_OTLP_PROTOCOL`` (http/protobuf, http/json). The resource carries
     ``service.name`` (``service_name``, else ``OTEL_SERVICE_NAME``, else "lowtrace") and
-    ``OTEL_RESOURCE_ATTRIBUTES``.
+    ``OTEL_RESOURCE_ATTRIBUTES``. ``receiver`` ("any", "mlflow", "openinference") says
+    which vocabulary inputs and outputs travel in (see ``lowtrace._otlp.mapping``); by
+    default "mlflow" when the ``x-mlflow-experiment-id`` header is set, else "any" (both).
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class OTLPExporter:
         resource_attributes: Mapping[str, Any] | None = None,
         max_request_bytes: int = 4 * 1024 * 1024,
         ssl_context: ssl.SSLContext | None = None,
+        receiver: str | None = None,
     ) -> None:
         self.settings: OTLPSettings = resolve_settings(
             endpoint,
@@ -154,6 +159,11 @@ class OTLPExporter:
         if type(max_request_bytes) is not int or max_request_bytes <= 0:
             raise InvalidArgumentError(f"max_request_bytes must be > 0: {max_request_bytes!r}")
         self.max_request_bytes = max_request_bytes
+        if receiver is None:
+            receiver = "mlflow" if _MLFLOW_EXPERIMENT_HEADER in self.settings.headers else "any"
+        if receiver not in RECEIVERS:
+            raise InvalidArgumentError(f"receiver must be one of {RECEIVERS}, got {receiver!r}")
+        self.receiver = receiver
         self._ssl_context = ssl_context or _tls_context(self.settings)
         self._transport = HttpTransport(self.settings.endpoint, self._ssl_context)
         self._headers = self._request_headers()
@@ -230,7 +240,11 @@ class OTLPExporter:
             if pending:
                 settings = self.settings
                 requests = split_encode(
-                    pending, settings.resource, settings.encoding, self.max_request_bytes
+                    pending,
+                    settings.resource,
+                    settings.encoding,
+                    self.max_request_bytes,
+                    self.receiver,
                 )
                 done: list[Trace] = []
                 try:

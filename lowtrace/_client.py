@@ -295,7 +295,7 @@ class TracingClient:
         try:
             live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
             if live is None or live.state is not _ACTIVE:
-                if live is None and trace_id in self._unsampled:
+                if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     self._unsampled.end(trace_id, span_id)  # no exception: keep it cheap
                     return
                 live = self._live(trace_id)  # raises the right error
@@ -336,7 +336,7 @@ class TracingClient:
         try:
             live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
             if live is None or live.state is not _ACTIVE:
-                if live is None and trace_id in self._unsampled:
+                if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     self._unsampled.end(trace_id, None)  # no exception: keep it cheap
                     return None
                 live = self._live(trace_id)  # raises the right error

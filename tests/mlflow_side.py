@@ -6,6 +6,7 @@ subprocess, one command per call, and read one JSON document from its stdout:
 
     python tests/mlflow_side.py URI experiment NAME          -> {"experiment_id": ...}
     python tests/mlflow_side.py URI reference EXPERIMENT_ID  -> {"trace_id": ...}
+    python tests/mlflow_side.py URI reference-error EXPERIMENT_ID -> {"trace_id": ...}
     python tests/mlflow_side.py URI read TRACE_ID...          -> {"traces": [...]}
     python tests/mlflow_side.py URI search EXPERIMENT_ID FILTER -> {"trace_ids": [...]}
 
@@ -84,6 +85,20 @@ def reference(client: MlflowClient, experiment_id: str) -> str:
     return str(trace_id)
 
 
+def reference_error(client: MlflowClient, experiment_id: str) -> str:
+    """A trace whose root fails, through MLflow's own client API."""
+    root = client.start_trace(
+        "failing-agent", span_type=SpanType.AGENT, inputs={"x": 1}, experiment_id=experiment_id
+    )
+    try:
+        raise ValueError("no route to the tool")
+    except ValueError as exc:
+        root.record_exception(exc)
+    client.end_trace(root.trace_id, status=SpanStatusCode.ERROR)
+    mlflow.flush_trace_async_logging()
+    return str(root.trace_id)
+
+
 def _span(span: Any) -> dict[str, Any]:
     events = []
     for event in span.events:
@@ -133,6 +148,8 @@ def main(argv: list[str]) -> dict[str, Any]:
         return {"experiment_id": client.create_experiment(args[0])}
     if command == "reference":
         return {"trace_id": reference(client, args[0])}
+    if command == "reference-error":
+        return {"trace_id": reference_error(client, args[0])}
     if command == "read":
         return {"traces": read(client, args)}
     if command == "search":

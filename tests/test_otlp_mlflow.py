@@ -267,6 +267,28 @@ def test_mlflow_shows_our_trace_as_it_shows_its_own(mlflow: MLflow) -> None:
         assert mlflow.search(experiment, filter_string) == both, filter_string
 
 
+def test_a_failed_trace_reads_back_as_mlflow_shows_its_own(mlflow: MLflow) -> None:
+    experiment = mlflow.experiment()
+    exporter = OTLPExporter(
+        f"{mlflow.uri}/v1/traces", headers={"x-mlflow-experiment-id": experiment}
+    )
+    with TracingClient("memory://", exporters=[exporter]) as client:
+        root = client.start_trace("failing-agent", span_type=SpanType.AGENT, inputs={"x": 1})
+        try:
+            raise ValueError("no route to the tool")
+        except ValueError as exc:
+            root.record_exception(exc)
+        trace = client.end_trace(root.trace_id)
+        assert trace is not None and client.flush(60)
+    theirs_id = mlflow.call("reference-error", experiment)["trace_id"]
+    ours, theirs = mlflow.read(f"tr-{trace.info.trace_id}", theirs_id)
+    assert comparable(ours) == comparable(theirs)
+    assert ours["state"] == "ERROR" and ours["spans"][0]["status"] == "ERROR"
+    [event] = ours["spans"][0]["events"]
+    assert event["attributes"]["exception.type"] == "ValueError"
+    assert mlflow.search(experiment, "trace.status = 'ERROR'") == {ours["trace_id"], theirs_id}
+
+
 def test_mlflow_refuses_a_batch_without_an_experiment_and_it_is_not_resent(
     mlflow: MLflow,
 ) -> None:

@@ -237,3 +237,26 @@ def test_the_exporter_picks_mlflow_when_it_sends_to_an_experiment() -> None:
     assert OTLPExporter(url, receiver="openinference").receiver == "openinference"
     with pytest.raises(InvalidArgumentError, match="receiver"):
         OTLPExporter(url, receiver="jaeger")
+
+
+def test_prompt_cache_counts_for_openinference() -> None:
+    with TracingClient("memory://") as client:
+        root = client.start_trace("agent")
+        chat = client.start_span(
+            "claude",
+            trace_id=root.trace_id,
+            parent_id=root.span_id,
+            span_type=SpanType.CHAT_MODEL,
+            attributes={
+                "llm.usage.cache_read_input_tokens": 120,
+                "llm.usage.cache_creation_input_tokens": 30,
+            },
+        )
+        chat.set_token_usage(input_tokens=200, output_tokens=10)
+        chat.end()
+        trace = client.end_trace(root.trace_id)
+    assert trace is not None
+    a = span_attributes(trace.spans[1])
+    assert a["llm.token_count.prompt_details.cache_read"] == 120
+    assert a["llm.token_count.prompt_details.cache_write"] == 30
+    assert "llm.token_count.prompt_details.cache_read" not in span_attributes(trace.spans[0])

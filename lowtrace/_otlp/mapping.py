@@ -123,6 +123,10 @@ _SESSION_TAGS: Final = ("session.id", "session_id", "mlflow.trace.session")
 _USER_TAGS: Final = ("user.id", "user_id", "mlflow.trace.user")
 _MESSAGE_TYPES: Final = frozenset({SpanType.LLM, SpanType.CHAT_MODEL})
 # Read by MLflow's OTLP route (mlflow.tracing.constant.SpanAttributeKey / TraceTagKey).
+_CACHE_COUNTS: Final = (
+    ("llm.token_count.prompt_details.cache_read", "cache_read_input_tokens"),
+    ("llm.token_count.prompt_details.cache_write", "cache_creation_input_tokens"),
+)
 MLFLOW_SPAN_TYPE: Final = "mlflow.spanType"
 MLFLOW_INPUTS: Final = "mlflow.spanInputs"
 MLFLOW_OUTPUTS: Final = "mlflow.spanOutputs"
@@ -297,12 +301,14 @@ def span_attributes(
         setdefault("llm.token_count.total", usage.total_tokens)
         setdefault("gen_ai.usage.input_tokens", usage.input_tokens)
         setdefault("gen_ai.usage.output_tokens", usage.output_tokens)
-        cache_read = getattr(usage, "cache_read_input_tokens", None)
-        if cache_read is not None:
-            setdefault("llm.token_count.prompt_details.cache_read", cache_read)
-        cache_write = getattr(usage, "cache_creation_input_tokens", None)
-        if cache_write is not None:
-            setdefault("llm.token_count.prompt_details.cache_write", cache_write)
+    for key, field in _CACHE_COUNTS:
+        # On the usage once TokenUsage has the cache fields; as attributes until then
+        # (the Anthropic integration records them as ``llm.usage.<field>``).
+        count = getattr(usage, field, None) if usage is not None else None
+        if count is None:
+            count = user.get(f"llm.usage.{field}")
+        if type(count) is int:
+            setdefault(key, count)
     if info is not None:
         _trace_attributes(out, info, typed_copy, text_copy)
     return out

@@ -73,7 +73,6 @@ converter.register_structure_hook(
 )
 
 
-
 def _unstructure_assessment(a: Assessment) -> dict[str, Any]:
     return {
         "assessment_id": a.assessment_id,

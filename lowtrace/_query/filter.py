@@ -32,8 +32,8 @@ __all__ = [
     "Field",
     "Not",
     "Or",
-    "field_named",
     "check_regex",
+    "field_named",
     "parse_filter",
     "string_literal",
 ]
@@ -180,9 +180,7 @@ _TOKEN: Final = re.compile(
 )
 #: A quoted part of a field name: `...` (may hold ") or "..." (may hold `).
 _QUOTED_PART: Final = re.compile(r"""\.(?:`([^`]+)`|"([^"]+)")""")
-_KEYWORDS: Final = frozenset(
-    {"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "RLIKE", "IS", "NULL"}
-)
+_KEYWORDS: Final = frozenset({"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "RLIKE", "IS", "NULL"})
 
 
 @attrs.frozen

@@ -90,9 +90,7 @@ def _migrate_to_1(cur: psycopg.Cursor[Any]) -> None:
 def _migrate_to_2(cur: psycopg.Cursor[Any]) -> None:
     # Metadata, session and user ids, assessments (see annotations.py).
     for statement in SQL_TABLES:
-        cur.execute(
-            statement.format(text='TEXT COLLATE "C"', real="DOUBLE PRECISION", rowid="")
-        )
+        cur.execute(statement.format(text='TEXT COLLATE "C"', real="DOUBLE PRECISION", rowid=""))
 
 
 #: ``_MIGRATIONS[i]`` upgrades a database from schema version i to i + 1.

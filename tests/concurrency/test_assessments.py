@@ -38,7 +38,7 @@ def test_threads_logging_feedback_on_one_trace_lose_nothing(uri: str) -> None:
                     client.log_feedback(root.trace_id, f"w{worker}", n)
                     if n % 3 == 0:
                         client.set_trace_tags(root.trace_id, {f"w{worker}": n})
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=review, args=(w,)) for w in range(THREADS)]

@@ -23,6 +23,7 @@ from lowtrace._otlp.mapping import (
     span_flags,
     span_kind,
     status_code,
+    trace_attributes,
 )
 from lowtrace.errors import MissingExtraError
 
@@ -129,6 +130,7 @@ def encode_protobuf(traces: Sequence[Trace], resource: Mapping[str, Any]) -> byt
     for trace in traces:
         ids, root_id = _plan(trace)
         tags = trace.info.tags
+        shared = trace_attributes(trace.info)
         for span in trace.spans:
             out = add_span()
             out.trace_id = fromhex(span.trace_id)
@@ -140,7 +142,7 @@ def encode_protobuf(traces: Sequence[Trace], resource: Mapping[str, Any]) -> byt
             out.kind = span_kind(span.span_type)
             out.start_time_unix_nano = span.start_time_ns
             out.end_time_unix_nano = span.end_time_ns
-            attributes = span_attributes(span, tags if span.span_id == root_id else None)
+            attributes = span_attributes(span, tags if span.span_id == root_id else None, shared)
             _set_attributes(out.attributes, attributes)
             out.dropped_attributes_count = _int(span.attributes, _DROPPED_ATTRIBUTES)
             out.dropped_events_count = _int(span.attributes, _DROPPED_EVENTS)
@@ -204,8 +206,9 @@ def encode_json(traces: Sequence[Trace], resource: Mapping[str, Any]) -> bytes:
     for trace in traces:
         ids, root_id = _plan(trace)
         tags = trace.info.tags
+        shared = trace_attributes(trace.info)
         for span in trace.spans:
-            attributes = span_attributes(span, tags if span.span_id == root_id else None)
+            attributes = span_attributes(span, tags if span.span_id == root_id else None, shared)
             out: dict[str, Any] = {
                 "traceId": span.trace_id,
                 "spanId": span.span_id,

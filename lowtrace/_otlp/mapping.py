@@ -17,7 +17,7 @@ from typing import Any, Final, TypeAlias
 
 import orjson
 
-from lowtrace._model import SpanRecord
+from lowtrace._model import SpanRecord, TraceInfo
 from lowtrace._types import SpanStatus, SpanType
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "span_flags",
     "span_kind",
     "status_code",
+    "trace_attributes",
 ]
 
 Scalar: TypeAlias = str | bool | int | float
@@ -170,10 +171,23 @@ def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
     return None
 
 
+def trace_attributes(info: TraceInfo) -> dict[str, AttrValue]:
+    """What every span of a trace carries: its ``session.id`` and ``user.id``."""
+    out: dict[str, AttrValue] = {}
+    if info.session_id:
+        out["session.id"] = info.session_id
+    if info.user_id:
+        out["user.id"] = info.user_id
+    return out
+
+
 def span_attributes(
-    span: SpanRecord, tags: Mapping[str, str] | None = None
+    span: SpanRecord,
+    tags: Mapping[str, str] | None = None,
+    shared: Mapping[str, AttrValue] | None = None,
 ) -> dict[str, AttrValue]:
-    """All OTLP attributes of a span; ``tags`` (the trace's) are given for the root only."""
+    """All OTLP attributes of a span; ``tags`` (the trace's) are given for the root only,
+    ``shared`` (``trace_attributes``) for every span."""
     user = span.attributes
     out: dict[str, AttrValue] = {}
     for key, value in user.items():
@@ -181,6 +195,9 @@ def span_attributes(
         if converted is not None:
             out[key] = converted
     setdefault = out.setdefault
+    if shared:
+        for key, shared_value in shared.items():
+            setdefault(key, shared_value)
     span_type = str(span.span_type)
     setdefault("lowtrace.span_type", span_type)
     setdefault("openinference.span.kind", _OPENINFERENCE_KIND.get(span_type, "UNKNOWN"))

@@ -44,6 +44,7 @@ class TraceEdits:
 
     if TYPE_CHECKING:
         enabled: bool
+        _closed: bool
         _registry: LiveRegistry
         _pipeline: ExportPipeline
 
@@ -193,7 +194,7 @@ class TraceEdits:
 
     def _settle_reads(self) -> None:
         """Read-your-writes: let the store take what this client ended before the call."""
-        if self.enabled and self._pipeline.lanes:
+        if self.enabled and not self._closed and self._pipeline.lanes:
             self._pipeline.settle(0, SETTLE_TIMEOUT_S)
 
     def _update_stored(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:

@@ -413,3 +413,26 @@ def test_a_version_2_sqlite_store_with_traces_is_migrated_in_place(tmp_path: Pat
 
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_a_version_1_postgres_store_with_traces_is_migrated_in_place(postgres_uri: str) -> None:
+    import psycopg
+
+    with TracingClient(postgres_uri) as client:  # written as version 1 would have
+        root = client.start_trace("old", tags={"env": "prod"})
+        client.end_trace(root.trace_id)
+        kept = root.trace_id
+        assert client.flush(10)
+    with psycopg.connect(postgres_uri, autocommit=True) as conn:  # back to version 1
+        conn.execute("DROP TABLE trace_metadata")
+        conn.execute("DROP TABLE assessments")
+        conn.execute("ALTER TABLE traces DROP COLUMN session_id")
+        conn.execute("ALTER TABLE traces DROP COLUMN user_id")
+        conn.execute("UPDATE lowtrace_schema SET version = 1")
+    with TracingClient(postgres_uri) as client:
+        assert client.get_trace(kept) is not None
+        client.log_feedback(kept, "correct", True)
+        assert found(client, "feedback.correct = 'true'") == {kept}
+        assert found(client, "session_id IS NULL AND tags.env = 'prod'") == {kept}
+    with psycopg.connect(postgres_uri, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM lowtrace_schema").fetchone() == (2,)

@@ -282,8 +282,7 @@ def test_bad_mlflow_filters_say_where(client: TracingClient, bad: str) -> None:
 # -- module level and read-your-writes --------------------------------------------------------
 
 
-def test_module_level_reads_see_the_trace_just_ended(tmp_path: Path) -> None:
-    client = TracingClient(f"sqlite:///{tmp_path}/t.db")
+def test_module_level_reads_see_the_trace_just_ended(client: TracingClient) -> None:
     lowtrace.set_default_client(client)
     try:
 
@@ -302,7 +301,6 @@ def test_module_level_reads_see_the_trace_just_ended(tmp_path: Path) -> None:
         assert lowtrace.flush(10)
     finally:
         lowtrace.set_default_client(None)
-        client.close()
 
 
 # -- output_reducer and chunk events ------------------------------------------------------------

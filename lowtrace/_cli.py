@@ -170,16 +170,19 @@ def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def _load_prices(path: str | None) -> dict[str, tuple[float, float]] | None:
+def _load_prices(path: str | None) -> dict[str, tuple[float, ...]] | None:
     if path is None:
         return None
     try:
         raw = orjson.loads(Path(path).read_bytes())
-        return {str(model): (float(price[0]), float(price[1])) for model, price in raw.items()}
+        table = {str(model): tuple(float(p) for p in price) for model, price in raw.items()}
+        if any(not 2 <= len(price) <= 4 for price in table.values()):
+            raise ValueError("2 to 4 prices per model")
+        return table
     except (OSError, orjson.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError):
         raise _Failure(
-            f"--prices {path}: expected a JSON object of model -> "
-            "[input_per_million, output_per_million]",
+            f"--prices {path}: expected a JSON object of model -> [input_per_million, "
+            "output_per_million, (cache_read_per_million, (cache_creation_per_million))]",
             EXIT_USAGE,
         ) from None
 

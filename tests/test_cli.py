@@ -193,3 +193,14 @@ def test_feedback_sessions_and_a_golden_dataset_from_expectations(tmp_path: Path
     missing = lowtrace("feedback", "f" * 32, "correct", "true", "--uri", uri)
     assert missing.returncode == 1 and "TraceNotFoundError" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_price_files_may_price_prompt_cache_tokens(tmp_path: Path) -> None:
+    from lowtrace._cli import _Failure, _load_prices
+
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"m": [1, 2, 0.1, 1.25], "n": [3, 4]}')
+    assert _load_prices(str(prices)) == {"m": (1.0, 2.0, 0.1, 1.25), "n": (3.0, 4.0)}
+    prices.write_text('{"m": [1]}')
+    with pytest.raises(_Failure):
+        _load_prices(str(prices))

@@ -162,7 +162,7 @@ class TracingClient(TraceEdits):
                 values, cut_attrs = {}, 0
             else:
                 values, cut_attrs = snapshot_attributes(attributes, limit)
-            tag_values = _tags(tags) if tags else {}
+            tag_values = string_map(tags, "tags") if tags else {}
             parent_id: str | None = None
             if traceparent is not None:
                 trace_id, parent_id = parse_traceparent(traceparent)
@@ -481,21 +481,6 @@ def _check_name(name: object) -> None:
         raise InvalidArgumentError(f"name must be a str, got {type(name).__name__}: {name!r}")
     if not name.strip():
         raise InvalidArgumentError("name must be a non-empty str")
-
-
-def _tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
-    if not tags:
-        return {}
-    try:
-        items = tags.items()
-    except AttributeError:
-        raise InvalidArgumentError(f"tags must be a mapping, got {type(tags).__name__}") from None
-    out: dict[str, str] = {}
-    for key, value in items:
-        if not isinstance(key, str) or not key:
-            raise InvalidArgumentError(f"tag keys must be non-empty str, got {key!r}")
-        out[key] = value if type(value) is str else str(value)
-    return out
 
 
 _live_clients: weakref.WeakSet[TracingClient] = weakref.WeakSet()

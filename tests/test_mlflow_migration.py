@@ -434,3 +434,11 @@ def test_a_version_1_postgres_store_with_traces_is_migrated_in_place(postgres_ur
         assert found(client, "session_id IS NULL AND tags.env = 'prod'") == {kept}
     with psycopg.connect(postgres_uri, autocommit=True) as conn:
         assert conn.execute("SELECT version FROM lowtrace_schema").fetchone() == (2,)
+
+
+def test_a_store_that_keeps_nothing_says_so_when_asked_to_change_a_trace() -> None:
+    with TracingClient("none://") as client:
+        root = client.start_trace("t")
+        client.end_trace(root.trace_id)
+        with pytest.raises(StoreError, match="keeps no traces"):
+            client.log_feedback(root.trace_id, "correct", True)

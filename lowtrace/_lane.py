@@ -205,6 +205,30 @@ class Lane:
             self.unreported_loss = False
             return not waiter.lost
 
+    def wait_settled(self, deadline: float) -> bool:
+        """Wait until what was submitted before this call is settled (read-your-writes).
+
+        Unlike ``wait_delivered`` it reports no loss and leaves flush()'s reporting alone.
+        Returns False on timeout, and at once inside ``export()`` (it would wait for itself).
+        """
+        if threading.current_thread() is self.thread:
+            return False
+        with self.lock:
+            target = self.taken + len(self.queue)
+            if self.settled >= target:
+                return True
+            self.flushing += 1
+            self.work.notify()
+            try:
+                while self.settled < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self.progress.wait(min(remaining, _POLL_S))
+            finally:
+                self.flushing -= 1
+            return True
+
     def snapshot(self) -> tuple[int, LaneCounts]:
         """(traces waiting or being exported, a copy of the counters)."""
         with self.lock:

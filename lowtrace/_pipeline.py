@@ -61,9 +61,17 @@ class ExporterStats:
 class ExportPipeline:
     """Fans finished traces out to every destination through per-destination lanes."""
 
-    def __init__(self, exporters: Sequence[tuple[str, Exporter]], config: PipelineConfig) -> None:
+    def __init__(
+        self,
+        exporters: Sequence[tuple[str, Exporter]],
+        config: PipelineConfig,
+        *,
+        store_lane: int | None = None,
+    ) -> None:
         self.config = config
         self.lanes = [Lane(exporter, name, config) for name, exporter in exporters]
+        #: Which lane writes the client's store (None: no store, e.g. ``none://``).
+        self.store_lane = store_lane
         self._closed = False
 
     def submit(self, trace: Trace, size: int) -> bool:
@@ -73,6 +81,12 @@ class ExportPipeline:
             ok = lane.submit(trace, size) and ok
         return ok
 
+    def settle_store(self, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until the store took what was submitted so far."""
+        if self.store_lane is None:
+            return True
+        return self.lanes[self.store_lane].wait_settled(time.monotonic() + timeout)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is delivered; True if nothing was lost."""
         deadline = FOREVER if timeout is None else time.monotonic() + timeout
@@ -80,6 +94,10 @@ class ExportPipeline:
         for lane in self.lanes:
             ok = lane.wait_delivered(deadline) and ok
         return ok
+
+    def settle(self, lane: int, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until one destination took what was submitted so far."""
+        return self.lanes[lane].wait_settled(time.monotonic() + timeout)
 
     def shutdown(self, timeout: float) -> bool:
         """Deliver what is queued within ``timeout``, stop the workers, shut exporters down."""

@@ -50,14 +50,18 @@ def current_span(client: TracingClient) -> Any:
     """The current fluent span if it records into ``client`` (else None).
 
     A span of another client is no parent here: its trace does not live in ``client``, so
-    the framework call starts its own trace there rather than being lost.
+    the framework call starts its own trace there rather than being lost. An unsampled
+    span counts: its children must not start a new, sampled trace.
     """
     from lowtrace._context import current
+    from lowtrace._sampling import UnsampledSpan
 
     entry = current.get()
     if entry is None or entry.client is not client:
         return None
     span = entry.span
+    if isinstance(span, UnsampledSpan):
+        return span
     recording = getattr(span, "is_recording", False) and not getattr(span, "ended", False)
     return span if recording else None
 

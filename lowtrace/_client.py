@@ -469,8 +469,10 @@ class TracingClient(TraceEdits):
 
     def _trace_finished(self, live: LiveTrace, trace: Trace) -> None:
         self._last_trace_id = live.trace_id
-        self._registry.remove(live)
+        # Queued before it leaves the live set: a call racing the end finds it either live
+        # (and ended) or on its way to the store, never nowhere.
         self._pipeline.submit(trace, live.payload_bytes())
+        self._registry.remove(live)
 
     def _abandon(self, live: LiveTrace, reason: str) -> None:
         try:

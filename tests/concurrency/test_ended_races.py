@@ -56,7 +56,12 @@ def test_a_call_inside_end_traces_hand_over_hears_ended_never_not_found() -> Non
 
         client._registry._ended = Spy(client._registry._ended)
         client.end_trace(root.trace_id, close_open_spans=True)
-        assert [type(e).__name__ for e in seen] == ["TraceEndedError"] * 3
+        # set_trace_tags on an ended trace changes the stored one: it must find it there.
+        names = [type(e).__name__ for e in seen]
+        assert names == ["TraceEndedError", "NoneType", "TraceEndedError"]
+        assert client.flush(5)
+        stored = client.get_trace(root.trace_id)
+        assert stored is not None and stored.info.tags == {"k": "v"}
 
 
 def test_racing_end_span_and_close_open_spans_loser_hears_ended() -> None:
@@ -82,8 +87,8 @@ def test_after_end_trace_every_call_naming_the_trace_raises_trace_ended() -> Non
             lambda: client.end_trace(root.trace_id),
             lambda: client.end_span(root.trace_id, root.span_id),
             lambda: client.start_span("x", trace_id=root.trace_id, parent_id=root.span_id),
-            lambda: client.set_trace_tags(root.trace_id, {"a": "b"}),
-        ]
+            lambda: client.set_trace_metadata(root.trace_id, {"a": "b"}),
+        ]  # (set_trace_tags is the exception: it changes the stored trace)
         for call in calls:
             try:
                 call()

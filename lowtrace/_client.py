@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
-import sys
 import threading
 import time
 import weakref
@@ -139,7 +137,7 @@ class TracingClient(TraceEdits):
         self._pipeline = ExportPipeline(lanes, self._pipeline_config, store_lane=store_lane)
         _forksafe.register(self)
         _live_clients.add(self)
-        _watch_multiprocessing_client()
+        _forksafe.watch_worker_exit()
 
     def __repr__(self) -> str:
         state = "disabled" if not self.enabled else "closed" if self._closed else "open"
@@ -564,50 +562,4 @@ def _close_clients_at_exit() -> None:
             log.exception("lowtrace: closing %r at exit failed", client)
 
 
-class _WorkerExit:
-    """Anchor for multiprocessing's after-fork registry (it holds objects weakly)."""
-
-
-_WORKER_EXIT: Final = _WorkerExit()
-
-
-def _watch_multiprocessing_worker() -> None:
-    """In a forked child: if multiprocessing made it, deliver at the worker's exit.
-
-    A ``multiprocessing`` worker started by fork (or forkserver) ends with ``os._exit`` and
-    never runs ``atexit``; it runs multiprocessing's own finalizers instead. Its bootstrap
-    clears the finalizers inherited from the parent and then calls the after-fork hooks, so
-    the hook registered here adds the finalizer that closes every client, bounded in time.
-    """
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None:
-        util.register_after_fork(_WORKER_EXIT, _close_clients_at_worker_exit)
-
-
-def _close_clients_at_worker_exit(_: object = None) -> None:
-    util = sys.modules["multiprocessing.util"]
-    _worker_exit_pid[0] = os.getpid()
-    util.Finalize(None, _close_clients_at_exit, exitpriority=5)
-
-
-_worker_exit_pid = [0]  # the process whose multiprocessing finalizer is registered
-
-
-def _watch_multiprocessing_client() -> None:
-    """A client made inside a multiprocessing worker: deliver at the worker's exit.
-
-    Covers workers that imported lowtrace only after they started (forkserver, spawn),
-    where no fork hook of ours ran. Registers once per process; the main process uses
-    ``atexit``.
-    """
-    if _worker_exit_pid[0] == os.getpid():
-        return
-    process = sys.modules.get("multiprocessing.process")
-    if process is None or "multiprocessing.util" not in sys.modules:
-        return
-    if process.parent_process() is not None:
-        _close_clients_at_worker_exit()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_watch_multiprocessing_worker)
+_forksafe.at_worker_exit(_close_clients_at_exit)

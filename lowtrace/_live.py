@@ -14,7 +14,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from lowtrace._frozen import FrozenDict, FrozenList
 from lowtrace._model import (
     NULL_BLOB,
     JsonBlob,
@@ -36,7 +35,15 @@ from lowtrace._span import (
     span_notes,
 )
 from lowtrace._types import SpanStatus
-from lowtrace._values import clean_str, snapshot_mapping
+from lowtrace._values import (
+    ENTRY_BYTES,
+    EVENT_BYTES,
+    SPAN_BYTES,
+    TRACE_BYTES,
+    clean_str,
+    snapshot_mapping,
+    value_bytes,
+)
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -427,20 +434,20 @@ class LiveTrace:
         CPython objects of that kind take (measured: a span of a few small attributes holds
         ~1.2 KiB), so the bound limits real memory, not just JSON bytes.
         """
-        size = _TRACE_OVERHEAD + self.payload
+        size = TRACE_BYTES + self.payload
         for span in self.spans.values():
             attributes = span._attributes
-            size += _SPAN_OVERHEAD + _ENTRY_OVERHEAD * len(attributes)
+            size += SPAN_BYTES + ENTRY_BYTES * len(attributes)
             for value in attributes.values():  # flat and cheap: this runs in end_trace
                 cls = type(value)
                 if cls is str:
                     size += len(value)
                 elif cls is not int and cls is not float and cls is not bool:
-                    size += _value_bytes(value)
+                    size += value_bytes(value)
             events = span._events
             if events:
                 for event in events:
-                    size += _EVENT_OVERHEAD + _value_bytes(event.attributes)
+                    size += EVENT_BYTES + value_bytes(event.attributes)
         return size
 
     def set_tags(self, tags: dict[str, str]) -> None:
@@ -469,27 +476,6 @@ class LiveTrace:
         self.lock = threading.Lock()
         self.state = _DETACHED
         self.end_reason = "it was started by the parent process before os.fork()"
-
-
-_TRACE_OVERHEAD: Final = 1024  # LiveTrace, Trace, TraceInfo, tags, span list
-_SPAN_OVERHEAD: Final = 768  # LiveSpan, ids, blobs, its record once built
-_EVENT_OVERHEAD: Final = 256
-_ENTRY_OVERHEAD: Final = 100  # a dict slot, its key and a small value
-
-
-def _value_bytes(value: Any) -> int:
-    """Roughly ``sys.getsizeof`` of a snapshotted (JSON-shaped) value, deeply."""
-    cls = type(value)
-    if cls is str:
-        return 50 + len(value)
-    if cls is dict or cls is FrozenDict:
-        return 100 + sum(
-            24 + (50 + len(key) if type(key) is str else 32) + _value_bytes(item)
-            for key, item in value.items()
-        )
-    if cls is list or cls is FrozenList or cls is tuple:
-        return 56 + sum(8 + _value_bytes(item) for item in value)
-    return 32
 
 
 def _check_message(message: object) -> None:

@@ -383,3 +383,64 @@ def test_a_pushed_down_filter_still_merges_every_fragment(tmp_path: Path) -> Non
     assert store.search_traces(f"start_time_ms <= {start}") == [merged]
     assert store.count(f"start_time_ms > {start}") == 0
     store.shutdown()
+
+
+def wait_child(pid: int, timeout_s: float = 60) -> int:
+    """The forked child's exit code; a child still running after ``timeout_s`` is killed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("the forked child hung")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_commit_the_parents_buffered_rows(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    store = DeltaStore(path, commit_delay_s=3600)
+    store.export([make_trace(0)])  # buffered in the parent
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            store.flush()  # what TracingClient.flush() does in the child: nothing to commit
+            code = 0
+        finally:
+            os._exit(code)
+    assert wait_child(pid) == 0
+    store.flush()
+    ids = DeltaTable(str(path)).to_pyarrow_table(columns=["trace_id"]).column("trace_id")
+    assert ids.to_pylist() == [make_trace(0).info.trace_id]  # once, by the parent
+    store.shutdown()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_after_the_parent_wrote_gets_a_clear_error(tmp_path: Path) -> None:
+    store = DeltaStore(tmp_path / "t", commit_delay_s=3600)
+    store.export([make_trace(0)])
+    store.flush()  # deltalake's runtime now runs in this process; a fork cannot reuse it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            store.export([make_trace(1)])
+            try:
+                store.flush()
+            except StoreError as exc:
+                os.write(write, str(exc).encode())
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    code = wait_child(pid)
+    message = os.read(read, 4096).decode()
+    os.close(read)
+    assert code == 0, message
+    assert "create the TracingClient after the fork" in message
+    assert store.count() == 1
+    store.shutdown()

@@ -88,12 +88,12 @@ class DeltaStore(TraceStore):
             raise StoreError("commit_traces and commit_bytes must be > 0, commit_delay_s >= 0")
         self.path = Path(path).absolute()
         self.uri = f"delta://{self.path}"
-        if not create and not DeltaTable.is_deltatable(str(self.path)):
+        self._reset()
+        if not create and not self._exists():
             raise StoreNotFoundError(f"no Delta table at {self.path}")
         self.commit_traces = commit_traces
         self.commit_bytes = commit_bytes
         self.commit_delay_s = commit_delay_s
-        self._reset()
 
     @classmethod
     def from_uri(cls, uri: str, *, create: bool = True) -> DeltaStore:
@@ -112,13 +112,17 @@ class DeltaStore(TraceStore):
         self._timer: threading.Thread | None = None
         self._closed = False
 
+    def _after_fork(self) -> None:
+        """In a forked child: start empty, with new locks (the parent commits its own rows)."""
+        if self._pid != os.getpid():
+            self._reset()
+
     # -- writing ---------------------------------------------------------------------------
 
     def export(self, traces: Sequence[Trace]) -> None:
         if not traces:
             return
-        if self._pid != os.getpid():
-            self._reset()
+        self._after_fork()
         batch, size = to_arrow(traces)
         with self._lock:
             if self._closed:
@@ -173,6 +177,7 @@ class DeltaStore(TraceStore):
 
     def flush(self) -> None:
         """Commit every buffered row now, as one Delta commit; StoreError if it fails."""
+        self._after_fork()
         with self._commit_lock:
             with self._lock:
                 taken, self._pending = self._pending, []
@@ -213,7 +218,7 @@ class DeltaStore(TraceStore):
                 return
             except (SchemaMismatchError, DeltaProtocolError) as exc:
                 raise StoreError(f"cannot append to {self.uri}: {exc}") from exc
-            except (DeltaError, OSError, StoreError) as exc:
+            except (DeltaError, OSError) as exc:
                 if attempt == _COMMIT_ATTEMPTS:
                     raise StoreError(
                         f"commit to {self.uri} failed after {attempt} attempts: {exc}"
@@ -222,6 +227,7 @@ class DeltaStore(TraceStore):
             delay = min(delay * 2, _BACKOFF_MAX_S)
 
     def shutdown(self) -> None:
+        self._after_fork()
         with self._lock:
             self._closed = True
             self._lock.notify_all()
@@ -232,9 +238,22 @@ class DeltaStore(TraceStore):
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _exists(self) -> bool:
+        """Whether the table has a commit; StoreError where deltalake cannot run (a fork)."""
+        try:
+            return DeltaTable.is_deltatable(str(self.path))
+        except BaseException as exc:
+            if type(exc).__name__ != "PanicException":  # pyo3's, a BaseException
+                raise
+            raise StoreError(
+                f"deltalake cannot run in this process ({str(exc).split('.')[0]}): a process "
+                "forked after its parent used deltalake must not reuse the parent's delta:// "
+                "store; create the TracingClient after the fork, or start workers with 'spawn'"
+            ) from exc
+
     def _table(self) -> DeltaTable | None:
         """The table's current snapshot, or None while nothing was committed."""
-        if not DeltaTable.is_deltatable(str(self.path)):
+        if not self._exists():
             return None
         try:
             return DeltaTable(str(self.path))
@@ -242,8 +261,6 @@ class DeltaStore(TraceStore):
             raise StoreError(f"cannot open {self.uri}: {exc}") from exc
 
     def _read_own_writes(self) -> None:
-        if self._pid != os.getpid():
-            return
         try:
             self.flush()
         except StoreError:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_store import SPANS_PER_TRACE, ingest  # noqa: E402
+from bench_store import SPANS_PER_TRACE, ingest
 
-from lowtrace._stores.uri import open_store  # noqa: E402
+from lowtrace._stores.uri import open_store
 
 
 def disk_bytes(path: Path) -> int:

@@ -339,6 +339,16 @@ class DeltaStore(TraceStore):
     def count(self, filter: str | None = None) -> int:
         from lowtrace._query.evaluate import search_in_memory
 
+        if filter is None:  # distinct ids: one narrow column, no JSON parsed
+            self._read_own_writes()
+            table = self._table()
+            if table is None:
+                return 0
+            try:
+                ids = table.to_pyarrow_dataset().to_table(columns=["trace_id"])
+            except (DeltaError, OSError, pa.ArrowException) as exc:
+                raise StoreError(f"cannot read {self.uri}: {exc}") from exc
+            return len(pc.unique(ids.column("trace_id")))
         return len(search_in_memory(self._candidates(filter), filter, max_results=None))
 
     def delete_traces(

@@ -344,14 +344,15 @@ def test_compact_merges_small_files(tmp_path: Path) -> None:
     assert len(table_files(path)) == 6
 
     result = lowtrace("compact", "--uri", f"delta://{path}", "--retention-hours", "0")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("compacted 6 file(s) into 1;")
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.startswith("compacted 6 file(s) into 1;"), result.stdout
     assert len(table_files(path)) == 1
     assert len(list(path.rglob("*.parquet"))) == 1  # vacuumed
     reopened = open_store(f"delta://{path}", create=False)
     assert reopened.search_traces(order_by="start_time_ms") == data
     listed = lowtrace("search", "status = 'OK'", "--uri", f"delta://{path}")
-    assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) == 7
+    assert listed.returncode == 0, (listed.returncode, listed.stderr)
+    assert len(listed.stdout.strip().splitlines()) == 7
 
 
 def test_compact_is_only_for_delta_tables(tmp_path: Path) -> None:

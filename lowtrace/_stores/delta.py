@@ -105,7 +105,7 @@ class DeltaStore(TraceStore):
         self._pid = os.getpid()
         self._lock = threading.Condition(threading.Lock())  # guards the buffer and the timer
         self._commit_lock = threading.Lock()  # one commit at a time from this process
-        self._pending: list[pa.Table] = []
+        self._pending: list[tuple[pa.Table, int]] = []  # (rows, bytes of trace JSON)
         self._pending_rows = 0
         self._pending_bytes = 0
         self._oldest: float | None = None  # monotonic time the oldest buffered row arrived
@@ -127,7 +127,7 @@ class DeltaStore(TraceStore):
         with self._lock:
             if self._closed:
                 raise StoreError(f"{self.uri} is shut down")
-            self._pending.append(batch)
+            self._pending.append((batch, size))
             self._pending_rows += batch.num_rows
             self._pending_bytes += size
             if self._oldest is None:
@@ -138,17 +138,8 @@ class DeltaStore(TraceStore):
                     target=self._run_timer, name="lowtrace-delta-commit", daemon=True
                 )
                 self._timer.start()
-        if not due:
-            return
-        try:
-            self.flush()
-        except StoreError:
-            with self._lock:  # the caller retries this batch; the older rows stay buffered
-                if any(b is batch for b in self._pending):
-                    self._pending = [b for b in self._pending if b is not batch]
-                    self._pending_rows -= batch.num_rows
-                    self._pending_bytes -= size
-            raise
+        if due:  # on failure the caller retries this batch; older rows stay buffered
+            self._commit(hand_back=batch)
 
     def _due(self) -> bool:
         return (
@@ -178,22 +169,27 @@ class DeltaStore(TraceStore):
     def flush(self) -> None:
         """Commit every buffered row now, as one Delta commit; StoreError if it fails."""
         self._after_fork()
+        self._commit()
+
+    def _commit(self, hand_back: pa.Table | None = None) -> None:
+        """Commit the buffer. If that fails, the rows go back into it, except ``hand_back``
+        (the batch whose ``export`` fails and will be retried by the caller)."""
         with self._commit_lock:
             with self._lock:
                 taken, self._pending = self._pending, []
-                rows, size = self._pending_rows, self._pending_bytes
                 self._pending_rows = self._pending_bytes = 0
                 self._oldest = None
             if not taken:
                 return
             try:
-                self._write(pa.concat_tables(taken))
+                self._write(pa.concat_tables([batch for batch, _ in taken]))
             except BaseException:
                 with self._lock:
-                    self._pending[:0] = taken
-                    self._pending_rows += rows
-                    self._pending_bytes += size
-                    if self._oldest is None:
+                    kept = [entry for entry in taken if entry[0] is not hand_back]
+                    self._pending[:0] = kept
+                    self._pending_rows += sum(batch.num_rows for batch, _ in kept)
+                    self._pending_bytes += sum(size for _, size in kept)
+                    if self._oldest is None and self._pending:
                         self._oldest = time.monotonic()
                 raise
 

@@ -22,6 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 
 import lowtrace._stores.delta as delta_module
 from lowtrace import SpanStatus, SpanType, StoreError, Trace, TracingClient
+from lowtrace._model import merge_traces
 from lowtrace._query.evaluate import search_in_memory
 from lowtrace._stores.delta import DeltaStore
 from lowtrace._stores.delta_table import to_arrow
@@ -444,4 +445,47 @@ def test_a_child_forked_after_the_parent_wrote_gets_a_clear_error(tmp_path: Path
     assert code == 0, message
     assert "create the TracingClient after the fork" in message
     assert store.count() == 1
+    store.shutdown()
+
+
+@pytest.mark.parametrize("order_by", [None, "start_time_ms", "start_time_ms DESC"])
+@pytest.mark.parametrize("page_size", [1, 2, 5, 100])
+def test_unfiltered_pages_by_start_time_match_the_reference(
+    tmp_path: Path, order_by: str | None, page_size: int
+) -> None:
+    # Traces sharing a microsecond (the table keeps microseconds; the order uses ns), and a
+    # trace whose fragment from another process started first.
+    fragments = []
+    for n in range(9):
+        shift = MIDNIGHT_NS - make_trace(n).info.start_time_ns + (n // 3) * 1000 + n % 3 * 300
+        fragments.append(moved(make_trace(n), shift))
+    head = fragments[4]
+    remote = make_trace(4, name="remote")
+    early = moved(remote, head.info.start_time_ns - remote.info.start_time_ns - 5000)
+    early = Trace(
+        early.info,
+        tuple(
+            attrs.evolve(s, span_id=f"{0xEE00 + i:016x}", parent_id=head.spans[0].span_id)
+            for i, s in enumerate(early.spans)
+        ),
+    )
+    fragments.append(early)
+    merged = [
+        merge_traces([f for f in fragments if f.info.trace_id == t.info.trace_id])
+        for t in fragments[:9]
+    ]
+    store = DeltaStore(tmp_path / "t", commit_traces=4)
+    for fragment in fragments:
+        store.export([fragment])
+    token = None
+    while True:
+        page = store.search_traces(order_by=order_by, max_results=page_size, page_token=token)
+        expected = search_in_memory(
+            merged, None, order_by=order_by, max_results=page_size, page_token=token
+        )
+        assert page == expected
+        assert page.next_page_token == expected.next_page_token
+        token = page.next_page_token
+        if token is None:
+            break
     store.shutdown()

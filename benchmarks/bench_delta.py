@@ -8,7 +8,8 @@
    Delta table gets one commit per 2,000 traces).
 2. Size: bytes on disk per trace (all files of the table, Delta log included), and for
    Delta the number of data files before and after ``compact()``.
-3. Reads over the Delta table: a date-pruned search, a full-scan search, ``get_trace``.
+3. Reads over the Delta table: the newest page, a time-pruned search, full-scan searches,
+   ``get_trace``.
 A benchmark, not a test: it reports numbers and asserts nothing. It prints the load
 average, since the numbers mean little on a busy machine.
 """
@@ -81,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         newest = store.search_traces(max_results=1)[0]
         recent = f"start_time_ms > {newest.info.start_time_ms - 1000}"
         print("delta reads (median of 5):")
+        newest_page = median_ms(lambda: store.search_traces(max_results=50))
+        print(f"   {'newest 50 (the traces list)':42} {newest_page:9.1f} ms")
         print(f"   {recent!r:42} {median_ms(lambda: store.search_traces(recent)):9.1f} ms")
         for text in ("tags.user = 'u42'", "span.type = 'TOOL' AND status = 'ERROR'"):
             print(f"   {text!r:42} {median_ms(lambda t=text: store.search_traces(t)):9.1f} ms")

@@ -489,3 +489,23 @@ def test_unfiltered_pages_by_start_time_match_the_reference(
         if token is None:
             break
     store.shutdown()
+
+
+def test_session_and_user_columns_come_from_the_trace_then_tags_then_metadata(
+    tmp_path: Path,
+) -> None:
+    own = make_trace(0, tags={"session_id": "from-tag"})
+    own = Trace(attrs.evolve(own.info, session_id="conv-1", user_id="bob"), own.spans)
+    tagged = make_trace(1, tags={"session_id": "conv-2", "user_id": "carol"})
+    mlflow = make_trace(2)
+    mlflow = Trace(
+        attrs.evolve(mlflow.info, metadata={"mlflow.trace.session": "conv-3"}), mlflow.spans
+    )
+    store = DeltaStore(tmp_path / "t")
+    store.export([own, tagged, mlflow, make_trace(3)])
+    store.flush()
+    rows = pl.read_delta(str(tmp_path / "t")).sort("start_time")
+    assert rows["session_id"].to_list() == ["conv-1", "conv-2", "conv-3", None]
+    assert rows["user_id"].to_list() == ["bob", "carol", None, None]
+    assert store.get_trace(own.info.trace_id) == own
+    store.shutdown()

@@ -34,7 +34,8 @@ log = logging.getLogger("lowtrace")
 class Exporter(Protocol):
     """Anything with ``export(traces)``; raising means the batch failed and is retried.
 
-    ``shutdown()`` is optional and is called once by ``TracingClient.close()``.
+    ``shutdown()`` is optional and is called once by ``TracingClient.close()``; ``flush()``
+    is optional and is called by ``TracingClient.flush()`` after the queue is delivered.
     """
 
     def export(self, traces: Sequence[Trace]) -> None: ...
@@ -93,11 +94,8 @@ class ExportPipeline:
         ok = True
         for lane in self.lanes:
             ok = lane.wait_delivered(deadline) and ok
+            ok = _flush_exporter(lane) and ok
         return ok
-
-    def settle(self, lane: int, timeout: float) -> bool:
-        """Wait (up to ``timeout``) until one destination took what was submitted so far."""
-        return self.lanes[lane].wait_settled(time.monotonic() + timeout)
 
     def shutdown(self, timeout: float) -> bool:
         """Deliver what is queued within ``timeout``, stop the workers, shut exporters down."""
@@ -145,6 +143,19 @@ class ExportPipeline:
         for lane in self.lanes:
             lane.reset()
         self._closed = False
+
+
+def _flush_exporter(lane: Lane) -> bool:
+    """Call a buffering exporter's optional ``flush()`` (a Delta table commits its rows)."""
+    flush = getattr(lane.exporter, "flush", None)
+    if not callable(flush):
+        return True
+    try:
+        flush()
+    except Exception:
+        log.exception("lowtrace: %s.flush() failed", lane.name)
+        return False
+    return True
 
 
 def describe(exporter: Any) -> str:

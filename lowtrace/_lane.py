@@ -211,7 +211,7 @@ class Lane:
         Unlike ``wait_delivered`` it reports no loss and leaves flush()'s reporting alone.
         Returns False on timeout, and at once inside ``export()`` (it would wait for itself).
         """
-        if threading.current_thread() is self.thread:
+        if self.is_worker():
             return False
         with self.lock:
             target = self.taken + len(self.queue)
@@ -245,8 +245,12 @@ class Lane:
             self.nap.notify_all()
             self.progress.notify_all()
         thread = self.thread
-        if thread is not None and thread.ident is not None:
+        if thread is not None and thread.ident is not None and not self.is_worker():
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def is_worker(self) -> bool:
+        """Whether the caller is this lane's worker (inside the exporter's ``export()``)."""
+        return threading.current_thread() is self.thread
 
     # -- worker side ------------------------------------------------------------------------
 

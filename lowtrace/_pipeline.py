@@ -89,8 +89,14 @@ class ExportPipeline:
         return self.lanes[self.store_lane].wait_settled(time.monotonic() + timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted so far is delivered; True if nothing was lost."""
+        """Wait until everything submitted so far is delivered; True if nothing was lost.
+
+        Called from inside an ``export()`` (a worker thread) it does not wait: the worker
+        would wait for its own batch, and two workers flushing could wait for each other.
+        """
         deadline = FOREVER if timeout is None else time.monotonic() + timeout
+        if any(lane.is_worker() for lane in self.lanes):
+            deadline = time.monotonic()
         ok = True
         for lane in self.lanes:
             ok = lane.wait_delivered(deadline) and ok

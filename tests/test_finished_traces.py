@@ -65,6 +65,21 @@ def test_a_finished_trace_cannot_be_changed_through_what_end_trace_returned() ->
                 change()
 
 
+def test_calling_init_again_on_a_finished_traces_values_changes_nothing() -> None:
+    with TracingClient("memory://") as client:
+        trace = finished(client)
+        root, child = trace.spans
+        before = trace.to_json()
+        trace.info.tags.__init__(env="dev")  # type: ignore[misc]  # dict.__init__ updates
+        root.attributes["nested"]["list"].__init__([9])  # list.__init__ replaces the items
+        child.events[0].attributes.__init__({"x": 1})  # type: ignore[misc]
+        trace.info.metadata.__init__(key="value")  # type: ignore[misc]  # the shared empty one
+        assert trace.to_json() == before
+        assert client.flush(5)
+        stored = client.get_trace(trace.info.trace_id)
+        assert stored is not None and stored.to_json() == before
+
+
 def test_frozen_values_still_read_compare_and_round_trip_like_json() -> None:
     with TracingClient("memory://") as client:
         trace = finished(client)

@@ -12,6 +12,7 @@ Every syntax error is a ``FilterError`` that says what was expected and where.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Final, Literal
 
@@ -152,6 +153,33 @@ class _Token:
     position: int
 
 
+#: Integers a database column can hold (SQLite and PostgreSQL store 64-bit integers).
+_INT_RANGE: Final = range(-(2**63), 2**63)
+
+
+def _number(raw: str, text: str, position: int) -> int | float:
+    """A number literal's value; one no database can hold is a FilterError, not a crash."""
+    if not any(c in raw for c in ".eE"):
+        value = int(raw)
+        if value not in _INT_RANGE:
+            raise FilterError("number out of the 64-bit integer range", text, position)
+        return value
+    number = float(raw)
+    if math.isinf(number):
+        raise FilterError("number too large for a 64-bit float", text, position)
+    return number
+
+
+def _check_encodable(raw: str, text: str, position: int) -> None:
+    """Strings travel to databases as UTF-8: a lone surrogate cannot, so it is refused here."""
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise FilterError(
+            f"lone surrogate {raw[exc.start]!r} cannot be searched for", text, position + exc.start
+        ) from None
+
+
 def _tokenize(text: str) -> list[_Token]:
     tokens: list[_Token] = []
     position = 0
@@ -163,11 +191,11 @@ def _tokenize(text: str) -> list[_Token]:
             raise FilterError(f"unexpected character {text[position]!r}", text, position)
         kind = match.lastgroup or ""
         raw = match.group()
+        _check_encodable(raw, text, position)
         if kind == "string":
             tokens.append(_Token("string", raw, raw[1:-1].replace("''", "'"), position))
         elif kind == "number":
-            value: float | int = float(raw) if any(c in raw for c in ".eE") else int(raw)
-            tokens.append(_Token("number", raw, value, position))
+            tokens.append(_Token("number", raw, _number(raw, text, position), position))
         elif kind == "op":
             tokens.append(_Token("op", raw, {"<>": "!=", "==": "="}.get(raw, raw), position))
         elif kind == "field":

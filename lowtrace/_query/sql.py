@@ -73,6 +73,16 @@ _NULLABLE: Final = frozenset({"status_message", "input_tokens", "output_tokens",
 _SPAN_COLUMNS: Final = {"span.name": "s.name", "span.type": "s.type", "span.status": "s.status"}
 
 
+def _native_pattern(pattern: str) -> str:
+    """A LIKE pattern for the database's own LIKE with ``ESCAPE '\\'``.
+
+    A trailing lone escape character means a literal backslash (as in ``like_match``);
+    PostgreSQL would match nothing, so it is doubled.
+    """
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    return pattern + "\\" if trailing % 2 else pattern
+
+
 @attrs.define
 class Query:
     """SQL fragments under construction, with their parameters in order."""
@@ -106,7 +116,7 @@ class Query:
             insensitive = op.endswith("ILIKE")
             if self.dialect.native_like:
                 word = "ILIKE" if insensitive else "LIKE"
-                mark = self.bind(value)
+                mark = self.bind(_native_pattern(value))
                 return f"{column} {'NOT ' if negate else ''}{word} {mark} ESCAPE '\\'"
             mark = self.bind(value)
             return f"lt_like({column}, {mark}, {int(insensitive)}, {int(negate)})"

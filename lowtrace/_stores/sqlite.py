@@ -27,6 +27,7 @@ from lowtrace._query.evaluate import like_match
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.forkgate import ForkGate, fork_gate
 from lowtrace.errors import StoreError, StoreNotFoundError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "summary_row"]
@@ -84,6 +85,8 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
 _MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [_migrate_to_1, _migrate_to_2]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20
+#: Connections a forked child inherited: kept, never used or closed (see _after_fork_in_child).
+_ABANDONED: Final[list[sqlite3.Connection]] = []
 
 
 def _lt_like(value: str | None, pattern: str | None, insensitive: int, negate: int) -> int:
@@ -128,7 +131,10 @@ class SQLiteStore(TraceStore):
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all
         self._all: list[sqlite3.Connection] = []
-        self._generation = 0  # bumped by shutdown(): later use reconnects
+        self._generation = 0  # bumped by shutdown() and in a forked child: later use reconnects
+        # Every use of SQLite runs inside the gate, so a fork never copies a connection
+        # in the middle of a statement or transaction.
+        self._gate = ForkGate(self._after_fork_in_child)
         self._ensure_schema(create)
 
     @classmethod
@@ -141,6 +147,18 @@ class SQLiteStore(TraceStore):
         return cls(path, create=create)
 
     # -- connections ------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """Fresh locks and connections in a forked child; the parent's are never touched.
+
+        Closing a copied connection could roll back or checkpoint the parent's database
+        state, so the copies are kept (unused) for the child's lifetime instead.
+        """
+        self._all_lock = threading.Lock()
+        _ABANDONED.extend(self._all)
+        self._all = []
+        self._generation += 1
+        self._local = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -170,6 +188,11 @@ class SQLiteStore(TraceStore):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, retried while another writer holds the lock."""
+        with fork_gate(self._gate), self._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
         for attempt in range(_LOCK_RETRIES):
             try:
@@ -188,8 +211,13 @@ class SQLiteStore(TraceStore):
             raise
         conn.execute("COMMIT")
 
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one read, inside the fork gate."""
+        with fork_gate(self._gate):
+            return self._conn.execute(sql, params).fetchall()
+
     def _ensure_schema(self, create: bool) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        version = self._fetch("PRAGMA user_version")[0][0]
         if version == SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
@@ -257,10 +285,8 @@ class SQLiteStore(TraceStore):
     # -- reading ----------------------------------------------------------------------------
 
     def get_trace(self, trace_id: str) -> Trace | None:
-        row = self._conn.execute(
-            "SELECT data FROM traces WHERE trace_id = ?", (trace_id,)
-        ).fetchone()
-        return Trace.from_bytes(row[0]) if row else None
+        rows = self._fetch("SELECT data FROM traces WHERE trace_id = ?", (trace_id,))
+        return Trace.from_bytes(rows[0][0]) if rows else None
 
     def search_traces(
         self,
@@ -272,7 +298,7 @@ class SQLiteStore(TraceStore):
     ) -> TraceList:
         return search_page(
             SQLITE,
-            lambda sql, params: self._conn.execute(sql, params).fetchall(),
+            self._fetch,
             filter,
             order_by,
             max_results,
@@ -282,16 +308,15 @@ class SQLiteStore(TraceStore):
     def count(self, filter: str | None = None) -> int:
         query = Query(SQLITE)
         where = query.where(parse_filter(filter))
-        row = self._conn.execute(
-            f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params
-        ).fetchone()
-        return int(row[0])
+        rows = self._fetch(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
+        return int(rows[0][0])
 
     def shutdown(self) -> None:
         """Close every connection; the store reconnects if it is used again."""
-        with self._all_lock:
-            connections, self._all = self._all, []
-            self._generation += 1
-        for conn in connections:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        with fork_gate(self._gate):
+            with self._all_lock:
+                connections, self._all = self._all, []
+                self._generation += 1
+            for conn in connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()

@@ -1,10 +1,15 @@
-"""Plain-text views of traces for terminals: an indented span tree and a traces table."""
+"""Plain-text views of traces for terminals: an indented span tree and a traces table.
+
+Trace text is untrusted: bidi overrides, invisible and terminal control characters in it
+are printed as their escapes (``\\u202e``), never sent raw to the terminal.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
 
+from lowtrace._controls import escape_controls
 from lowtrace._model import SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._types import SpanStatus
 
@@ -56,7 +61,7 @@ def format_tree(trace: Trace, *, show_io: bool = False, width: int = 100) -> str
                 lines.append(f"{pad}in:  {_value(span, 'inputs', width)}")
             if span.outputs_json != b"null":
                 lines.append(f"{pad}out: {_value(span, 'outputs', width)}")
-    return "\n".join(lines)
+    return escape_controls("\n".join(lines))
 
 
 def format_table(infos: Sequence[TraceInfo]) -> str:
@@ -75,4 +80,4 @@ def format_table(infos: Sequence[TraceInfo]) -> str:
             f"{_ms(info.duration_ms):>11}  {info.span_count:>5}  {tokens:>7}  "
             f"{_clip(info.name, 40)}{'  ' + _clip(tags, 60) if tags else ''}"
         )
-    return "\n".join(rows)
+    return escape_controls("\n".join(rows))

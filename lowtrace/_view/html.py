@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import orjson
 
+from lowtrace._controls import escape_controls
+from lowtrace._controls import html_text as t
 from lowtrace._cost import ModelPrice, PriceTable, estimate_cost, price_table, span_cost
 from lowtrace._model import SpanRecord, Trace
 
@@ -149,12 +151,12 @@ def trace_document(
         script = f'<script src="{base}/view.js"></script>'
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
-        f"<title>{e(info.name)} · lowtrace</title>{style}</head>"
+        f"<title>{e(escape_controls(info.name))} · lowtrace</title>{style}</head>"
         f'<body><div class="lt-root">{nav}<div class="lt-head">'
-        f'<span class="lt-title">{e(info.name)}</span>'
+        f'<span class="lt-title">{t(info.name)}</span>'
         f'<span class="lt-badge {"lt-error" if status == "ERROR" else "lt-ok"}">{e(status)}'
         "</span>"
-        + "".join(f'<span class="lt-meta">{e(m)}</span>' for m in meta if m)
+        + "".join(f'<span class="lt-meta">{t(m)}</span>' for m in meta if m)
         + f'<span class="lt-meta">{e(info.trace_id)}</span>'
         '<input class="lt-search" type="search" placeholder="Search spans…" '
         'aria-label="Search spans"></div><div class="lt-main">'
@@ -185,12 +187,12 @@ def trace_list_html(traces: Iterable[Trace]) -> str:
         tags = ", ".join(f"{k}={v}" for k, v in sorted(info.tags.items()))
         rows.append(
             "<tr>"
-            f"<td><code>{e(info.trace_id)}</code></td><td>{e(info.name)}</td>"
+            f"<td><code>{e(info.trace_id)}</code></td><td>{t(info.name)}</td>"
             f"<td>{e(str(info.status))}</td><td>{start:%Y-%m-%d %H:%M:%S}</td>"
             f'<td style="text-align:right">{info.duration_ms:,.1f} ms</td>'
             f'<td style="text-align:right">'
             f"{info.token_usage.total_tokens if info.token_usage else ''}</td>"
-            f"<td>{e(tags)}</td></tr>"
+            f"<td>{t(tags)}</td></tr>"
         )
     return (
         "<table><thead><tr><th>trace id</th><th>name</th><th>status</th><th>start (UTC)</th>"

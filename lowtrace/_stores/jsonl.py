@@ -156,6 +156,21 @@ class JsonlStore(ScanningStore):
         if not self.path.exists():
             return []
         damage = Damage()
+        try:
+            groups = self._read(damage)
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise StoreError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        self.damage = damage
+        if damage and not damage.good_lines:
+            raise StoreError(
+                f"{self.path} is not a lowtrace inference table: no readable row in "
+                f"{damage.bad_bytes} damaged byte(s) and {damage.bad_lines} bad line(s)"
+            )
+        damage.report(self.path)
+        return [merge_traces(g) for g in groups.values()]
+
+    def _read(self, damage: Damage) -> dict[str, list[Trace]]:
+        """Every stored fragment by trace id; rows that are no trace are counted as damage."""
         groups: dict[str, list[Trace]] = {}
         for row in iter_rows(self.path, damage):
             try:
@@ -165,14 +180,7 @@ class JsonlStore(ScanningStore):
                 damage.bad_lines += 1  # JSON, but not a row this store wrote
                 continue
             groups.setdefault(trace.info.trace_id, []).append(trace)
-        self.damage = damage
-        if damage and not damage.good_lines:
-            raise StoreError(
-                f"{self.path} is not a lowtrace inference table: no readable row in "
-                f"{damage.bad_bytes} damaged byte(s) and {damage.bad_lines} bad line(s)"
-            )
-        damage.report(self.path)
-        return [merge_traces(g) for g in groups.values()]
+        return groups
 
     def get_trace(self, trace_id: str) -> Trace | None:
         for trace in self._traces():

@@ -110,7 +110,7 @@ class PostgresStore(TraceStore):
         if conn is None or local.key != key or conn.closed:
             try:
                 conn = psycopg.connect(self.dsn, autocommit=True)
-            except psycopg.OperationalError as exc:
+            except (psycopg.Error, ValueError) as exc:  # down, or a malformed URI
                 raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
             with self._all_lock:
                 self._all.append(conn)

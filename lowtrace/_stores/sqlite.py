@@ -22,13 +22,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+import zstandard
+from cattrs.errors import BaseValidationError
+
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.evaluate import like_match
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
-from lowtrace.errors import StoreError, StoreNotFoundError
+from lowtrace.errors import LowtraceError, StoreError, StoreNotFoundError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "summary_row"]
 
@@ -118,6 +122,20 @@ def summary_row(trace: Trace) -> tuple[Any, ...]:
     )
 
 
+@contextmanager
+def _as_store_error(path: Path) -> Iterator[None]:
+    """SQLite's and decoding's own errors (not a database, corrupted, a damaged row) as a
+    StoreError naming the file; lowtrace's own errors pass through."""
+    try:
+        yield
+    except LowtraceError:
+        raise
+    except (sqlite3.Error, zstandard.ZstdError, orjson.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    except (BaseValidationError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: a stored trace is damaged: {exc!r}") from exc
+
+
 class SQLiteStore(TraceStore):
     """Traces in one SQLite file; every method may be called from any thread or process."""
 
@@ -135,7 +153,8 @@ class SQLiteStore(TraceStore):
         # Every use of SQLite runs inside the gate, so a fork never copies a connection
         # in the middle of a statement or transaction.
         self._gate = ForkGate(self._after_fork_in_child)
-        self._ensure_schema(create)
+        with _as_store_error(self.path):
+            self._ensure_schema(create)
 
     @classmethod
     def from_uri(cls, uri: str, *, create: bool = True) -> SQLiteStore:
@@ -188,7 +207,7 @@ class SQLiteStore(TraceStore):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, retried while another writer holds the lock."""
-        with fork_gate(self._gate), self._transaction() as conn:
+        with fork_gate(self._gate), _as_store_error(self.path), self._transaction() as conn:
             yield conn
 
     @contextmanager
@@ -213,7 +232,7 @@ class SQLiteStore(TraceStore):
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Every row of one read, inside the fork gate."""
-        with fork_gate(self._gate):
+        with fork_gate(self._gate), _as_store_error(self.path):
             return self._conn.execute(sql, params).fetchall()
 
     def _ensure_schema(self, create: bool) -> None:
@@ -286,7 +305,10 @@ class SQLiteStore(TraceStore):
 
     def get_trace(self, trace_id: str) -> Trace | None:
         rows = self._fetch("SELECT data FROM traces WHERE trace_id = ?", (trace_id,))
-        return Trace.from_bytes(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        with _as_store_error(self.path):
+            return Trace.from_bytes(rows[0][0])
 
     def search_traces(
         self,
@@ -296,14 +318,8 @@ class SQLiteStore(TraceStore):
         max_results: int = 100,
         page_token: str | None = None,
     ) -> TraceList:
-        return search_page(
-            SQLITE,
-            self._fetch,
-            filter,
-            order_by,
-            max_results,
-            page_token,
-        )
+        with _as_store_error(self.path):  # a damaged row
+            return search_page(SQLITE, self._fetch, filter, order_by, max_results, page_token)
 
     def count(self, filter: str | None = None) -> int:
         query = Query(SQLITE)

@@ -30,6 +30,7 @@ EXPORTED = {
     "NoopSpan",
     "OpenSpansError",
     "PipelineConfig",
+    "QueryTimeoutError",
     "SpanEndedError",
     "SpanEvent",
     "SpanNotFoundError",

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from lowtrace._model import Trace
+from lowtrace._query.budget import check_deadline
 from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_filter
 from lowtrace._query.paging import (
     OrderKey,
@@ -211,9 +212,12 @@ def search_in_memory(
         check_max_results(max_results)
     predicate = compile_predicate(parse_filter(filter))
     keys = parse_order_by(order_by)
-    rows: list[tuple[list[Any], Trace]] = [
-        ([sort_value(t, k.field) for k in keys], t) for t in traces if predicate(t)
-    ]
+    rows: list[tuple[list[Any], Trace]] = []
+    for index, trace in enumerate(traces):
+        if index % 256 == 0:
+            check_deadline()  # a caller's time limit (the web UI sets one)
+        if predicate(trace):
+            rows.append(([sort_value(trace, k.field) for k in keys], trace))
     compare = functools.partial(_compare_keys, keys=keys)
 
     def by_key(a: tuple[list[Any], Trace], b: tuple[list[Any], Trace]) -> int:

@@ -26,6 +26,7 @@ import zstandard
 from cattrs.errors import BaseValidationError
 
 from lowtrace._model import Trace, merge_traces
+from lowtrace._query.budget import check_deadline
 from lowtrace._serde import trace_from_json, trace_to_dict
 from lowtrace._stores.base import ScanningStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
@@ -173,6 +174,7 @@ class JsonlStore(ScanningStore):
         """Every stored fragment by trace id; rows that are no trace are counted as damage."""
         groups: dict[str, list[Trace]] = {}
         for row in iter_rows(self.path, damage):
+            check_deadline()  # a caller's time limit (the web UI sets one)
             try:
                 trace = trace_from_json(orjson.dumps(row["trace"]))
             except (KeyError, TypeError, ValueError, LowtraceError, BaseValidationError):

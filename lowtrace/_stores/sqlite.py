@@ -27,12 +27,13 @@ import zstandard
 from cattrs.errors import BaseValidationError
 
 from lowtrace._model import Trace, merge_traces
+from lowtrace._query.budget import remaining_s, timed_out
 from lowtrace._query.evaluate import like_match
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
-from lowtrace.errors import LowtraceError, StoreError, StoreNotFoundError
+from lowtrace.errors import LowtraceError, QueryTimeoutError, StoreError, StoreNotFoundError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "summary_row"]
 
@@ -231,9 +232,23 @@ class SQLiteStore(TraceStore):
         conn.execute("COMMIT")
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Every row of one read, inside the fork gate."""
+        """Every row of one read, inside the fork gate and the caller's time limit."""
         with fork_gate(self._gate), _as_store_error(self.path):
-            return self._conn.execute(sql, params).fetchall()
+            conn = self._conn
+            if remaining_s() is None:
+                return conn.execute(sql, params).fetchall()
+            # Interrupts the statement (every 1,000 VM steps it asks) once time is up.
+            conn.set_progress_handler(timed_out, 1000)
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if timed_out() and "interrupt" in str(exc):
+                    raise QueryTimeoutError(
+                        f"the search of {self.path} took longer than its time limit"
+                    ) from None
+                raise
+            finally:
+                conn.set_progress_handler(None, 0)
 
     def _ensure_schema(self, create: bool) -> None:
         version = self._fetch("PRAGMA user_version")[0][0]

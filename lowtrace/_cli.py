@@ -83,7 +83,7 @@ def _progress(total: int | None, enabled: bool) -> Any:
     if not enabled:
         return None
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
     return tqdm(total=total, unit="trace", file=sys.stderr, leave=False)

@@ -32,7 +32,10 @@ def spoofed(tmp_path: Path) -> tuple[str, Trace, Trace]:
     uri = f"sqlite:///{tmp_path}/t.db"
     with TracingClient(uri) as client:
         root = client.start_trace(
-            SPOOF, tags={"user\u2066": "a\u200bb", "bom": "\ufeffx"}, inputs={"q": "x\x1b[2J"}
+            SPOOF,
+            tags={"user\u2066": "a\u200bb", "bom": "\ufeffx"},
+            inputs={"q": "x\x1b[2J"},
+            metadata={"note\u202e": "x\u2066y"},
         )
         span = client.start_span("tool\U000e0041", trace_id=root.trace_id, parent_id=root.span_id)
         span.end(status_message="bad\u202eend")
@@ -80,6 +83,7 @@ def test_the_trace_view_header_and_notebook_table_escape_them(
     assert raw_controls(head.split("</style>", 1)[1]) == []
     assert f'<span class="lt-title">invoice{MARK}fdp.exe</span>' in head
     assert "<title>invoice\\u202efdp.exe · lowtrace</title>" in head
+    assert 'x<span class="lt-ctl" title="U+2066 LEFT-TO-RIGHT ISOLATE">\\u2066</span>y' in head
     table = trace_list_html([trace])
     assert raw_controls(table) == [] and MARK in table
 

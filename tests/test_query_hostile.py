@@ -17,6 +17,7 @@ from lowtrace import FilterError, InvalidArgumentError, LowtraceError, Trace
 from lowtrace._query.evaluate import like_match
 from lowtrace._query.paging import _fingerprint, parse_order_by
 from lowtrace._stores.base import TraceStore
+from lowtrace._stores.jsonl import JsonlStore
 from tests.test_store_search import ids, make_trace, open_kind
 
 HOSTILE = "%a%a%a%a%a%a%a%a%a%b"
@@ -153,3 +154,13 @@ def test_errors_of_hostile_input_stay_in_the_tree(store: TraceStore, sample: lis
     for filter in [f"duration_ms = {10**400}", "name = '\udfff'", f"span_count IN ({2**63})"]:
         with pytest.raises(LowtraceError):
             store.search_traces(filter)
+
+
+@pytest.mark.parametrize("trace_id", ["\ud800" * 32, 2**70, None])
+def test_ids_no_store_can_hold_match_nothing(
+    store: TraceStore, sample: list[Trace], trace_id: object
+) -> None:
+    assert store.get_trace(trace_id) is None  # type: ignore[arg-type]
+    if not isinstance(store, JsonlStore):
+        assert store.delete_traces([trace_id]) == 0  # type: ignore[list-item]
+    assert store.count() == 2

@@ -8,7 +8,7 @@ from typing import Final
 
 from lowtrace.errors import FilterError
 
-__all__ = ["check_encodable", "number_literal"]
+__all__ = ["check_encodable", "number_literal", "storable_text"]
 
 #: Integers a database column can hold (SQLite and PostgreSQL store 64-bit integers).
 _INT_RANGE: Final = range(-(2**63), 2**63)
@@ -35,3 +35,15 @@ def check_encodable(raw: str, text: str, position: int) -> None:
         raise FilterError(
             f"lone surrogate {raw[exc.start]!r} cannot be searched for", text, position + exc.start
         ) from None
+
+
+def storable_text(value: object) -> bool:
+    """Whether ``value`` is a str a database can hold; an id that is not cannot be stored,
+    so a lookup or delete by it matches nothing (instead of crashing in the driver)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -17,6 +17,7 @@ import attrs
 from lowtrace._model import Trace
 from lowtrace._query.evaluate import sort_value
 from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_filter
+from lowtrace._query.literals import storable_text
 from lowtrace._query.paging import (
     OrderKey,
     check_max_results,
@@ -303,7 +304,7 @@ def delete_statements(
     query = Query(dialect)
     conditions: list[str] = []
     if trace_ids is not None:
-        ids = list(trace_ids)
+        ids = [i for i in trace_ids if storable_text(i)]  # others cannot be stored ids
         if not ids:
             return []
         conditions.append(f"trace_id IN ({', '.join(query.bind(i) for i in ids)})")

@@ -19,6 +19,7 @@ from typing import Any, Final
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.budget import remaining_s
 from lowtrace._query.filter import parse_filter
+from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
@@ -236,6 +237,8 @@ class PostgresStore(TraceStore):
             return cur.rowcount
 
     def get_trace(self, trace_id: str) -> Trace | None:
+        if not storable_text(trace_id):
+            return None  # no stored trace can have this id
         with self._conn.cursor() as cur:
             cur.execute("SELECT data FROM traces WHERE trace_id = %s", (trace_id,))
             row = cur.fetchone()

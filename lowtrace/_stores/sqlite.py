@@ -30,6 +30,7 @@ from lowtrace._model import Trace, merge_traces
 from lowtrace._query.budget import remaining_s, timed_out
 from lowtrace._query.evaluate import like_match, rlike_match
 from lowtrace._query.filter import parse_filter
+from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
@@ -364,6 +365,8 @@ class SQLiteStore(TraceStore):
     # -- reading ----------------------------------------------------------------------------
 
     def get_trace(self, trace_id: str) -> Trace | None:
+        if not storable_text(trace_id):
+            return None  # no stored trace can have this id
         rows = self._fetch("SELECT data FROM traces WHERE trace_id = ?", (trace_id,))
         if not rows:
             return None

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from lowtrace.errors import ExportRejectedError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lowtrace._config import PipelineConfig
     from lowtrace._model import Trace
     from lowtrace._pipeline import Exporter
@@ -365,15 +367,15 @@ class Lane:
                 "lowtrace: %s rejected %d trace(s), a final answer (not retried): %s",
                 self.name,
                 rejected,
-                self._rejection,
+                _describe(self._rejection, str),
             )
         if pending:
             log.error(
-                "lowtrace: gave up exporting %d trace(s) to %s after %d attempt(s): %r",
+                "lowtrace: gave up exporting %d trace(s) to %s after %d attempt(s): %s",
                 len(pending),
                 self.name,
                 attempt,
-                error,
+                _describe(error, repr),
             )
         return delivered, rejected, len(pending)
 
@@ -389,3 +391,11 @@ class Lane:
                 if remaining <= 0:
                     return not (self.stopping and time.monotonic() >= self.deadline)
                 self.nap.wait(remaining)
+
+
+def _describe(error: BaseException | None, text: Callable[[object], str]) -> str:
+    """An exporter's error as text for the log; its own ``__str__`` may raise anything."""
+    try:
+        return text(error)
+    except BaseException:  # noqa: BLE001 - the worker must outlive the exporter's errors
+        return f"<{type(error).__qualname__} whose text could not be made>"

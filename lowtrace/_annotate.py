@@ -17,7 +17,7 @@ import attrs
 from lowtrace._assessment import Assessment, AssessmentKind, make_assessment
 from lowtrace._live import TraceState
 from lowtrace._model import Trace
-from lowtrace._values import clean_str
+from lowtrace._values import clean_str, safe_repr
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -227,7 +227,7 @@ def string_map(values: Mapping[str, Any] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in items:
         if not isinstance(key, str) or not key:
-            raise InvalidArgumentError(f"{what} keys must be non-empty str, got {key!r}")
+            raise InvalidArgumentError(f"{what} keys must be non-empty str, got {safe_repr(key)}")
         text = value if type(value) is str else _text(value)
         out[clean_str(key)] = clean_str(text)
     return out

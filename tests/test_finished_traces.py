@@ -159,3 +159,46 @@ def test_a_tag_whose_str_raises_never_reaches_the_caller_in_lenient_mode() -> No
         root = client.start_trace("t", tags={"x": Hostile()})
         trace = client.end_trace(root.trace_id)
     assert trace is not None and trace.info.tags["x"].startswith("<unprintable")
+
+
+@pytest.mark.parametrize("uri", ["memory://", "sqlite:///{tmp}/t.db"])
+def test_feedback_with_unencodable_text_is_stored_readably(uri: str, tmp_path: Any) -> None:
+    with TracingClient(uri.format(tmp=tmp_path)) as client:
+        root = client.start_trace("t")
+        client.end_trace(root.trace_id)
+        client.log_feedback(
+            root.trace_id,
+            f"name{LONE}",
+            {"score": HUGE, LONE: LONE},
+            source={"type": "HUMAN", f"id{LONE}": LONE},
+            rationale=f"why{LONE}",
+        )
+        client.log_expectation(root.trace_id, f"expected{LONE}", [LONE])
+        stored = client.get_trace(root.trace_id)
+    assert stored is not None
+    feedback, expectation = stored.info.assessments
+    assert feedback.name == "namea\ufffdb" and feedback.rationale == "whya\ufffdb"
+    assert feedback.value == {"score": str(HUGE), "a\ufffdb": "a\ufffdb"}
+    assert feedback.source == {"type": "HUMAN", "ida\ufffdb": "a\ufffdb"}
+    assert (expectation.name, expectation.value) == ("expecteda\ufffdb", ["a\ufffdb"])
+    assert Trace.from_json(stored.to_json()) == stored
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no __str__")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no __repr__")
+
+
+def test_arguments_whose_repr_raises_never_reach_the_caller_in_lenient_mode() -> None:
+    with TracingClient("memory://", strict=False) as client:
+        root = client.start_trace("t")
+        client.end_trace(root.trace_id)
+        tid = root.trace_id
+        assert client.log_feedback(tid, Unprintable(), 1) is None  # type: ignore[arg-type]
+        client.log_feedback(tid, "ok", 1, source={"id": Unprintable()})
+        client.log_feedback(tid, "ok", 1, rationale=Unprintable())  # type: ignore[arg-type]
+        client.set_trace_tags(tid, {Unprintable(): "v"})  # type: ignore[dict-item]
+        assert sum(client.stats().violations.values()) == 3

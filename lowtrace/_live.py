@@ -41,6 +41,7 @@ from lowtrace._values import (
     SPAN_BYTES,
     TRACE_BYTES,
     clean_str,
+    safe_repr,
     snapshot_mapping,
     value_bytes,
 )
@@ -104,7 +105,9 @@ def resolve_status(status: SpanStatus | str | None, current: SpanStatus) -> Span
     try:
         return SpanStatus(status)
     except ValueError:
-        raise InvalidArgumentError(f"status must be a SpanStatus, got {status!r}") from None
+        raise InvalidArgumentError(
+            f"status must be a SpanStatus, got {safe_repr(status)}"
+        ) from None
 
 
 class LiveTrace:
@@ -213,7 +216,7 @@ class LiveTrace:
                 if dropped is not None and parent_id in dropped:
                     return self._drop(span_id, parent_id, name)
                 raise SpanNotFoundError(
-                    f"no span {parent_id!r} in trace {self.trace_id}; "
+                    f"no span {safe_repr(parent_id)} in trace {self.trace_id}; "
                     "pass the span_id of a span started in this trace as parent_id"
                 )
             if parent._state is _ENDED:
@@ -480,7 +483,9 @@ class LiveTrace:
 
 def _check_message(message: object) -> None:
     if message is not None and type(message) is not str:
-        raise InvalidArgumentError(f"status_message must be a str or None, got {message!r}")
+        raise InvalidArgumentError(
+            f"status_message must be a str or None, got {safe_repr(message)}"
+        )
 
 
 def _clean_message(message: str | None) -> str | None:

@@ -202,3 +202,27 @@ def test_arguments_whose_repr_raises_never_reach_the_caller_in_lenient_mode() ->
         client.log_feedback(tid, "ok", 1, rationale=Unprintable())  # type: ignore[arg-type]
         client.set_trace_tags(tid, {Unprintable(): "v"})  # type: ignore[dict-item]
         assert sum(client.stats().violations.values()) == 3
+
+
+def test_recording_calls_given_arguments_whose_repr_raises_count_a_violation() -> None:
+    bad: Any = Unprintable()
+    with TracingClient("memory://", strict=False) as client:
+        root = client.start_trace("t")
+        span = client.start_span("s", trace_id=root.trace_id, parent_id=root.span_id)
+        calls = [
+            lambda: client.start_trace(bad),
+            lambda: client.start_trace("t", traceparent=bad),
+            lambda: client.start_trace("t", span_type=bad),
+            lambda: client.start_trace("t", start_time_ns=bad),
+            lambda: client.start_span(bad, trace_id=root.trace_id, parent_id=root.span_id),
+            lambda: client.start_span("s", trace_id=root.trace_id, parent_id=bad),
+            lambda: client.end_span(root.trace_id, bad),
+            lambda: client.end_trace(bad),
+            lambda: span.add_event(bad),
+            lambda: span.set_token_usage(input_tokens=bad),
+            lambda: span.record_exception(bad),
+        ]
+        for call in calls:
+            call()  # counted and logged, never raised
+        client.end_trace(root.trace_id, status_message=bad, close_open_spans=True)
+        assert sum(client.stats().violations.values()) == len(calls) + 1

@@ -242,7 +242,8 @@ def realistic_spans(total_bytes: int, seed: int = 1) -> list[SpanSpec]:
     history: list[dict[str, Any]] = [{"role": "system", "content": text(300)}]
     carried = 0
     turn = 0
-    while carried < total_bytes * 0.9:
+    last_turn = 0
+    while carried + last_turn // 2 < total_bytes:  # as close to total_bytes as turns go
         turn += 1
         query = text(80)
         docs = [
@@ -276,7 +277,8 @@ def realistic_spans(total_bytes: int, seed: int = 1) -> list[SpanSpec]:
                 {"tool": "lookup"},
             )
         )
-        carried += sum(len(orjson.dumps(s[2])) + len(orjson.dumps(s[3])) for s in spans[-3:])
+        last_turn = sum(len(orjson.dumps(s[2])) + len(orjson.dumps(s[3])) for s in spans[-3:])
+        carried += last_turn
     return spans
 
 

@@ -1,4 +1,4 @@
-"""SQLite files: span and tag rows in rowid tables (fast appends); older layouts still work."""
+"""SQLite files: span rows in a rowid table (fast appends); the older layout still works."""
 
 from __future__ import annotations
 
@@ -9,28 +9,17 @@ from pathlib import Path
 from lowtrace import SpanType, Trace, TracingClient
 from lowtrace._stores.sqlite import SQLiteStore
 
-#: The span and tag tables as files made before rowid tables had them.
-_OLD_TABLES = {
-    "spans": (
-        """CREATE TABLE spans (
-            trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
-            name TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
-            PRIMARY KEY (trace_id, span_id)
-        ) WITHOUT ROWID""",
-        [
-            "CREATE INDEX spans_name ON spans (name)",
-            "CREATE INDEX spans_type ON spans (type)",
-            "CREATE INDEX spans_status ON spans (status)",
-        ],
-    ),
-    "trace_tags": (
-        """CREATE TABLE trace_tags (
-            trace_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-            PRIMARY KEY (trace_id, key)
-        ) WITHOUT ROWID""",
-        ["CREATE INDEX trace_tags_kv ON trace_tags (key, value)"],
-    ),
-}
+#: The span table of files made before it was a rowid table.
+_OLD_SPANS = [
+    """CREATE TABLE spans (
+        trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+        name TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
+        PRIMARY KEY (trace_id, span_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX spans_name ON spans (name)",
+    "CREATE INDEX spans_type ON spans (type)",
+    "CREATE INDEX spans_status ON spans (status)",
+]
 
 
 def record(client: TracingClient, name: str, kind: SpanType, user: str) -> Trace:
@@ -47,14 +36,23 @@ def table_sql(path: Path) -> dict[str, str]:
         return dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
 
 
-def test_new_files_keep_span_and_tag_rows_in_rowid_tables(tmp_path: Path) -> None:
+def test_new_files_keep_span_rows_in_a_rowid_table_with_one_probe_index(
+    tmp_path: Path,
+) -> None:
     SQLiteStore(tmp_path / "t.db").shutdown()
-    tables = table_sql(tmp_path / "t.db")
-    assert "WITHOUT ROWID" not in tables["spans"].upper()
-    assert "WITHOUT ROWID" not in tables["trace_tags"].upper()
+    assert "WITHOUT ROWID" not in table_sql(tmp_path / "t.db")["spans"].upper()
+    with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:
+        plan = " ".join(
+            row[3]
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM traces t WHERE EXISTS (SELECT 1 FROM spans s "
+                "WHERE s.trace_id = t.trace_id AND s.type = 'TOOL')"
+            )
+        )
+    assert "spans_trace (trace_id=? AND type=?)" in plan
 
 
-def test_a_file_with_the_older_table_layout_is_read_and_written_as_before(
+def test_a_file_with_the_older_span_table_is_read_and_written_as_before(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "t.db"
@@ -63,15 +61,12 @@ def test_a_file_with_the_older_table_layout_is_read_and_written_as_before(
         first = record(client, "search", SpanType.RETRIEVER, "u1")
         assert client.flush(5)
     with contextlib.closing(sqlite3.connect(path)) as conn:  # back to the older layout
-        for table, (create, indexes) in _OLD_TABLES.items():
-            conn.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
-            for index in indexes:
-                conn.execute(f"DROP INDEX IF EXISTS {index.split()[2]}")
-            conn.execute(create)
-            for index in indexes:
-                conn.execute(index)
-            conn.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
-            conn.execute(f"DROP TABLE old_{table}")
+        conn.execute("ALTER TABLE spans RENAME TO new_spans")
+        conn.execute("DROP INDEX spans_trace")
+        for statement in _OLD_SPANS:
+            conn.execute(statement)
+        conn.execute("INSERT INTO spans SELECT * FROM new_spans")
+        conn.execute("DROP TABLE new_spans")
         conn.commit()
     assert "WITHOUT ROWID" in table_sql(path)["spans"].upper()
 

@@ -7,6 +7,8 @@ the call stack; the finished data model (``Trace``) is immutable and round-trips
 
 from __future__ import annotations
 
+from lowtrace import propagation as propagation  # the public W3C trace context module
+from lowtrace._assessment import Assessment
 from lowtrace._client import ClientStats, TracingClient
 from lowtrace._config import Limits, PipelineConfig
 from lowtrace._context import (
@@ -17,11 +19,19 @@ from lowtrace._context import (
 )
 from lowtrace._cost import ModelPrice, TraceCost, estimate_cost
 from lowtrace._decorator import trace
-from lowtrace._default import get_default_client, set_default_client
+from lowtrace._default import (
+    flush,
+    get_default_client,
+    get_last_active_trace_id,
+    get_trace,
+    search_traces,
+    set_default_client,
+)
 from lowtrace._live import TraceState
 from lowtrace._model import SpanEvent, SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._noop import NoopSpan
 from lowtrace._pipeline import Exporter, ExporterStats
+from lowtrace._sampling import UnsampledSpan
 from lowtrace._scope import start_span
 from lowtrace._span import DroppedSpan, LiveSpan, SpanState
 from lowtrace._stores.base import TraceList, TraceStore
@@ -46,6 +56,7 @@ from lowtrace.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Assessment",
     "ClientStats",
     "DroppedSpan",
     "ExportRejectedError",
@@ -82,10 +93,15 @@ __all__ = [
     "TraceStore",
     "TracingClient",
     "TracingThreadPoolExecutor",
+    "UnsampledSpan",
     "estimate_cost",
+    "flush",
     "format_tree",
     "get_current_span",
     "get_default_client",
+    "get_last_active_trace_id",
+    "get_trace",
+    "search_traces",
     "set_default_client",
     "start_span",
     "trace",

@@ -16,6 +16,7 @@ import orjson
 import zstandard
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from lowtrace._assessment import Assessment
 from lowtrace._model import JsonBlob, SpanEvent, SpanList, SpanRecord, TokenUsage, Trace
 from lowtrace._types import SpanStatus, normalize_span_type
 
@@ -65,6 +66,7 @@ def _structure_span_record(value: Any, _: Any) -> SpanRecord:
 
 converter.register_structure_hook(SpanRecord, _structure_span_record)
 _cattrs_unstructure_span = converter.get_unstructure_hook(SpanRecord)
+_unstructure_usage = converter.get_unstructure_hook(TokenUsage)  # rare: cattrs' own is fine
 
 #: The ``SpanRecord`` fields ``_span_to_dict`` writes, in order. If the class changes, the
 #: generic cattrs hook is used instead (same JSON, slower), so a new field is never lost.
@@ -110,24 +112,15 @@ def _span_to_dict(span: SpanRecord) -> dict[str, Any]:
         ]
         if events
         else [],
-        "token_usage": None
-        if usage is None
-        else {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "total_tokens": usage.total_tokens,
-        },
+        "token_usage": None if usage is None else _unstructure_usage(usage),
     }
 
 
 def _fast_path_fits() -> bool:
-    """True while ``_span_to_dict`` covers exactly the fields of the model classes."""
-    return (
-        tuple(f.name for f in attrs.fields(SpanRecord)) == _SPAN_FIELDS
-        and tuple(f.name for f in attrs.fields(SpanEvent)) == ("name", "time_ns", "attributes")
-        and tuple(f.name for f in attrs.fields(TokenUsage))
-        == ("input_tokens", "output_tokens", "total_tokens")
-    )
+    """True while ``_span_to_dict`` covers exactly the fields of the span and event classes."""
+    return tuple(f.name for f in attrs.fields(SpanRecord)) == _SPAN_FIELDS and tuple(
+        f.name for f in attrs.fields(SpanEvent)
+    ) == ("name", "time_ns", "attributes")
 
 
 _unstructure_span: Callable[[SpanRecord], dict[str, Any]] = (
@@ -139,6 +132,36 @@ converter.register_unstructure_hook(
 converter.register_structure_hook(
     SpanList, lambda value, _: SpanList([_structure_span_record(v, None) for v in value])
 )
+
+
+def _unstructure_assessment(a: Assessment) -> dict[str, Any]:
+    return {
+        "assessment_id": a.assessment_id,
+        "name": a.name,
+        "kind": a.kind,
+        "value": orjson.Fragment(a.value_json),
+        "source": a.source,
+        "rationale": a.rationale,
+        "span_id": a.span_id,
+        "created_time_ns": a.created_time_ns,
+    }
+
+
+def _structure_assessment(value: Any, _: Any) -> Assessment:
+    return Assessment(
+        assessment_id=value["assessment_id"],
+        name=value["name"],
+        kind=value["kind"],
+        value=orjson.dumps(value.get("value")),
+        source=value.get("source"),
+        rationale=value.get("rationale"),
+        span_id=value.get("span_id"),
+        created_time_ns=value.get("created_time_ns", 0),
+    )
+
+
+converter.register_unstructure_hook(Assessment, _unstructure_assessment)
+converter.register_structure_hook(Assessment, _structure_assessment)
 
 _local = threading.local()
 

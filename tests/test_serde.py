@@ -16,7 +16,7 @@ from tests.strategies import traces
 
 
 def test_the_fast_span_encoder_is_in_use() -> None:
-    # If this fails, SpanRecord, SpanEvent or TokenUsage changed fields: update
+    # If this fails, SpanRecord or SpanEvent changed fields: update
     # _span_to_dict and _SPAN_FIELDS in lowtrace/_serde.py (until then the slower generic
     # cattrs hook is used, which writes the same JSON).
     assert _unstructure_span is _span_to_dict
@@ -43,7 +43,7 @@ def test_a_recorded_trace_reads_back_equal_from_its_stored_form() -> None:
             attributes={"model": "m", "params": {"temperature": 0.2}},
         )
         llm.add_event("first token", attributes={"n": 1})
-        llm.set_token_usage(input_tokens=3, output_tokens=2)
+        llm.set_token_usage(input_tokens=3, output_tokens=2, cache_read_input_tokens=1)
         llm.record_exception(ValueError("late"))
         llm.end(outputs={"text": "hello"})
         trace = client.end_trace(root.trace_id, outputs="done")
@@ -53,4 +53,5 @@ def test_a_recorded_trace_reads_back_equal_from_its_stored_form() -> None:
     span = again.spans[1]
     assert span.events[0].name == "first token"
     assert span.token_usage is not None and span.token_usage.total_tokens == 5
+    assert span.token_usage.cache_read_input_tokens == 1
     assert span.attributes["params"] == {"temperature": 0.2}

@@ -39,7 +39,8 @@ _FOREVER = float("inf")
 class Exporter(Protocol):
     """Anything with ``export(traces)``; raising means the batch failed and is retried.
 
-    ``shutdown()`` is optional and is called once by ``TracingClient.close()``.
+    ``shutdown()`` is optional and is called once by ``TracingClient.close()``; ``flush()``
+    is optional and is called by ``TracingClient.flush()`` after the queue is delivered.
     """
 
     def export(self, traces: Sequence[Trace]) -> None: ...
@@ -284,6 +285,7 @@ class ExportPipeline:
         ok = True
         for lane in self.lanes:
             ok = lane.wait_delivered(deadline) and ok
+            ok = _flush_exporter(lane) and ok
         return ok
 
     def settle(self, lane: int, timeout: float) -> bool:
@@ -327,6 +329,19 @@ class ExportPipeline:
         for lane in self.lanes:
             lane._reset()
         self._closed = False
+
+
+def _flush_exporter(lane: _Lane) -> bool:
+    """Call a buffering exporter's optional ``flush()`` (a Delta table commits its rows)."""
+    flush = getattr(lane.exporter, "flush", None)
+    if not callable(flush):
+        return True
+    try:
+        flush()
+    except Exception:
+        log.exception("lowtrace: %s.flush() failed", lane.name)
+        return False
+    return True
 
 
 def describe(exporter: Any) -> str:

@@ -42,6 +42,28 @@ def test_extract_from_other_header_containers() -> None:
     assert remote is not None and not remote.sampled and remote.tracestate is None
 
 
+def test_extract_from_raw_asgi_headers() -> None:
+    # An ASGI scope's "headers": (name, value) pairs of bytes.
+    scope_headers = [
+        (b"host", b"tools.internal"),
+        (b"traceparent", INCOMING["traceparent"].encode()),
+        (b"tracestate", b"a=1"),
+    ]
+    remote = propagation.extract(scope_headers)
+    assert remote is not None and (remote.trace_id, remote.tracestate) == (TRACE, "a=1")
+    multi = {"traceparent": [INCOMING["traceparent"].encode()], "tracestate": [b"a=1", "b=2"]}
+    remote = propagation.extract(multi)
+    assert remote is not None and remote.tracestate == "a=1,b=2"
+
+
+@pytest.mark.parametrize("headers", [INCOMING["traceparent"], None, 42, [("only-one",)]])
+def test_extract_from_something_that_is_not_headers_raises_invalid_argument(
+    headers: object,
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="headers"):
+        propagation.extract(headers)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "headers", [{}, {"traceparent": "junk"}, {"tracestate": "a=1"}, {"traceparent": ""}]
 )

@@ -11,6 +11,7 @@ import lowtrace
 from lowtrace import (
     InvalidArgumentError,
     SpanType,
+    TraceEndedError,
     TraceNotFoundError,
     TracingClient,
     UnsampledSpan,
@@ -135,7 +136,28 @@ def test_an_ended_unsampled_trace_is_forgotten() -> None:
     with TracingClient("memory://", sample_ratio=0.0) as client:
         root = client.start_trace("agent")
         root.end()
-        with pytest.raises(TraceNotFoundError):
+        assert root.trace_id not in client._unsampled
+        with pytest.raises(TraceEndedError):
+            client.start_span("late", trace_id=root.trace_id, parent_id=root.span_id)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 0.0])
+def test_strict_lifecycle_errors_do_not_depend_on_sampling(ratio: float) -> None:
+    """The same misuse raises the same error whether or not the trace was sampled."""
+    with TracingClient("memory://", sample_ratio=ratio) as client:
+        root = client.start_trace("agent")
+        child = client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id)
+        with pytest.raises(InvalidArgumentError):
+            client.start_span(7, trace_id=root.trace_id, parent_id=root.span_id)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            client.start_span("x", trace_id=root.trace_id, parent_id=None)  # type: ignore[arg-type]
+        client.end_span(child.trace_id, child.span_id)
+        client.end_trace(root.trace_id)
+        with pytest.raises(TraceEndedError):
+            client.end_trace(root.trace_id)
+        with pytest.raises(TraceEndedError):
+            client.end_span(child.trace_id, child.span_id)
+        with pytest.raises(TraceEndedError):
             client.start_span("late", trace_id=root.trace_id, parent_id=root.span_id)
 
 

@@ -5,6 +5,8 @@ anything but the exporter's own errors."""
 from __future__ import annotations
 
 import functools
+import socket
+import threading
 from typing import Any
 
 import orjson
@@ -127,3 +129,70 @@ def test_a_resource_from_undecodable_environment_bytes_still_encodes(encoding: s
     resource = {"service.name": b"caf\xe9".decode("utf-8", "surrogateescape")}
     [(_, body)] = split_encode([trace(1)], resource, encoding, 4_000_000)
     assert [s["name"] for s in parsed_spans(body, encoding)] == ["step"]
+
+
+class TricklingReceiver:
+    """A loopback receiver that sends its answer a byte at a time, each byte well within a
+    socket timeout: a slow or hostile endpoint. ``part`` is what trickles: the status line
+    and headers, or the body after a complete 200 head."""
+
+    def __init__(self, part: str) -> None:
+        self.part = part
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}/v1/traces"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._server.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+            head += b"Content-Length: 100000\r\n\r\n"
+            if self.part == "body":
+                conn.sendall(head)
+            trickle = head if self.part == "head" else b"\x00" * 100000
+            for byte in trickle:
+                if self._stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+        self._thread.join(10)
+
+
+@pytest.mark.timeout(30)
+def test_a_trickled_head_cannot_hold_an_export_past_its_timeout() -> None:
+    from lowtrace.exporters.otlp import OTLPExporter, OTLPExportError
+
+    receiver = TricklingReceiver("head")
+    exporter = OTLPExporter(receiver.url, timeout=1)
+    try:
+        with pytest.raises(OTLPExportError):
+            exporter.export([trace(1)])
+        assert exporter.stats().exported_traces == 0
+    finally:
+        exporter.shutdown()
+        receiver.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_200_with_a_trickled_body_is_delivered_at_the_timeout() -> None:
+    from lowtrace.exporters.otlp import OTLPExporter
+
+    receiver = TricklingReceiver("body")
+    exporter = OTLPExporter(receiver.url, timeout=1)
+    try:
+        exporter.export([trace(1)])  # the 200 said it all: the body is only details
+        assert exporter.stats().exported_traces == 1
+    finally:
+        exporter.shutdown()
+        receiver.close()

@@ -168,8 +168,11 @@ class UnsampledTraces:
         with self._lock:
             self.started += 1
             live[trace_id] = root
-            if len(live) > self.capacity:
-                del live[next(iter(live))]
+            while len(live) > self.capacity:
+                # discard() does not lock: a trace ending meanwhile may take the oldest
+                # first (KeyError) or change the dict under the iterator (RuntimeError).
+                with contextlib.suppress(KeyError, RuntimeError):
+                    del live[next(iter(live))]
         return root
 
     def child(self, trace_id: str, span_id: str, parent_id: str, name: str) -> UnsampledSpan | None:

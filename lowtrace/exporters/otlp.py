@@ -13,7 +13,8 @@ Delivery, per the OTLP/HTTP spec, with lowtrace's export pipeline doing the back
 
 * 2xx: delivered (spans the receiver reports as rejected in a partial success are counted).
 * 429, 502, 503, 504 (retryable): a ``Retry-After`` (seconds or HTTP date; at least one
-  second, so "0" is no busy loop, at most 300) that fits in what is left of this batch's ``timeout`` is waited out and the request is sent again;
+  second, so "0" is no busy loop, at most 300) that fits in what is left of this batch's
+  ``timeout`` is waited out and the request is sent again;
   otherwise ``export`` raises ``OTLPRetryableError`` and the pipeline retries the batch
   with backoff, and the next attempt first waits until the ``Retry-After`` time has passed
   (raising again at once, without sending, if that does not fit in its ``timeout``).

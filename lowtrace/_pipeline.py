@@ -39,7 +39,8 @@ _FOREVER = float("inf")
 class Exporter(Protocol):
     """Anything with ``export(traces)``; raising means the batch failed and is retried.
 
-    ``shutdown()`` is optional and is called once by ``TracingClient.close()``.
+    ``shutdown()`` is optional and is called once by ``TracingClient.close()``; ``flush()``
+    is optional and is called by ``TracingClient.flush()`` after the queue is delivered.
     """
 
     def export(self, traces: Sequence[Trace]) -> None: ...
@@ -155,6 +156,30 @@ class _Lane:
             self.lost_seen_by_flush = lost
             return ok
 
+    def wait_settled(self, deadline: float) -> bool:
+        """Wait until what was submitted before this call is delivered or given up on.
+
+        For read-your-writes: unlike ``wait_delivered`` it leaves the loss count that
+        ``flush()`` reports alone. Returns False on timeout.
+        """
+        if threading.current_thread() is self.thread:
+            return False  # read from inside export(): waiting for ourselves never ends
+        with self.cond:
+            target = self.taken + len(self.queue)
+            if self.settled >= target:
+                return True  # nothing in flight
+            self.flushing += 1
+            self.cond.notify_all()
+            try:
+                while self.settled < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self.cond.wait(remaining)
+            finally:
+                self.flushing -= 1
+            return True
+
     def stats(self) -> ExporterStats:
         with self.cond:
             return ExporterStats(
@@ -260,7 +285,12 @@ class ExportPipeline:
         ok = True
         for lane in self.lanes:
             ok = lane.wait_delivered(deadline) and ok
+            ok = _flush_exporter(lane) and ok
         return ok
+
+    def settle(self, lane: int, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until one destination took what was submitted so far."""
+        return self.lanes[lane].wait_settled(time.monotonic() + timeout)
 
     def shutdown(self, timeout: float) -> bool:
         """Deliver what is queued within ``timeout``, stop the workers, shut exporters down."""
@@ -299,6 +329,19 @@ class ExportPipeline:
         for lane in self.lanes:
             lane._reset()
         self._closed = False
+
+
+def _flush_exporter(lane: _Lane) -> bool:
+    """Call a buffering exporter's optional ``flush()`` (a Delta table commits its rows)."""
+    flush = getattr(lane.exporter, "flush", None)
+    if not callable(flush):
+        return True
+    try:
+        flush()
+    except Exception:
+        log.exception("lowtrace: %s.flush() failed", lane.name)
+        return False
+    return True
 
 
 def describe(exporter: Any) -> str:

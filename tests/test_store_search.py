@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +28,12 @@ from lowtrace import (
 )
 from lowtrace._query.evaluate import search_in_memory
 from lowtrace._stores.base import TraceStore
-from lowtrace._stores.jsonl import JsonlStore
 from lowtrace._stores.uri import open_store
 from tests.strategies import filters, orders, traces
 
 T0 = 1_700_000_000_000_000_000  # ns
+#: A schema-version-2 SQLite store with three traces, written by lowtrace 0.1 before v3.
+V2_STORE = Path(__file__).parent / "data" / "sqlite_v2.db"
 
 
 def make_trace(
@@ -76,7 +78,7 @@ def make_trace(
     return Trace(info, (root, kid))
 
 
-STORES = ["memory", "sqlite", "jsonl", "postgres"]
+STORES = ["memory", "sqlite", "jsonl", "delta", "postgres"]
 
 
 def open_kind(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> TraceStore:
@@ -86,6 +88,7 @@ def open_kind(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Trac
         "memory": "memory://",
         "sqlite": f"sqlite:///{tmp_path}/t.db",
         "jsonl": f"jsonl://{tmp_path}/t.jsonl.zst",
+        "delta": f"delta://{tmp_path}/table",
     }[kind]
     return open_store(uri)
 
@@ -255,7 +258,7 @@ def test_bad_queries_say_where(store: TraceStore, sample: list[Trace]) -> None:
 
 
 def test_delete(store: TraceStore, sample: list[Trace]) -> None:
-    if isinstance(store, JsonlStore):
+    if store.uri.startswith(("jsonl:", "delta:")):
         with pytest.raises(StoreError, match="append-only"):
             store.delete_traces(older_than_ms=0)
         return
@@ -313,7 +316,7 @@ def test_fragments_of_one_trace_are_merged(store: TraceStore) -> None:
     filter=filters,
     order=orders,
 )
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "delta", "postgres"])
 def test_sql_matches_the_reference_semantics(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
@@ -333,6 +336,8 @@ def test_sql_matches_the_reference_semantics(
     ]
     if backend == "sqlite":
         store = open_store(f"sqlite:///{tmp_path_factory.mktemp('prop')}/p.db")
+    elif backend == "delta":  # pushed-down predicates must not lose a matching trace
+        store = open_store(f"delta://{tmp_path_factory.mktemp('prop')}/table")
     else:  # one database for every example, emptied before each
         store = open_store(request.getfixturevalue("postgres_uri"))
         store.delete_traces(older_than_ms=2**62)
@@ -352,7 +357,11 @@ def test_sql_matches_the_reference_semantics(
 
 
 def test_reading_never_creates_a_store(tmp_path: Path) -> None:
-    for uri in (f"sqlite:///{tmp_path}/missing.db", f"jsonl://{tmp_path}/missing.jsonl.zst"):
+    for uri in (
+        f"sqlite:///{tmp_path}/missing.db",
+        f"jsonl://{tmp_path}/missing.jsonl.zst",
+        f"delta://{tmp_path}/missing",
+    ):
         with pytest.raises(StoreNotFoundError):
             open_store(uri, create=False)
     assert list(tmp_path.iterdir()) == []
@@ -366,25 +375,24 @@ def test_sqlite_file_survives_a_fresh_store_object(tmp_path: Path) -> None:
         assert client.flush(5)
     reopened = open_store(uri, create=False)
     assert reopened.get_trace(root.trace_id) == trace
-    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_sqlite_file_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    # A version-2 file written by lowtrace before assessments existed, set back to version 1.
+    shutil.copy(V2_STORE, tmp_path / "t.db")
     uri = f"sqlite:///{tmp_path}/t.db"
-    with TracingClient(uri) as client:
-        root = client.start_trace("kept", tags={"k": "v"})
-        trace = client.end_trace(root.trace_id, status="ERROR")
-        assert client.flush(5)
     with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:  # back to version 1
         conn.execute("DROP INDEX traces_status")
         conn.execute("CREATE INDEX traces_status ON traces (status, start_time_ms)")
         conn.execute("PRAGMA user_version = 1")
         conn.commit()
     store = open_store(uri, create=False)
-    assert store.search_traces("status = 'ERROR'") == [trace]
+    [failed] = store.search_traces("status = 'ERROR'")
+    assert failed.info.name == "v2-agent-2" and failed.info.tags == {"env": "prod"}
     store.shutdown()
     with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         columns = [row[2] for row in conn.execute("PRAGMA index_info(traces_status)")]
         assert columns == ["status", "start_time_ns"]
 
@@ -421,13 +429,14 @@ def _write_many(uri: str, worker: int, count: int) -> None:
         assert client.flush(30)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "jsonl", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "jsonl", "delta", "postgres"])
 def test_processes_writing_one_store(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
     uri = {
         "sqlite": f"sqlite:///{tmp_path}/shared.db",
         "jsonl": f"jsonl://{tmp_path}/shared.jsonl.zst",
+        "delta": f"delta://{tmp_path}/shared",
     }.get(kind) or request.getfixturevalue("postgres_uri")
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_write_many, args=(uri, w, 60)) for w in range(3)]

@@ -172,3 +172,28 @@ def test_the_set_of_live_unsampled_traces_is_bounded() -> None:
             assert isinstance(child, UnsampledSpan)
         with pytest.raises(TraceNotFoundError):
             client.start_span("c", trace_id=roots[0].trace_id, parent_id=roots[0].span_id)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_trace_annotations_on_an_unsampled_trace_are_quiet_no_ops(strict: bool) -> None:
+    with TracingClient("memory://", sample_ratio=0.0, strict=strict) as client:
+        root = client.start_trace("agent")
+        client.set_trace_tags(root.trace_id, {"env": "prod"})
+        client.delete_trace_tag(root.trace_id, "env")
+        client.set_trace_metadata(root.trace_id, {"k": "v"}, session_id="s-1", user_id="u-1")
+        with lowtrace.start_span("step", client=client):
+            lowtrace.update_current_trace(tags={"a": "b"})
+        root.end()
+        assert client.stats().violations == {}
+
+
+@pytest.mark.parametrize("bad_id", [["not", "an", "id"], {"a": 1}])
+def test_an_unhashable_trace_id_is_an_invalid_argument(bad_id: object) -> None:
+    with TracingClient("memory://") as client:
+        with pytest.raises(InvalidArgumentError):
+            client.set_trace_tags(bad_id, {"env": "prod"})  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            client.set_trace_metadata(bad_id, {"k": "v"})  # type: ignore[arg-type]
+    with TracingClient("memory://", strict=False) as client:
+        client.set_trace_tags(bad_id, {"env": "prod"})  # type: ignore[arg-type]
+        assert client.stats().violations == {"InvalidArgumentError": 1}

@@ -170,7 +170,8 @@ def inject(
     span's own) into headers.
 
     A handle that records nothing (tracing disabled: all-zero ids) writes nothing; an
-    invalid ``tracestate`` is left out rather than propagated.
+    invalid ``tracestate`` is left out rather than propagated. Headers already there under
+    these names, in any spelling, are replaced.
     """
     value = getattr(span, "traceparent", None)
     if not isinstance(value, str):
@@ -179,6 +180,11 @@ def inject(
         parse_traceparent_fields(value)
     except InvalidArgumentError:
         return
+    # Forwarded headers may hold the incoming pair in another spelling ("Traceparent"):
+    # two conflicting values would make the next hop drop the trace context.
+    stale = [k for k in headers if isinstance(k, str) and k.lower() in _NAMES]
+    for key in stale:
+        del headers[key]
     headers[TRACEPARENT_HEADER] = value
     if tracestate is None:
         tracestate = getattr(span, "tracestate", None)

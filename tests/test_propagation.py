@@ -162,3 +162,20 @@ def test_fluent_start_span_with_a_not_sampled_caller_records_nothing() -> None:
         assert client.flush(5)
         assert client.stats().unsampled_traces == 1
     assert recorder.traces == []
+
+
+def test_inject_into_forwarded_headers_replaces_the_incoming_ones() -> None:
+    # A service passing its request's headers on (Flask spells them "Traceparent").
+    incoming = {"Traceparent": INCOMING["traceparent"], "TraceState": "old=1", "X-Req": "7"}
+    with TracingClient("memory://") as client:
+        span = client.start_trace("proxy", **propagation.extract(incoming).start_args())  # type: ignore[union-attr]
+        outgoing = dict(incoming)
+        propagation.inject(span, outgoing)
+        span.end()
+    assert outgoing == {
+        "X-Req": "7",
+        "traceparent": span.traceparent,
+        "tracestate": "old=1",
+    }
+    remote = propagation.extract(outgoing)  # the next hop continues the trace
+    assert remote is not None and remote.span_id == span.span_id

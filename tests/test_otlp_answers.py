@@ -202,3 +202,17 @@ def test_retry_after_zero_or_past_does_not_hammer_an_overloaded_receiver(
     with pytest.raises(OTLPRetryableError):
         exporter.export(make_traces(1))
     assert len(receiver.received) <= 2  # resent after a second at most once, not in a loop
+
+
+@pytest.mark.parametrize("claimed", [1000, -5])
+def test_a_partial_success_count_out_of_range_is_bounded_by_the_request(
+    receiver: FakeReceiver, claimed: int
+) -> None:
+    answer = pb.ExportTraceServiceResponse()
+    answer.partial_success.rejected_spans = claimed  # more than sent, or negative
+    receiver.then(200, body=answer.SerializeToString())
+    exporter = OTLPExporter(receiver.url)
+    exporter.export(make_traces(1))  # three spans
+    stats = exporter.stats()
+    assert 0 <= stats.rejected_spans <= 3 and 0 <= stats.exported_spans <= 3
+    assert stats.rejected_spans + stats.exported_spans == 3

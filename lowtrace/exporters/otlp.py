@@ -322,6 +322,7 @@ class OTLPExporter:
     def _delivered(self, group: list[Trace], response: HttpResponse) -> None:
         spans = count_spans(group)
         rejected, message = rejected_spans(response.body, response.headers.get("content-type", ""))
+        rejected = min(max(rejected, 0), spans)  # a receiver's count, not trusted past the request
         self._count(exported_traces=len(group), exported_spans=spans - rejected)
         if rejected:
             self._count(rejected_spans=rejected)

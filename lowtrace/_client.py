@@ -275,6 +275,9 @@ class TracingClient(TraceEdits):
             return live.add_span(
                 self._ids.span_id(), parent_id, name, kind, start, blob, values, cut
             )
+        except NotSampled:  # the unsampled trace started after the first look (another thread)
+            child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)
+            return child if child is not None else NOOP_SPAN
         except SpanNotFoundError as exc:
             return self._violation(self._explain_missing(exc, trace_id, parent_id), NOOP_SPAN)  # type: ignore[no-any-return]
         except TypeError as exc:

@@ -98,3 +98,27 @@ def test_an_unsampled_trace_ending_while_the_oldest_is_evicted(capacity: int) ->
     assert root.trace_id in traces
     assert len(traces) <= capacity
     assert traces.started == capacity + 1
+
+
+class _StartedMeanwhile(UnsampledTraces):
+    """Live unsampled traces where another thread starts the named trace (a ``-00``
+    caller) just after ``start_span`` first looked: the first lookup misses."""
+
+    looked = False
+
+    def __contains__(self, trace_id: object) -> bool:
+        if not self.looked:
+            self.looked = True
+            return False
+        return super().__contains__(trace_id)
+
+
+def test_start_span_racing_the_start_of_the_unsampled_trace_it_names() -> None:
+    with TracingClient("memory://", sample_ratio=0.0) as client:
+        traces = _StartedMeanwhile(16)
+        root = traces.start("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None, "r", None)
+        client._unsampled = traces
+
+        child = client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id)
+
+        assert isinstance(child, UnsampledSpan) and child.trace_id == root.trace_id

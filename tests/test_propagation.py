@@ -179,3 +179,20 @@ def test_inject_into_forwarded_headers_replaces_the_incoming_ones() -> None:
     }
     remote = propagation.extract(outgoing)  # the next hop continues the trace
     assert remote is not None and remote.span_id == span.span_id
+
+
+@pytest.mark.parametrize("header", ["garbage-from-a-client", "", f"ff-{TRACE}-{PARENT}-01"])
+def test_fluent_start_span_with_an_invalid_traceparent_starts_a_new_trace(header: str) -> None:
+    # W3C: a caller context that does not parse restarts the trace; it must not turn
+    # tracing off for the request.
+    recorder = RecordingExporter()
+    with TracingClient("memory://", exporters=[recorder]) as client:
+        with lowtrace.start_span(
+            "handler", client=client, traceparent=header, tracestate="a=1"
+        ) as span:
+            assert span.is_recording
+            assert span.parent_id is None and span.trace_id != TRACE
+            assert span.tracestate is None  # it belonged to the context that was dropped
+        client.flush(10)
+        assert [t.info.name for t in recorder.traces] == ["handler"]
+        assert client.stats().violations == {}

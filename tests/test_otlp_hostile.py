@@ -5,6 +5,7 @@ anything but the exporter's own errors."""
 from __future__ import annotations
 
 import functools
+import json
 import socket
 import threading
 from typing import Any
@@ -196,3 +197,20 @@ def test_a_200_with_a_trickled_body_is_delivered_at_the_timeout() -> None:
     finally:
         exporter.shutdown()
         receiver.close()
+
+
+@ENCODINGS
+@RECEIVERS
+def test_model_parameters_past_64_bits_do_not_lose_the_batch(encoding: str, receiver: str) -> None:
+    attributes = {"model": "m", "max_tokens": 2**64, "invocation_params": {"seed": -(2**70)}}
+    traces = [
+        trace(1, "fine"),
+        trace(2, "chat", span_type=SpanType.CHAT_MODEL, attributes=attributes),
+    ]
+    spans = encode_all(traces, encoding, receiver)
+    chat = {
+        a["key"]: a["value"] for a in next(s for s in spans if s["name"] == "chat")["attributes"]
+    }
+    assert chat["max_tokens"] == {"stringValue": str(2**64)}
+    params = json.loads(chat["llm.invocation_parameters"]["stringValue"])
+    assert params == {"seed": -(2**70), "model": "m", "max_tokens": 2**64}

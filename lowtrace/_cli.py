@@ -23,7 +23,8 @@ from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._stores.jsonl import inference_row
 from lowtrace._stores.uri import open_store
 from lowtrace._textview import format_table, format_tree
-from lowtrace.errors import LowtraceError
+from lowtrace._model import Trace
+from lowtrace.errors import LowtraceError, StoreNotFoundError
 
 __all__ = ["main"]
 
@@ -57,11 +58,25 @@ def _cmd_list(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def _traces(count: int) -> str:
+    return f"{count:,} trace{'' if count == 1 else 's'}"
+
+
 def _cmd_show(args: argparse.Namespace, out: IO[str]) -> int:
-    trace = _store(args).get_trace(args.trace_id)
+    store = _store(args)
+    if args.trace_id is None:  # the newest trace
+        newest = store.search_traces(max_results=1)
+        if not newest:
+            raise _Failure(f"no traces in {args.uri or env_uri()} yet")
+        trace: Trace | None = newest[0]
+    else:
+        trace = store.get_trace(args.trace_id)
     if trace is None:
         raise _Failure(f"no trace {args.trace_id!r} in {args.uri or env_uri()}")
-    if args.json:
+    if args.html:
+        Path(args.html).write_text(trace.to_html(), encoding="utf-8")
+        print(f"wrote {args.html} (trace {trace.info.trace_id})", file=sys.stderr)
+    elif args.json:
         out.write(orjson.dumps(orjson.loads(trace.to_json()), option=orjson.OPT_INDENT_2).decode())
         out.write("\n")
     else:
@@ -122,7 +137,7 @@ def _cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
         if bar is not None:
             bar.close()
     if target is not None:
-        print(f"exported {count} trace(s) to {target}", file=sys.stderr)
+        print(f"exported {_traces(count)} to {target}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -137,7 +152,7 @@ def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
         else None
     )
     deleted = _store(args).delete_traces(args.trace_ids or None, older_than_ms=older)
-    out.write(f"deleted {deleted} trace(s)\n")
+    out.write(f"deleted {_traces(deleted)}\n")
     return EXIT_OK
 
 
@@ -194,7 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     listing(p)
     p.set_defaults(run=_cmd_list)
     p = sub.add_parser("show", parents=[common], help="show one trace as a tree")
-    p.add_argument("trace_id")
+    p.add_argument("trace_id", nargs="?", help="default: the newest trace")
+    p.add_argument("--html", metavar="FILE", help="write the trace as a self-contained page")
     p.add_argument("--io", action="store_true", help="also show each span's inputs and outputs")
     p.add_argument("--json", action="store_true", help="the full trace as JSON")
     p.set_defaults(run=_cmd_show)
@@ -251,6 +267,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Failure as exc:
         print(f"lowtrace: {exc}", file=sys.stderr)
         return exc.code
+    except StoreNotFoundError as exc:
+        print(f"lowtrace: {exc}", file=sys.stderr)
+        print(
+            "  Give the store with --uri (e.g. --uri sqlite:///path/to/traces.db) or "
+            "LOWTRACE_URI, or run this where your app records traces.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     except LowtraceError as exc:
         first, *_ = str(exc).splitlines() or [type(exc).__name__]
         detail = "\n".join(str(exc).splitlines()[1:])

@@ -76,7 +76,7 @@ def test_export_all_and_rows(store: str, tmp_path: Path) -> None:
     target = tmp_path / "golden.jsonl.zst"
     result = lowtrace("export", "--uri", store, "--filter", "tags.batch = '2'", "-o", str(target))
     assert result.returncode == 0, result.stderr
-    assert "exported 10 trace(s)" in result.stderr
+    assert "exported 10 traces" in result.stderr
     with zstandard.ZstdDecompressor().stream_reader(target.open("rb")) as reader:
         lines = reader.read().splitlines()
     assert len(lines) == 10
@@ -97,7 +97,7 @@ def test_delete_needs_yes_and_deletes(tmp_path: Path) -> None:
     refused = lowtrace("delete", ids[0], "--uri", uri)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     done = lowtrace("delete", ids[0], ids[1], "--uri", uri, "--yes")
-    assert done.returncode == 0 and "deleted 2 trace(s)" in done.stdout
+    assert done.returncode == 0 and "deleted 2 traces" in done.stdout
     assert len(lowtrace("list", "--uri", uri).stdout.strip().splitlines()) == 2
 
 

@@ -28,6 +28,7 @@ from lowtrace import (
 from lowtrace._query.evaluate import search_in_memory
 from lowtrace._stores.base import TraceStore
 from lowtrace._stores.jsonl import JsonlStore
+from lowtrace._stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from lowtrace._stores.uri import open_store
 from tests.strategies import filters, orders, traces
 
@@ -366,7 +367,8 @@ def test_sqlite_file_survives_a_fresh_store_object(tmp_path: Path) -> None:
         assert client.flush(5)
     reopened = open_store(uri, create=False)
     assert reopened.get_trace(root.trace_id) == trace
-    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 2
+    version = sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0]
+    assert version == SQLITE_SCHEMA_VERSION
 
 
 def test_sqlite_file_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -378,15 +380,20 @@ def test_sqlite_file_of_an_older_version_is_upgraded_in_place(tmp_path: Path) ->
     with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:  # back to version 1
         conn.execute("DROP INDEX traces_status")
         conn.execute("CREATE INDEX traces_status ON traces (status, start_time_ms)")
+        for column in ("duration_ms", "model", "input_tokens", "output_tokens"):
+            conn.execute(f"ALTER TABLE spans DROP COLUMN {column}")
         conn.execute("PRAGMA user_version = 1")
         conn.commit()
     store = open_store(uri, create=False)
     assert store.search_traces("status = 'ERROR'") == [trace]
+    assert store.overview().slowest[0].name == "kept"  # span durations filled in on upgrade
     store.shutdown()
     with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SQLITE_SCHEMA_VERSION
         columns = [row[2] for row in conn.execute("PRAGMA index_info(traces_status)")]
         assert columns == ["status", "start_time_ns"]
+        (duration,) = conn.execute("SELECT duration_ms FROM spans").fetchone()
+        assert duration == trace.info.duration_ms
 
 
 def test_jsonl_table_is_append_only(tmp_path: Path) -> None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from lowtrace._model import Trace
+
+if TYPE_CHECKING:
+    from lowtrace._stores.overview import Overview
 
 __all__ = ["ScanningStore", "TraceList", "TraceStore", "iter_traces"]
 
@@ -75,6 +79,26 @@ class TraceStore(abc.ABC):
         older_than_ms: int | None = None,
     ) -> int:
         """Delete by ids and/or start time before ``older_than_ms``; returns how many went."""
+
+    def overview(
+        self,
+        filter: str | None = None,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        buckets: int = 30,
+        top: int = 8,
+    ) -> Overview:
+        """Dashboard numbers for traces started in ``[start_ms, end_ms)`` that match ``filter``.
+
+        An open end of the range is the first or last matching trace. This default reads
+        every matching trace; SQL stores answer with aggregates instead.
+        """
+        from lowtrace._stores.overview import scan_overview
+
+        return scan_overview(
+            lambda full: iter_traces(self, full), filter, start_ms, end_ms, buckets, top
+        )
 
     def shutdown(self) -> None:
         """Release connections and files. Called once by the client's ``close()``."""

@@ -20,7 +20,8 @@ from lowtrace._model import Trace, merge_traces
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
-from lowtrace._stores.sqlite import summary_row
+from lowtrace._stores.overview import Overview, sql_overview
+from lowtrace._stores.sqlite import span_rows, summary_row
 from lowtrace._stores.uri import redact
 from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
 
@@ -81,8 +82,37 @@ def _migrate_to_1(cur: psycopg.Cursor[Any]) -> None:
         cur.execute(statement)
 
 
+def _migrate_to_2(cur: psycopg.Cursor[Any]) -> None:
+    # What the dashboard sums per span (duration, model, counted token usage), filled in
+    # for the traces already stored.
+    cur.execute(
+        "ALTER TABLE spans ADD COLUMN duration_ms DOUBLE PRECISION, "
+        'ADD COLUMN model TEXT COLLATE "C", ADD COLUMN input_tokens BIGINT, '
+        "ADD COLUMN output_tokens BIGINT"
+    )
+    last = ""
+    while True:
+        cur.execute(
+            "SELECT trace_id, data FROM traces WHERE trace_id > %s ORDER BY trace_id LIMIT 500",
+            (last,),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        cur.executemany(
+            "UPDATE spans SET duration_ms = %s, model = %s, input_tokens = %s, "
+            "output_tokens = %s WHERE trace_id = %s AND span_id = %s",
+            [
+                (*row[5:], tid, row[1])
+                for tid, data in rows
+                for row in span_rows(tid, Trace.from_bytes(bytes(data)))
+            ],
+        )
+
+
 #: ``_MIGRATIONS[i]`` upgrades a database from schema version i to i + 1.
-_MIGRATIONS: Final[list[Callable[[psycopg.Cursor[Any]], None]]] = [_migrate_to_1]
+_MIGRATIONS: Final[list[Callable[[psycopg.Cursor[Any]], None]]] = [_migrate_to_1, _migrate_to_2]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 
@@ -176,13 +206,12 @@ class PostgresStore(TraceStore):
                 [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
             )
             cur.executemany(
-                "INSERT INTO spans (trace_id, span_id, name, type, status) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [
-                    (tid, s.span_id, s.name, str(s.span_type), str(s.status))
-                    for tid, t in fresh.items()
-                    for s in t.spans
-                ],
+                "INSERT INTO spans (trace_id, span_id, name, type, status, duration_ms, model, "
+                "input_tokens, output_tokens) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                "ON CONFLICT (trace_id, span_id) DO UPDATE SET "
+                "duration_ms = EXCLUDED.duration_ms, model = EXCLUDED.model, "
+                "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens",
+                [row for tid, t in fresh.items() for row in span_rows(tid, t)],
             )
 
     def delete_traces(
@@ -224,6 +253,17 @@ class PostgresStore(TraceStore):
         with self._conn.cursor() as cur:
             cur.execute(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
             return int(cur.fetchone()[0])  # type: ignore[index]
+
+    def overview(
+        self,
+        filter: str | None = None,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        buckets: int = 30,
+        top: int = 8,
+    ) -> Overview:
+        return sql_overview(POSTGRES, self._fetch, filter, start_ms, end_ms, buckets, top)
 
     def shutdown(self) -> None:
         """Close every connection; the store reconnects if it is used again."""

@@ -22,14 +22,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from lowtrace._model import Trace, merge_traces
+from lowtrace._model import Trace, counted_usage_spans, merge_traces
 from lowtrace._query.evaluate import like_match
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.overview import Overview, sql_overview
 from lowtrace.errors import StoreError, StoreNotFoundError
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore", "summary_row"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "span_rows", "summary_row"]
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -80,8 +81,37 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX traces_status ON traces (status, start_time_ns)")
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    # What the dashboard sums per span (duration, model, counted token usage), filled in
+    # for the traces already stored.
+    for column in ("duration_ms REAL", "model TEXT", "input_tokens INTEGER", "output_tokens INTEGER"):
+        conn.execute(f"ALTER TABLE spans ADD COLUMN {column}")
+    last = -1
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, trace_id, data FROM traces WHERE rowid > ? ORDER BY rowid LIMIT 500",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        conn.executemany(
+            "UPDATE spans SET duration_ms = ?, model = ?, input_tokens = ?, output_tokens = ? "
+            "WHERE trace_id = ? AND span_id = ?",
+            [
+                (*row[5:], tid, row[1])
+                for _, tid, data in rows
+                for row in span_rows(tid, Trace.from_bytes(data))
+            ],
+        )
+
+
 #: ``_MIGRATIONS[i]`` upgrades a file from schema version i to i + 1.
-_MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [_migrate_to_1, _migrate_to_2]
+_MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [
+    _migrate_to_1,
+    _migrate_to_2,
+    _migrate_to_3,
+]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20
 
@@ -115,6 +145,30 @@ def summary_row(trace: Trace) -> tuple[Any, ...]:
     )
 
 
+def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
+    """The ``spans`` rows of a trace (shared with PostgreSQL): what filters and the dashboard
+    read. Token usage only on the spans it counts for, so sums match the traces' totals."""
+    counted = {s.span_id for s in counted_usage_spans(trace.spans)}
+    rows = []
+    for s in trace.spans:
+        usage = s.token_usage if s.span_id in counted else None
+        model = s.attributes.get("model")
+        rows.append(
+            (
+                trace_id,
+                s.span_id,
+                s.name,
+                str(s.span_type),
+                str(s.status),
+                (s.end_time_ns - s.start_time_ns) / 1e6,
+                model if isinstance(model, str) else None,
+                usage.input_tokens if usage else None,
+                usage.output_tokens if usage else None,
+            )
+        )
+    return rows
+
+
 class SQLiteStore(TraceStore):
     """Traces in one SQLite file; every method may be called from any thread or process."""
 
@@ -123,7 +177,7 @@ class SQLiteStore(TraceStore):
         self.uri = f"sqlite:///{self.path}"
         if not self.path.exists():
             if not create:
-                raise StoreNotFoundError(f"no lowtrace store at {self.path}")
+                raise StoreNotFoundError(f"no lowtrace store at {self.path.resolve()}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all
@@ -234,13 +288,9 @@ class SQLiteStore(TraceStore):
                 [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
             )
             conn.executemany(
-                "INSERT OR IGNORE INTO spans (trace_id, span_id, name, type, status) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (tid, s.span_id, s.name, str(s.span_type), str(s.status))
-                    for tid, t in fresh.items()
-                    for s in t.spans
-                ],
+                "INSERT OR REPLACE INTO spans (trace_id, span_id, name, type, status, "
+                "duration_ms, model, input_tokens, output_tokens) VALUES (?,?,?,?,?,?,?,?,?)",
+                [row for tid, t in fresh.items() for row in span_rows(tid, t)],
             )
 
     def delete_traces(
@@ -286,6 +336,25 @@ class SQLiteStore(TraceStore):
             f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params
         ).fetchone()
         return int(row[0])
+
+    def overview(
+        self,
+        filter: str | None = None,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        buckets: int = 30,
+        top: int = 8,
+    ) -> Overview:
+        return sql_overview(
+            SQLITE,
+            lambda sql, params: self._conn.execute(sql, params).fetchall(),
+            filter,
+            start_ms,
+            end_ms,
+            buckets,
+            top,
+        )
 
     def shutdown(self) -> None:
         """Close every connection; the store reconnects if it is used again."""

@@ -15,6 +15,7 @@ from typing import Final
 from urllib.parse import quote, urlencode
 
 import attrs
+import orjson
 
 from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.filter import string_literal
@@ -30,7 +31,10 @@ __all__ = [
     "compare_page",
     "confirm_delete_page",
     "error_page",
+    "layout",
     "list_page",
+    "plural",
+    "preview",
     "tag_filter",
     "trace_nav",
 ]
@@ -46,6 +50,8 @@ _COLUMNS: Final = (
     ("Tokens", "total_tokens", True),
 )
 _MAX_TAGS: Final = 6
+#: Characters of a root input or output shown in the list.
+_PREVIEW_CHARS: Final = 90
 #: Page tokens kept for "Previous" (about 120 bytes each): URLs stay well under server limits.
 MAX_TRAIL: Final = 20
 
@@ -102,18 +108,46 @@ class ListQuery:
         return "/?" + urlencode(params) if params else "/"
 
 
-def _layout(site: Site, title: str, body: str) -> str:
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """``1 span``, ``2 spans``, ``1,000 traces``."""
+    return f"{count:,} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
+def preview(raw: bytes, limit: int = _PREVIEW_CHARS) -> str:
+    """A recorded JSON value as one short line: a lone string field shows as its text."""
+    if raw in (b"", b"null"):
+        return ""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = raw.decode("utf-8", "replace")
+    if isinstance(value, dict) and len(value) == 1:
+        (only,) = value.values()
+        value = only if isinstance(only, str) else value
+    text = value if isinstance(value, str) else orjson.dumps(value).decode("utf-8", "replace")
+    text = " ".join(text[: limit * 4].split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def layout(site: Site, title: str, body: str) -> str:
+    """A complete page: the top bar (brand, page links, store, mode) around ``body``."""
     mode = '<span class="ui-mode">read-only</span>' if site.read_only else ""
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)} · lowtrace</title>"
+        '<link rel="icon" href="/favicon.ico">'
         '<link rel="stylesheet" href="/static/ui/ui.css">'
         '<script src="/static/ui/ui.js" defer></script></head><body>'
         '<header class="ui-top"><a class="ui-brand" href="/">lowtrace</a>'
+        '<nav class="ui-nav" aria-label="Pages"><a href="/">Traces</a>'
+        '<a href="/dashboard">Dashboard</a></nav>'
         f'<span class="ui-store" title="store">{e(redact(site.uri))}</span>{mode}</header>'
         f"<main>{body}</main></body></html>"
     )
+
+
+_FAILED_ROW: Final = ' class="ui-has-failed"'
 
 
 def _trace_href(trace_id: str) -> str:
@@ -226,7 +260,11 @@ def list_page(
     if error is not None:
         parts.append(f'<pre class="ui-error" role="alert">{e(error)}</pre>')
     else:
-        matched = "" if total is None else f"{total:,} trace{'' if total == 1 else 's'} match"
+        matched = (
+            ""
+            if total is None
+            else plural(total, "trace") + (" matches" if total == 1 else " match")
+        )
         export_params = urlencode(
             [("q", query.q)] * bool(query.q) + [("order", query.order)] * bool(query.order)
         )
@@ -250,33 +288,57 @@ def list_page(
         )
         parts.append(_list_table(query, traces))
         parts.append(_pager(query, next_token))
-    return _layout(site, "Traces", "".join(parts))
+    return layout(site, "Traces", "".join(parts))
+
+
+def _failed_spans(trace: Trace) -> int:
+    return sum(1 for span in trace.spans if span.status == "ERROR")
+
+
+def _list_row(query: ListQuery, trace: Trace) -> str:
+    info = trace.info
+    usage = info.token_usage
+    root = trace.root
+    request = preview(root.inputs_json) if root else ""
+    response = preview(root.outputs_json) if root else ""
+    failed = _failed_spans(trace)
+    mark = (
+        f'<span class="ui-failed" title="Spans that ended in ERROR">'
+        f"⚠ {plural(failed, 'span')} failed</span>"
+        if failed
+        else ""
+    )
+    return (
+        f"<tr{_FAILED_ROW if failed else ''}><td class=\"ui-check\">"
+        '<input type="checkbox" name="id" form="ui-selection" '
+        f'value="{e(info.trace_id)}" aria-label="Select {e(info.name)}"></td>'
+        f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{e(info.name)}</a>'
+        f'<code class="ui-id" title="trace id">{e(info.trace_id)}</code></td>'
+        f"<td>{_status(str(info.status))}{mark}</td>"
+        f'<td class="ui-preview" title="{e(request)}">{e(request)}</td>'
+        f'<td class="ui-preview" title="{e(response)}">{e(response)}</td>'
+        f"<td>{_when(info.start_time_ns)}</td>"
+        f'<td class="ui-num">{_duration(info.duration_ms)}</td>'
+        f'<td class="ui-num">{info.span_count}</td>'
+        f'<td class="ui-num">{usage.total_tokens if usage else ""}</td>'
+        f'<td class="ui-tags">{_tags(info, query)}</td></tr>'
+    )
 
 
 def _list_table(query: ListQuery, traces: Sequence[Trace]) -> str:
+    headers = [_sort_header(query, *column) for column in _COLUMNS]
     head = (
         '<table class="ui-traces"><thead><tr><th class="ui-check">'
         '<input type="checkbox" class="ui-all" aria-label="Select all" form="ui-selection">'
         "</th>"
-        + "".join(_sort_header(query, *column) for column in _COLUMNS)
+        + "".join(headers[:2])
+        + "<th>Request</th><th>Response</th>"
+        + "".join(headers[2:])
         + "<th>Tags</th></tr></thead><tbody>"
     )
-    rows = []
-    for trace in traces:
-        info = trace.info
-        usage = info.token_usage
-        rows.append(
-            '<tr><td class="ui-check"><input type="checkbox" name="id" form="ui-selection" '
-            f'value="{e(info.trace_id)}" aria-label="Select {e(info.name)}"></td>'
-            f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{e(info.name)}</a>'
-            f"</td><td>{_status(str(info.status))}</td><td>{_when(info.start_time_ns)}</td>"
-            f'<td class="ui-num">{_duration(info.duration_ms)}</td>'
-            f'<td class="ui-num">{info.span_count}</td>'
-            f'<td class="ui-num">{usage.total_tokens if usage else ""}</td>'
-            f'<td class="ui-tags">{_tags(info, query)}</td></tr>'
-        )
+    rows = [_list_row(query, trace) for trace in traces]
     if not rows:
-        rows.append('<tr><td colspan="8" class="ui-empty">No traces match.</td></tr>')
+        rows.append('<tr><td colspan="10" class="ui-empty">No traces match.</td></tr>')
     return head + "".join(rows) + "</tbody></table>"
 
 
@@ -357,7 +419,7 @@ def compare_page(site: Site, a: Trace, b: Trace, rows: Sequence[Row]) -> str:
         + "".join(body)
         + "</tbody></table>"
     )
-    return _layout(
+    return layout(
         site,
         "Compare traces",
         f"<h1>Compare traces</h1>{summary}<h2>Per span name</h2>{table}",
@@ -403,12 +465,12 @@ def confirm_delete_page(site: Site, found: Sequence[TraceInfo], missing: Sequenc
         f'{gone}<table class="ui-traces"><thead><tr><th>Name</th><th>Trace id</th>'
         f"<th>Started (UTC)</th></tr></thead><tbody>{rows}</tbody></table>{form}"
     )
-    return _layout(site, "Delete traces", body)
+    return layout(site, "Delete traces", body)
 
 
 def error_page(site: Site, title: str, message: str) -> str:
     """A page that says what went wrong and links back to the list."""
-    return _layout(
+    return layout(
         site,
         title,
         f'<h1>{e(title)}</h1><pre class="ui-error" role="alert">{e(message)}</pre>'

@@ -134,7 +134,7 @@ def trace_document(
     cost = estimate_cost(trace, table) if table else None
     meta = [
         f"{info.duration_ms:,.1f} ms",
-        f"{info.span_count} spans",
+        f"{info.span_count} span{'' if info.span_count == 1 else 's'}",
         f"{usage.total_tokens} tokens" if usage else "",
         f"cost {cost.total:.6f}" if cost is not None and cost.by_model else "",
         " ".join(f"{k}={v}" for k, v in sorted(info.tags.items())),

@@ -211,6 +211,6 @@ def test_delete_asks_then_deletes(ui: Watched, seeded: Seeded) -> None:
     ui.shot("delete-confirm")
     ui.page.click("button:has-text('Delete 1 trace')")
     ui.settle()
-    assert ui.page.locator(".ui-notice").inner_text() == "Deleted 1 trace(s)."
+    assert ui.page.locator(".ui-notice").inner_text() == "Deleted 1 trace."
     assert ui.page.locator(".ui-count").inner_text() == "12 traces match"
     assert victim not in rows(ui)

@@ -1,0 +1,300 @@
+"""Dashboard numbers over a time range, computed by the store instead of loading every trace.
+
+An ``Overview`` splits the range into equal buckets by trace start time and gives, per
+bucket, how many traces started and failed, latency p50/p95 (nearest rank) and token usage,
+plus token usage per model (priced by the UI, which holds the price table) and the span
+names that took the most time and failed most often. SQL stores answer with aggregates
+(``sql_overview``); any other store scans its traces (``scan_overview``), the reference the
+SQL must agree with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from lowtrace._model import Trace, counted_usage_spans
+from lowtrace._query.filter import parse_filter
+from lowtrace._query.sql import Dialect, Query
+
+__all__ = [
+    "Bucket",
+    "ModelTokens",
+    "Overview",
+    "SpanNameStats",
+    "plan_buckets",
+    "scan_overview",
+    "sql_overview",
+]
+
+#: The most buckets one overview may have (the charts stay readable, the answer small).
+MAX_BUCKETS: Final = 200
+
+
+@attrs.frozen
+class Bucket:
+    """Traces that started in ``[start_ms, start_ms + bucket_ms)``."""
+
+    start_ms: int
+    traces: int = 0
+    errors: int = 0  # traces whose status is ERROR
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@attrs.frozen
+class ModelTokens:
+    """Token usage of one model in one bucket (``model`` None: spans without a model)."""
+
+    bucket: int
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+
+
+@attrs.frozen
+class SpanNameStats:
+    """Every span of one name in the range: how many, their summed duration, how many failed."""
+
+    name: str
+    count: int
+    total_ms: float
+    errors: int
+
+
+@attrs.frozen
+class Overview:
+    """The dashboard's numbers; ``buckets`` covers the whole range, empty buckets included."""
+
+    start_ms: int
+    end_ms: int
+    bucket_ms: int
+    buckets: tuple[Bucket, ...]
+    models: tuple[ModelTokens, ...]
+    slowest: tuple[SpanNameStats, ...]  # most total time first
+    failing: tuple[SpanNameStats, ...]  # most errors first; names that never failed are left out
+
+    @property
+    def traces(self) -> int:
+        return sum(b.traces for b in self.buckets)
+
+    @property
+    def errors(self) -> int:
+        return sum(b.errors for b in self.buckets)
+
+
+def plan_buckets(start_ms: int, end_ms: int, buckets: int) -> tuple[int, int]:
+    """``(bucket_ms, count)``: at most ``buckets`` equal buckets covering ``[start, end)``."""
+    buckets = max(1, min(int(buckets), MAX_BUCKETS))
+    span = max(end_ms - start_ms, 1)
+    bucket_ms = max(1, -(-span // buckets))
+    return bucket_ms, -(-span // bucket_ms)
+
+
+def _rank(count: int, percent: int) -> int:
+    """The 1-based nearest rank of a percentile: ceil(percent / 100 * count)."""
+    return (percent * count + 99) // 100
+
+
+def _finish(
+    start_ms: int,
+    end_ms: int,
+    bucket_ms: int,
+    count: int,
+    found: dict[int, Bucket],
+    models: Iterable[ModelTokens],
+    slowest: Sequence[SpanNameStats],
+    failing: Sequence[SpanNameStats],
+) -> Overview:
+    buckets = tuple(
+        found.get(i, Bucket(start_ms + i * bucket_ms)) for i in range(count)
+    )
+    return Overview(
+        start_ms,
+        end_ms,
+        bucket_ms,
+        buckets,
+        tuple(sorted(models, key=lambda m: (m.bucket, m.model or ""))),
+        tuple(slowest),
+        tuple(failing),
+    )
+
+
+def _empty(start_ms: int | None, end_ms: int | None) -> Overview:
+    now = int(time.time() * 1000)
+    start = now if start_ms is None else start_ms
+    end = max(start, now if end_ms is None else end_ms)
+    return Overview(start, end, max(end - start, 1), (), (), (), ())
+
+
+def _ranked(stats: Iterable[SpanNameStats], top: int) -> tuple[list[SpanNameStats], ...]:
+    items = list(stats)
+    slowest = sorted(items, key=lambda s: (-s.total_ms, s.name))[:top]
+    failing = sorted((s for s in items if s.errors), key=lambda s: (-s.errors, s.name))[:top]
+    return slowest, failing
+
+
+def scan_overview(
+    traces: Callable[[str | None], Iterable[Trace]],
+    filter: str | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    buckets: int,
+    top: int,
+) -> Overview:
+    """The overview by reading every matching trace: ``traces(filter)`` yields them."""
+    parse_filter(filter)  # a bad filter fails before any trace is read
+    bounds = [f"start_time_ms >= {int(start_ms)}"] * (start_ms is not None)
+    bounds += [f"start_time_ms < {int(end_ms)}"] * (end_ms is not None)
+    full = " AND ".join([f"({filter})"] * bool(filter and filter.strip()) + bounds) or None
+    rows = [
+        (
+            t.info.start_time_ns // 1_000_000,
+            t.info.duration_ms,
+            str(t.info.status),
+            t.info.token_usage,
+            t.spans,
+        )
+        for t in traces(full)
+    ]
+    if not rows:
+        return _empty(start_ms, end_ms)
+    start = min(r[0] for r in rows) if start_ms is None else start_ms
+    end = max(r[0] for r in rows) + 1 if end_ms is None else end_ms
+    bucket_ms, count = plan_buckets(start, end, buckets)
+    grouped: dict[int, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault((row[0] - start) // bucket_ms, []).append(row)
+    found: dict[int, Bucket] = {}
+    models: dict[tuple[int, str | None], tuple[int, int]] = {}
+    names: dict[str, tuple[int, float, int]] = {}
+    for index, group in grouped.items():
+        durations = sorted(r[1] for r in group)
+        n = len(durations)
+        found[index] = Bucket(
+            start + index * bucket_ms,
+            n,
+            sum(r[2] == "ERROR" for r in group),
+            durations[_rank(n, 50) - 1],
+            durations[_rank(n, 95) - 1],
+            sum(r[3].input_tokens for r in group if r[3]),
+            sum(r[3].output_tokens for r in group if r[3]),
+        )
+        for *_, spans in group:
+            for span in counted_usage_spans(spans):
+                usage = span.token_usage
+                assert usage is not None
+                model = span.attributes.get("model")
+                key = (index, model if isinstance(model, str) else None)
+                before = models.get(key, (0, 0))
+                models[key] = (before[0] + usage.input_tokens, before[1] + usage.output_tokens)
+            for span in spans:
+                c, ms, err = names.get(span.name, (0, 0.0, 0))
+                names[span.name] = (
+                    c + 1,
+                    ms + (span.end_time_ns - span.start_time_ns) / 1e6,
+                    err + (str(span.status) == "ERROR"),
+                )
+    slowest, failing = _ranked((SpanNameStats(k, *v) for k, v in names.items()), top)
+    return _finish(
+        start,
+        end,
+        bucket_ms,
+        count,
+        found,
+        (ModelTokens(b, m, i, o) for (b, m), (i, o) in models.items()),
+        slowest,
+        failing,
+    )
+
+
+Fetch = Callable[[str, list[Any]], Sequence[Sequence[Any]]]
+
+
+def sql_overview(
+    dialect: Dialect,
+    fetch: Fetch,
+    filter: str | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    buckets: int,
+    top: int,
+) -> Overview:
+    """The overview with SQL aggregates over ``traces t`` and ``spans x`` (SQLite, PostgreSQL).
+
+    Four queries: the extent (only when the range is open), the per-bucket counts and
+    percentiles (window functions), tokens per bucket and model, and the span name ranking.
+    """
+    expr = parse_filter(filter)
+    if start_ms is None or end_ms is None:
+        query = Query(dialect)
+        where = query.where(expr)
+        low, high = fetch(
+            f"SELECT MIN(t.start_time_ms), MAX(t.start_time_ms) FROM traces t WHERE {where}",
+            query.params,
+        )[0]
+        if low is None:
+            return _empty(start_ms, end_ms)
+        start_ms = int(low) if start_ms is None else start_ms
+        end_ms = int(high) + 1 if end_ms is None else end_ms
+    bucket_ms, count = plan_buckets(start_ms, end_ms, buckets)
+
+    def scope(query: Query, spans: bool) -> str:
+        """``FROM ... WHERE`` of the traces (and their spans) in range and filter."""
+        join = " JOIN spans x ON x.trace_id = t.trace_id" if spans else ""
+        low, high = query.bind(start_ms), query.bind(end_ms)
+        return (
+            f"FROM traces t{join} WHERE t.start_time_ms >= {low} AND t.start_time_ms < {high} "
+            f"AND {query.where(expr)}"
+        )
+
+    query = Query(dialect)
+    index = f"(t.start_time_ms - {query.bind(start_ms)}) / {query.bind(bucket_ms)}"
+    inner = (
+        f"SELECT {index} AS b, t.duration_ms AS d, t.status AS st, t.input_tokens AS it, "
+        f"t.output_tokens AS ot {scope(query, False)}"
+    )
+    rows = fetch(
+        "SELECT b, COUNT(*), SUM(CASE WHEN st = 'ERROR' THEN 1 ELSE 0 END), "
+        "MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN d END), "
+        "MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN d END), SUM(it), SUM(ot) FROM ("
+        "SELECT b, d, st, it, ot, ROW_NUMBER() OVER (PARTITION BY b ORDER BY d) AS rn, "
+        f"COUNT(*) OVER (PARTITION BY b) AS n FROM ({inner}) f) r GROUP BY b",
+        query.params,
+    )
+    found = {
+        int(b): Bucket(
+            start_ms + int(b) * bucket_ms, int(n), int(err), p50, p95, int(i or 0), int(o or 0)
+        )
+        for b, n, err, p50, p95, i, o in rows
+    }
+    query = Query(dialect)
+    index = f"(t.start_time_ms - {query.bind(start_ms)}) / {query.bind(bucket_ms)}"
+    models = [
+        ModelTokens(int(b), model, int(i or 0), int(o or 0))
+        for b, model, i, o in fetch(
+            f"SELECT {index} AS b, x.model, SUM(x.input_tokens), SUM(x.output_tokens) "
+            f"{scope(query, True)} AND x.input_tokens IS NOT NULL GROUP BY b, x.model",
+            query.params,
+        )
+    ]
+    query = Query(dialect)
+    top = int(top)
+    named = fetch(
+        "WITH g AS (SELECT x.name AS name, COUNT(*) AS n, SUM(x.duration_ms) AS ms, "
+        f"SUM(CASE WHEN x.status = 'ERROR' THEN 1 ELSE 0 END) AS err {scope(query, True)} "
+        f"GROUP BY x.name) SELECT * FROM (SELECT 0, name, n, ms, err FROM g "
+        f"ORDER BY ms DESC, name LIMIT {top}) a UNION ALL SELECT * FROM (SELECT 1, name, n, "
+        f"ms, err FROM g WHERE err > 0 ORDER BY err DESC, name LIMIT {top}) b",
+        query.params,
+    )
+    ranked: tuple[list[SpanNameStats], list[SpanNameStats]] = ([], [])
+    for which, name, n, ms, err in named:
+        ranked[int(which)].append(SpanNameStats(name, int(n), float(ms or 0.0), int(err)))
+    slowest, failing = ranked
+    return _finish(start_ms, end_ms, bucket_ms, count, found, models, slowest, failing)

@@ -106,6 +106,7 @@ def _check_value(field: Field, value: Value, text: str, position: int) -> None:
                 position,
             )
 
+
 Value = str | int | float
 
 

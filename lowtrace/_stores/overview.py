@@ -10,7 +10,6 @@ SQL must agree with.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
@@ -111,9 +110,7 @@ def _finish(
     slowest: Sequence[SpanNameStats],
     failing: Sequence[SpanNameStats],
 ) -> Overview:
-    buckets = tuple(
-        found.get(i, Bucket(start_ms + i * bucket_ms)) for i in range(count)
-    )
+    buckets = tuple(found.get(i, Bucket(start_ms + i * bucket_ms)) for i in range(count))
     return Overview(
         start_ms,
         end_ms,
@@ -126,9 +123,9 @@ def _finish(
 
 
 def _empty(start_ms: int | None, end_ms: int | None) -> Overview:
-    now = int(time.time() * 1000)
-    start = now if start_ms is None else start_ms
-    end = max(start, now if end_ms is None else end_ms)
+    """No trace matched: no buckets (an open range has no extent)."""
+    start = start_ms if start_ms is not None else end_ms if end_ms is not None else 0
+    end = max(start, end_ms if end_ms is not None else start)
     return Overview(start, end, max(end - start, 1), (), (), (), ())
 
 
@@ -149,8 +146,8 @@ def scan_overview(
 ) -> Overview:
     """The overview by reading every matching trace: ``traces(filter)`` yields them."""
     parse_filter(filter)  # a bad filter fails before any trace is read
-    bounds = [f"start_time_ms >= {int(start_ms)}"] * (start_ms is not None)
-    bounds += [f"start_time_ms < {int(end_ms)}"] * (end_ms is not None)
+    bounds = [] if start_ms is None else [f"start_time_ms >= {int(start_ms)}"]
+    bounds += [] if end_ms is None else [f"start_time_ms < {int(end_ms)}"]
     full = " AND ".join([f"({filter})"] * bool(filter and filter.strip()) + bounds) or None
     rows = [
         (

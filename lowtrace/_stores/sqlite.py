@@ -84,7 +84,12 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
 def _migrate_to_3(conn: sqlite3.Connection) -> None:
     # What the dashboard sums per span (duration, model, counted token usage), filled in
     # for the traces already stored.
-    for column in ("duration_ms REAL", "model TEXT", "input_tokens INTEGER", "output_tokens INTEGER"):
+    for column in (
+        "duration_ms REAL",
+        "model TEXT",
+        "input_tokens INTEGER",
+        "output_tokens INTEGER",
+    ):
         conn.execute(f"ALTER TABLE spans ADD COLUMN {column}")
     last = -1
     while True:

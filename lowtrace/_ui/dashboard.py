@@ -99,9 +99,7 @@ def _span_link(query: DashboardQuery, name: str, *, errors: bool) -> str:
 def _ranking(query: DashboardQuery, title: str, rows: list[tuple[str, str, float, str]]) -> str:
     """A ranked list of span names, each linking to the matching traces."""
     bars = hbars(title, [(name, value, text) for name, _, value, text in rows], "ch-bar")
-    links = "".join(
-        f'<li><a href="{e(href)}">{e(name)}</a></li>' for name, href, _, _ in rows
-    )
+    links = "".join(f'<li><a href="{e(href)}">{e(name)}</a></li>' for name, href, _, _ in rows)
     nav = f'<ul class="db-links" aria-label="{e(title)}: open traces">{links}</ul>' if rows else ""
     return f'<section class="db-panel"><h2>{e(title)}</h2>{bars}{nav}</section>'
 
@@ -115,7 +113,7 @@ def _controls(query: DashboardQuery) -> str:
         '<form class="ui-filter" method="get" action="/dashboard" role="search">'
         f'<label>Range <select name="range">{options}</select></label>'
         f'<input class="ui-q" type="search" name="q" value="{e(query.q)}" '
-        "placeholder=\"Optional filter, e.g. tags.env = 'prod'\" aria-label=\"Filter traces\" "
+        'placeholder="Optional filter, e.g. tags.env = \'prod\'" aria-label="Filter traces" '
         'autocomplete="off" spellcheck="false"><button type="submit">Apply</button></form>'
     )
 
@@ -131,7 +129,9 @@ def dashboard_page(
     """The whole dashboard, or the controls and ``error`` when the filter was refused."""
     head = "<h1>Dashboard</h1>" + _controls(query)
     if error is not None or overview is None:
-        return layout(site, "Dashboard", head + f'<pre class="ui-error" role="alert">{e(error)}</pre>')
+        return layout(
+            site, "Dashboard", head + f'<pre class="ui-error" role="alert">{e(error)}</pre>'
+        )
     length = overview.end_ms - overview.start_ms
     labels = [_x_label(b.start_ms, overview.bucket_ms, length) for b in overview.buckets]
     buckets = overview.buckets
@@ -145,7 +145,9 @@ def dashboard_page(
         + _card("Errors", f"{errors:,}", rate)
         + _card("Tokens", f"{tokens_in + tokens_out:,}", f"{tokens_in:,} in · {tokens_out:,} out")
         + (
-            _card("Cost", _fmt_cost(sum(costs)), f"{unpriced:,} tokens unpriced" if unpriced else "")
+            _card(
+                "Cost", _fmt_cost(sum(costs)), f"{unpriced:,} tokens unpriced" if unpriced else ""
+            )
             if prices
             else _card("Cost", "–", "start the UI with --prices to price tokens")
         )
@@ -157,7 +159,10 @@ def dashboard_page(
             bar_chart(
                 "Traces and errors per interval",
                 labels,
-                [Series("OK", "ch-ok", ok), Series("Error", "ch-err", tuple(float(b.errors) for b in buckets))],
+                [
+                    Series("OK", "ch-ok", ok),
+                    Series("Error", "ch-err", tuple(float(b.errors) for b in buckets)),
+                ],
             ),
         ),
         (
@@ -188,18 +193,33 @@ def dashboard_page(
         charts.append(
             (
                 "Cost",
-                bar_chart("Cost per interval", labels, [Series("cost", "ch-cost", tuple(costs))], _fmt_cost),
+                bar_chart(
+                    "Cost per interval",
+                    labels,
+                    [Series("cost", "ch-cost", tuple(costs))],
+                    _fmt_cost,
+                ),
             )
         )
     panels = "".join(
         f'<section class="db-panel"><h2>{e(title)}</h2>{svg}</section>' for title, svg in charts
     )
     slow = [
-        (s.name, _span_link(query, s.name, errors=False), s.total_ms, f"{_fmt_ms(s.total_ms)} in {s.count:,}")
+        (
+            s.name,
+            _span_link(query, s.name, errors=False),
+            s.total_ms,
+            f"{_fmt_ms(s.total_ms)} in {s.count:,}",
+        )
         for s in overview.slowest
     ]
     failing = [
-        (s.name, _span_link(query, s.name, errors=True), float(s.errors), f"{s.errors:,} of {s.count:,}")
+        (
+            s.name,
+            _span_link(query, s.name, errors=True),
+            float(s.errors),
+            f"{s.errors:,} of {s.count:,}",
+        )
         for s in overview.failing
     ]
     rankings = _ranking(query, "Span names by total time", slow) + _ranking(
@@ -221,7 +241,7 @@ def _when(ms: int) -> str:
 def _bucket_table(overview: Overview, labels: list[str], costs: list[float]) -> str:
     """The charts' numbers as a table, for screen readers and for copying."""
     rows = "".join(
-        f"<tr><td>{_when(b.start_ms)}</td><td class=\"ui-num\">{b.traces:,}</td>"
+        f'<tr><td>{_when(b.start_ms)}</td><td class="ui-num">{b.traces:,}</td>'
         f'<td class="ui-num">{b.errors:,}</td>'
         f'<td class="ui-num">{_fmt_ms(b.p50_ms) if b.p50_ms is not None else ""}</td>'
         f'<td class="ui-num">{_fmt_ms(b.p95_ms) if b.p95_ms is not None else ""}</td>'

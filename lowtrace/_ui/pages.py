@@ -309,7 +309,7 @@ def _list_row(query: ListQuery, trace: Trace) -> str:
         else ""
     )
     return (
-        f"<tr{_FAILED_ROW if failed else ''}><td class=\"ui-check\">"
+        f'<tr{_FAILED_ROW if failed else ""}><td class="ui-check">'
         '<input type="checkbox" name="id" form="ui-selection" '
         f'value="{e(info.trace_id)}" aria-label="Select {e(info.name)}"></td>'
         f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{e(info.name)}</a>'

@@ -153,16 +153,16 @@ def line_chart(
     return "".join(parts) + _legend(series)
 
 
-def hbars(label: str, rows: Sequence[tuple[str, float, str]], css: str) -> str:
-    """A ranked table with a bar per row: (name, value, value as text)."""
+def hbars(label: str, rows: Sequence[tuple[str, str, float, str]], css: str) -> str:
+    """A ranked table with a bar per row: (name, link, value, value as text)."""
     if not rows:
         return '<p class="ui-empty">Nothing in this range.</p>'
-    top = max(value for _, value, _ in rows) or 1.0
+    top = max(value for _, _, value, _ in rows) or 1.0
     body = "".join(
-        f'<tr><td class="ui-name">{e(name)}</td><td class="ch-cell">'
+        f'<tr><td class="ui-name"><a href="{e(href)}">{e(name)}</a></td><td class="ch-cell">'
         f'<svg class="ch-hbar" viewBox="0 0 200 10" preserveAspectRatio="none" aria-hidden="true">'
         f'<rect class="{e(css)}" x="0" y="0" width="{200 * value / top:.1f}" height="10"/></svg>'
         f'</td><td class="ui-num">{e(text)}</td></tr>'
-        for name, value, text in rows
+        for name, href, value, text in rows
     )
     return f'<table class="ch-rank" aria-label="{e(label)}"><tbody>{body}</tbody></table>'

@@ -48,7 +48,9 @@ class DashboardQuery:
 
 
 def _fmt_ms(value: float) -> str:
-    return f"{value / 1000:,.1f} s" if value >= 10_000 else f"{value:,.0f} ms"
+    if value >= 10_000:
+        return f"{value / 1000:,.1f} s"
+    return f"{value:,.0f} ms" if value >= 10 or value == 0 else f"{value:.2g} ms"
 
 
 def _fmt_cost(value: float) -> str:
@@ -98,10 +100,7 @@ def _span_link(query: DashboardQuery, name: str, *, errors: bool) -> str:
 
 def _ranking(query: DashboardQuery, title: str, rows: list[tuple[str, str, float, str]]) -> str:
     """A ranked list of span names, each linking to the matching traces."""
-    bars = hbars(title, [(name, value, text) for name, _, value, text in rows], "ch-bar")
-    links = "".join(f'<li><a href="{e(href)}">{e(name)}</a></li>' for name, href, _, _ in rows)
-    nav = f'<ul class="db-links" aria-label="{e(title)}: open traces">{links}</ul>' if rows else ""
-    return f'<section class="db-panel"><h2>{e(title)}</h2>{bars}{nav}</section>'
+    return f'<section class="db-panel"><h2>{e(title)}</h2>{hbars(title, rows, "ch-bar")}</section>'
 
 
 def _controls(query: DashboardQuery) -> str:
@@ -140,8 +139,9 @@ def dashboard_page(
     tokens_out = sum(b.output_tokens for b in buckets)
     costs, unpriced = _costs(overview, prices) if prices else ([], 0)
     rate = f"{errors / traces:.1%} of traces" if traces else ""
+    period = f"{_when(overview.start_ms)} – {_when(overview.end_ms)}" if traces else ""
     cards = (
-        _card("Traces", f"{traces:,}", f"{_when(overview.start_ms)} – {_when(overview.end_ms)}")
+        _card("Traces", f"{traces:,}", period)
         + _card("Errors", f"{errors:,}", rate)
         + _card("Tokens", f"{tokens_in + tokens_out:,}", f"{tokens_in:,} in · {tokens_out:,} out")
         + (
@@ -152,6 +152,11 @@ def dashboard_page(
             else _card("Cost", "–", "start the UI with --prices to price tokens")
         )
     )
+    if not traces:
+        empty = (
+            '<p class="ui-empty">No traces in this range. Try a longer range or another filter.</p>'
+        )
+        return layout(site, "Dashboard", head + f'<div class="db-cards">{cards}</div>{empty}')
     ok = tuple(float(b.traces - b.errors) for b in buckets)
     charts = [
         (
@@ -225,7 +230,7 @@ def dashboard_page(
     rankings = _ranking(query, "Span names by total time", slow) + _ranking(
         query, "Span names by errors", failing
     )
-    table = _bucket_table(overview, labels, costs)
+    table = _bucket_table(overview, costs)
     body = (
         head
         + f'<div class="db-cards">{cards}</div><div class="db-grid">{panels}{rankings}</div>'
@@ -238,7 +243,7 @@ def _when(ms: int) -> str:
     return f"{dt.datetime.fromtimestamp(ms / 1000, dt.UTC):%Y-%m-%d %H:%M} UTC"
 
 
-def _bucket_table(overview: Overview, labels: list[str], costs: list[float]) -> str:
+def _bucket_table(overview: Overview, costs: list[float]) -> str:
     """The charts' numbers as a table, for screen readers and for copying."""
     rows = "".join(
         f'<tr><td>{_when(b.start_ms)}</td><td class="ui-num">{b.traces:,}</td>'

@@ -108,6 +108,42 @@ def _span_data(span: SpanRecord, prices: dict[str, ModelPrice]) -> dict[str, Any
     }
 
 
+#: Span types with their own colour in the view (the rest share UNKNOWN's).
+_COLOURED: Final = frozenset(
+    {"AGENT", "CHAIN", "TOOL", "LLM", "CHAT_MODEL", "RETRIEVER", "EMBEDDING", "RERANKER", "PARSER"}
+)
+
+
+def _ms_label(ms: float) -> str:
+    if ms < 10:
+        return f"{ms:.2f} ms".replace(".00 ms", " ms")
+    return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+
+def _axis(total_ns: int) -> str:
+    """The waterfall's header row: column names and a time axis in five ticks."""
+    ticks = "".join(
+        f'<span class="lt-tick lt-tick-{i}">{_ms_label(total_ns * i / 4 / 1e6)}</span>'
+        for i in range(5)
+    )
+    return (
+        '<div class="lt-axis-row"><div class="lt-name">Span</div><div class="lt-dur">Duration'
+        f'</div><div class="lt-lane lt-axis" aria-label="time since the trace started">{ticks}'
+        "</div></div>"
+    )
+
+
+def _legend(trace: Trace) -> str:
+    """The span types of this trace with their waterfall colours."""
+    types = sorted({str(s.span_type) for s in trace.spans})
+    items = "".join(
+        f'<li><span class="lt-key lt-k-{t if t in _COLOURED else "UNKNOWN"}"></span>'
+        f"{html.escape(t)}</li>"
+        for t in types
+    )
+    return f'<ul class="lt-legend" aria-label="Span types">{items}</ul>'
+
+
 def trace_document(
     trace: Trace,
     *,
@@ -155,10 +191,11 @@ def trace_document(
         f'<span class="lt-badge {"lt-error" if status == "ERROR" else "lt-ok"}">{e(status)}'
         "</span>"
         + "".join(f'<span class="lt-meta">{e(m)}</span>' for m in meta if m)
-        + f'<span class="lt-meta">{e(info.trace_id)}</span>'
+        + f'<span class="lt-meta">{e(info.trace_id)}</span>{_legend(trace)}'
         '<input class="lt-search" type="search" placeholder="Search spans…" '
         'aria-label="Search spans"></div><div class="lt-main">'
-        '<div class="lt-list" tabindex="0"><div class="lt-spacer"></div></div>'
+        f'<div class="lt-list" tabindex="0">{_axis(data["end"] - data["start"])}'
+        '<div class="lt-spacer"></div></div>'
         '<div class="lt-detail"></div></div>'
         f'<script type="application/json" class="lt-data">{_json_for_script(data)}</script>'
         f"</div>{script}</body></html>"

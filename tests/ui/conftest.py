@@ -77,7 +77,7 @@ def live_ui(seeded: Seeded) -> Iterator[str]:
     from lowtrace._ui.server import bind, uvicorn_config
 
     store = open_store(seeded.uri, create=False)
-    app = create_app(store, allowed_hosts=LOOPBACK_NAMES)
+    app = create_app(store, allowed_hosts=LOOPBACK_NAMES, prices={"small-model": (1.0, 4.0)})
     sock = bind("127.0.0.1", 0)  # listening now: requests wait in the backlog until uvicorn runs
     server = uvicorn.Server(uvicorn_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -214,3 +214,64 @@ def test_delete_asks_then_deletes(ui: Watched, seeded: Seeded) -> None:
     assert ui.page.locator(".ui-notice").inner_text() == "Deleted 1 trace."
     assert ui.page.locator(".ui-count").inner_text() == "12 traces match"
     assert victim not in rows(ui)
+
+
+def test_the_list_tells_traces_apart(ui: Watched, seeded: Seeded) -> None:
+    row = ui.page.locator(f"tr:has(input[value='{seeded.agents[3].info.trace_id}'])")
+    cells = row.locator("td.ui-preview")
+    assert cells.nth(0).inner_text() == "question 3"
+    assert cells.nth(1).inner_text() == "answer to question 3"
+    assert row.locator(".ui-id").inner_text() == seeded.agents[3].info.trace_id
+    hostile = ui.page.locator(f"tr:has(input[value='{seeded.hostile.info.trace_id}'])")
+    assert hostile.locator(".ui-failed").inner_text() == "⚠ 1 span failed"
+    assert ui.page.locator(".ui-failed").count() == 2  # the failed agent run and the hostile one
+    width = ui.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280  # readable at 1280 px: no sideways scrolling
+    ui.shot("list-previews")
+
+
+def test_the_dashboard_by_keyboard(ui: Watched, seeded: Seeded, live_ui: str) -> None:
+    page = ui.page
+    with page.expect_navigation():
+        page.click("nav.ui-nav a:has-text('Dashboard')")
+    ui.settle()
+    values = page.locator(".db-value").all_inner_texts()
+    assert values[:2] == ["13", "1"]  # traces, errors: as the store counts them
+    assert page.locator("svg.ch").count() == 4
+    assert page.locator("svg.ch rect.ch-err").count() == 1  # one bucket holds the error
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    ui.shot("dashboard")
+    page.focus("select[name=range]")
+    page.keyboard.press("ArrowDown")  # "Last 24 hours" after... any range holds today's traces
+    page.keyboard.press("Tab")
+    page.keyboard.type("tags.`app.version` = 'v2'")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    ui.settle()
+    assert page.locator(".db-value").first.inner_text() == "6"
+    with page.expect_navigation():  # the span name that failed, to its traces
+        page.locator(".ch-rank a:has-text('chat')").last.click()
+    ui.settle()
+    assert rows(ui) == [seeded.agents[7].info.trace_id]
+    ui.goto(live_ui + "/dashboard?q=" + "name%20%3D%20'%3Cscript%3E'")
+    assert page.locator(".ui-q").input_value() == "name = '<script>'"
+    ui.shot("dashboard-empty")
+
+
+def test_the_waterfall_has_a_time_axis_and_a_legend(ui: Watched, seeded: Seeded) -> None:
+    trace = seeded.agents[7]
+    with ui.page.expect_navigation():
+        ui.page.click(f"a[href='/traces/{trace.info.trace_id}']")
+    ui.settle()
+    ticks = ui.page.locator(".lt-tick").all_inner_texts()
+    assert len(ticks) == 5 and ticks[0] == "0 ms"
+    assert ui.page.locator(".lt-legend li").all_inner_texts() == [
+        "AGENT",
+        "CHAT_MODEL",
+        "RETRIEVER",
+    ]
+    first_bar = ui.page.locator(".lt-bar").first.bounding_box()
+    axis = ui.page.locator(".lt-axis").bounding_box()
+    assert first_bar is not None and axis is not None
+    assert abs(first_bar["x"] - axis["x"]) < 2  # the axis starts where the root's bar starts
+    ui.shot("trace-axis")

@@ -232,6 +232,8 @@ def test_hostile_contents_are_escaped_on_every_page(http: TestClient, seeded: Se
         http.get("/", params={"q": f"trace_id = '{hostile}'"}).text,
         http.get("/compare", params=[("id", hostile), ("id", other)]).text,
         http.get("/delete", params={"id": hostile}).text,
+        http.get("/dashboard").text,
+        http.get("/dashboard", params={"q": f"name = '{XSS[3]}'"}).text,
     ]
     for page in pages:
         body = page.split("</head>", 1)[1]

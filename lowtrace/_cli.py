@@ -18,12 +18,12 @@ import orjson
 
 from lowtrace._config import env_uri
 from lowtrace._dataset import golden_row
+from lowtrace._model import Trace
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._stores.jsonl import inference_row
 from lowtrace._stores.uri import open_store
 from lowtrace._textview import format_table, format_tree
-from lowtrace._model import Trace
 from lowtrace.errors import LowtraceError, StoreNotFoundError
 
 __all__ = ["main"]

@@ -129,7 +129,7 @@ def dashboard_page(
     head = "<h1>Dashboard</h1>" + _controls(query)
     if error is not None or overview is None:
         return layout(
-            site, "Dashboard", head + f'<pre class="ui-error" role="alert">{e(error)}</pre>'
+            site, "Dashboard", head + f'<pre class="ui-error" role="alert">{e(error or "")}</pre>'
         )
     length = overview.end_ms - overview.start_ms
     labels = [_x_label(b.start_ms, overview.bucket_ms, length) for b in overview.buckets]
@@ -139,7 +139,7 @@ def dashboard_page(
     tokens_out = sum(b.output_tokens for b in buckets)
     costs, unpriced = _costs(overview, prices) if prices else ([], 0)
     rate = f"{errors / traces:.1%} of traces" if traces else ""
-    period = f"{_when(overview.start_ms)} – {_when(overview.end_ms)}" if traces else ""
+    period = f"{_when(overview.start_ms)} to {_when(overview.end_ms)}" if traces else ""
     cards = (
         _card("Traces", f"{traces:,}", period)
         + _card("Errors", f"{errors:,}", rate)
@@ -149,7 +149,7 @@ def dashboard_page(
                 "Cost", _fmt_cost(sum(costs)), f"{unpriced:,} tokens unpriced" if unpriced else ""
             )
             if prices
-            else _card("Cost", "–", "start the UI with --prices to price tokens")
+            else _card("Cost", "n/a", "start the UI with --prices to price tokens")
         )
     )
     if not traces:

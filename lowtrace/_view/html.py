@@ -160,9 +160,10 @@ def trace_document(
     """
     info = trace.info
     table = price_table(prices) if prices else {}
+    end = max([info.end_time_ns, *(s.end_time_ns for s in trace.spans)])
     data = {
         "start": info.start_time_ns,
-        "end": max([info.end_time_ns, *(s.end_time_ns for s in trace.spans)]),
+        "end": end,
         "spans": [_span_data(s, table) for s in trace.spans],
     }
     usage = info.token_usage
@@ -194,7 +195,7 @@ def trace_document(
         + f'<span class="lt-meta">{e(info.trace_id)}</span>{_legend(trace)}'
         '<input class="lt-search" type="search" placeholder="Search spans…" '
         'aria-label="Search spans"></div><div class="lt-main">'
-        f'<div class="lt-list" tabindex="0">{_axis(data["end"] - data["start"])}'
+        f'<div class="lt-list" tabindex="0">{_axis(end - info.start_time_ns)}'
         '<div class="lt-spacer"></div></div>'
         '<div class="lt-detail"></div></div>'
         f'<script type="application/json" class="lt-data">{_json_for_script(data)}</script>'

@@ -22,7 +22,7 @@ def card(page: str, label: str) -> str:
 
 
 def row_of(page: str, trace_id: str) -> str:
-    return page.split(f'value="{trace_id}"')[1].split("</tr>")[0]
+    return page.split(f'value="{trace_id}"')[1].split("</tr>", maxsplit=1)[0]
 
 
 def test_list_rows_show_previews_the_id_and_failed_spans(http: TestClient, seeded: Seeded) -> None:
@@ -70,7 +70,7 @@ def test_dashboard_numbers_are_the_stores(http: TestClient, seeded: Seeded) -> N
     assert card(text, "Cost") == f"{cost:,.4f}"
     assert "15 tokens unpriced" in text
     assert text.count('<svg class="ch"') == 4  # volume, latency, tokens, cost
-    assert [s.name for s in overview.slowest][0] in text
+    assert overview.slowest[0].name in text
     assert 'href="/?q=span.name+%3D+%27chat%27+AND+span.status+%3D+%27ERROR%27"' in text
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from lowtrace import _forksafe
+from lowtrace._annotate import TraceEdits, string_map
 from lowtrace._config import Limits, PipelineConfig, env_enabled, env_uri
 from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
 from lowtrace._live import LiveTrace, TraceState, snapshot_attributes
@@ -72,7 +73,7 @@ class ClientStats:
         return sum(e.lost for e in self.exporters)
 
 
-class TracingClient:
+class TracingClient(TraceEdits):
     """Records traces: start them, add spans with explicit parents, end them, read them back.
 
     Every method may be called from any thread, concurrently, on the same or different
@@ -136,11 +137,13 @@ class TracingClient:
         tags: Mapping[str, Any] | None = None,
         start_time_ns: int | None = None,
         traceparent: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> SpanHandle:
         """Start a trace and return its live root span.
 
         ``traceparent`` (a W3C header value) continues a remote trace: the trace keeps the
-        remote trace id and the root's ``parent_id`` is the remote span id.
+        remote trace id and the root's ``parent_id`` is the remote span id. ``metadata``
+        (str values) is fixed once the trace ends, unlike tags.
         """
         if not self.enabled:
             return NOOP_SPAN
@@ -170,6 +173,8 @@ class TracingClient:
             else:
                 trace_id = self._ids.trace_id()
             live = LiveTrace(self, trace_id, tag_values)
+            if metadata:
+                live.metadata = string_map(metadata, "metadata")
             root = live.add_root(
                 self._ids.span_id(), parent_id, name, kind, start, blob, values, cut + cut_attrs
             )
@@ -298,15 +303,6 @@ class TracingClient:
         except LowtraceError as exc:
             return self._violation(exc, None)  # type: ignore[no-any-return]
 
-    def set_trace_tags(self, trace_id: str, tags: Mapping[str, Any]) -> None:
-        """Add or replace tags of a live trace (values are stored as strings)."""
-        if not self.enabled:
-            return
-        try:
-            self._live(trace_id).set_tags(_tags(tags))
-        except LowtraceError as exc:
-            self._violation(exc, None)
-
     def get_live_span(self, trace_id: str, span_id: str) -> LiveSpan | None:
         """The handle of an open or ended span of a live trace, or None."""
         live = self._registry.traces.get(trace_id)
@@ -315,7 +311,8 @@ class TracingClient:
     # -- reading ----------------------------------------------------------------------------
 
     def get_trace(self, trace_id: str) -> Trace | None:
-        """A finished trace from the store (after ``flush()``), or None if it is not there."""
+        """A finished trace from the store, or None; sees every trace this client ended."""
+        self._settle_reads()
         return self._require_store().get_trace(trace_id)
 
     def search_traces(
@@ -327,12 +324,14 @@ class TracingClient:
         page_token: str | None = None,
     ) -> TraceList:
         """Stored traces matching ``filter``, newest first unless ``order_by`` says otherwise."""
+        self._settle_reads()
         return self._require_store().search_traces(
             filter, order_by=order_by, max_results=max_results, page_token=page_token
         )
 
     def count_traces(self, filter: str | None = None) -> int:
         """How many stored traces match ``filter``."""
+        self._settle_reads()
         return self._require_store().count(filter)
 
     def delete_traces(
@@ -406,6 +405,7 @@ class TracingClient:
         return self._ids.span_id()
 
     def _trace_finished(self, live: LiveTrace, trace: Trace) -> None:
+        self._last_trace_id = live.trace_id
         self._registry.remove(live)
         self._pipeline.submit(trace, live.payload_bytes())
 

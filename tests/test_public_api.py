@@ -12,6 +12,11 @@ from lowtrace import TracingClient, errors, trace
 from lowtrace.testing import RecordingExporter, span_tree
 
 EXPORTED = {
+    "Assessment",
+    "flush",
+    "get_last_active_trace_id",
+    "get_trace",
+    "search_traces",
     "ModelPrice",
     "TraceCost",
     "estimate_cost",

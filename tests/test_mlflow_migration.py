@@ -27,6 +27,7 @@ from lowtrace import (
     TracingClient,
     estimate_cost,
 )
+from lowtrace._stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 
 V2_STORE = Path(__file__).parent / "data" / "sqlite_v2.db"
 WRITABLE = ["memory", "sqlite", "postgres"]
@@ -412,4 +413,4 @@ def test_a_version_2_sqlite_store_with_traces_is_migrated_in_place(tmp_path: Pat
         assert client.count_traces() == 4
 
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SQLITE_SCHEMA_VERSION

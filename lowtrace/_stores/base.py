@@ -16,6 +16,7 @@ from lowtrace.errors import StoreError
 
 if TYPE_CHECKING:
     from lowtrace._stores.overview import Overview
+    from lowtrace._stores.sessions import SessionSummary
 
 __all__ = ["ScanningStore", "TraceList", "TraceStore", "iter_traces"]
 
@@ -100,6 +101,17 @@ class TraceStore(abc.ABC):
         return scan_overview(
             lambda full: iter_traces(self, full), filter, start_ms, end_ms, buckets, top
         )
+
+    def sessions(
+        self, filter: str | None = None, *, max_results: int = 100
+    ) -> list[SessionSummary]:
+        """Conversations (traces sharing a ``session_id``), most recently active first.
+
+        Only traces matching ``filter`` count. This default reads them; SQL stores group.
+        """
+        from lowtrace._stores.sessions import scan_sessions
+
+        return scan_sessions(lambda full: iter_traces(self, full), filter, max_results)
 
     def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
         """Replace a stored trace by ``change(trace)`` atomically; returns the new trace.

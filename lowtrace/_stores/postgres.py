@@ -22,6 +22,7 @@ from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.overview import Overview, sql_overview
+from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace._stores.sqlite import span_rows, summary_row
 from lowtrace._stores.uri import redact
 from lowtrace.errors import (
@@ -304,6 +305,11 @@ class PostgresStore(TraceStore):
         top: int = 8,
     ) -> Overview:
         return sql_overview(POSTGRES, self._fetch, filter, start_ms, end_ms, buckets, top)
+
+    def sessions(
+        self, filter: str | None = None, *, max_results: int = 100
+    ) -> list[SessionSummary]:
+        return sql_sessions(POSTGRES, self._fetch, filter, max_results)
 
     def shutdown(self) -> None:
         """Close every connection; the store reconnects if it is used again."""

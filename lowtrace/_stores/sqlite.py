@@ -29,6 +29,7 @@ from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.overview import Overview, sql_overview
+from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace.errors import StoreError, StoreNotFoundError, TraceNotFoundError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "span_rows", "summary_row"]
@@ -395,6 +396,16 @@ class SQLiteStore(TraceStore):
             end_ms,
             buckets,
             top,
+        )
+
+    def sessions(
+        self, filter: str | None = None, *, max_results: int = 100
+    ) -> list[SessionSummary]:
+        return sql_sessions(
+            SQLITE,
+            lambda sql, params: self._conn.execute(sql, params).fetchall(),
+            filter,
+            max_results,
         )
 
     def shutdown(self) -> None:

@@ -15,8 +15,11 @@ import secrets
 import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
+import attrs
+
+from lowtrace._assessment import make_assessment
 from lowtrace._dataset import golden_lines
 from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.filter import string_literal
@@ -37,8 +40,14 @@ from lowtrace._ui.pages import (
     tag_filter,
     trace_nav,
 )
+from lowtrace._ui.review import MAX_TURNS, feedback_value, review_panel, session_page, sessions_page
 from lowtrace._view.html import trace_document
-from lowtrace.errors import FilterError, InvalidArgumentError, LowtraceError
+from lowtrace.errors import (
+    FilterError,
+    InvalidArgumentError,
+    LowtraceError,
+    TraceNotFoundError,
+)
 
 try:
     from starlette.applications import Starlette
@@ -60,6 +69,8 @@ MAX_SELECTED: Final = 500
 _PAGE_SIZES: Final = range(1, 501)
 #: The longest filter, order or tag accepted in a URL.
 MAX_QUERY_CHARS: Final = 4096
+#: Sessions listed on /sessions (most recently active first).
+_SESSIONS: Final = 200
 #: The largest delete form accepted (500 ids and a token take about 20 KB).
 MAX_FORM_BYTES: Final = 64 * 1024
 
@@ -109,6 +120,10 @@ def _attachment(filename: str) -> str:
     """A Content-Disposition naming the download (only letters, digits, ``.-_`` kept)."""
     safe = re.sub(r"[^\w.-]", "_", filename, flags=re.ASCII)
     return f'attachment; filename="{safe}"'
+
+
+def _trace_path(trace_id: str) -> str:
+    return "/traces/" + quote(trace_id, safe="")
 
 
 def _int(text: str | None, default: int) -> int:
@@ -190,13 +205,67 @@ class _UI:
         trace = self._path_trace(request)
         if isinstance(trace, Response):
             return trace
+        notice = "Feedback saved." if "saved" in request.query_params else None
         page = trace_document(
             trace,
             prices=self.prices,
             assets_url="/static/view",
             nav=trace_nav(trace.info.trace_id),
+            review=review_panel(self.site, trace, notice=notice),
         )
         return HTMLResponse(page)
+
+    async def feedback(self, request: Request) -> Response:
+        """A reviewer's feedback from the trace page's form, stored as a HUMAN assessment."""
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        trace_id = request.path_params["trace_id"]
+        name = form.get("name", "").strip()
+        verdict = form.get("verdict", "")
+        if not name or verdict not in ("true", "false", "custom"):
+            return self._error("Incomplete feedback", "Give a name and a value.", 400)
+        if verdict == "custom" and not form.get("custom", "").strip():
+            return self._error("Incomplete feedback", "Type a value, or use Yes or No.", 400)
+        source = {"type": "HUMAN", "id": form.get("reviewer", "").strip() or "lowtrace-ui"}
+        try:
+            assessment = make_assessment(
+                "feedback",
+                name,
+                feedback_value(verdict, form.get("custom", "")),
+                source,
+                form.get("rationale", "").strip() or None,
+                None,
+            )
+        except InvalidArgumentError as exc:
+            return self._error("Invalid feedback", str(exc), 400)
+
+        def add(trace: Trace) -> Trace:
+            info = attrs.evolve(trace.info, assessments=(*trace.info.assessments, assessment))
+            return Trace(info, trace.spans)
+
+        try:
+            await run_in_threadpool(self.store.update_trace, trace_id, add)
+        except TraceNotFoundError:
+            return self._error("Trace not found", f"No trace {trace_id!r} in this store.", 404)
+        return RedirectResponse(f"{_trace_path(trace_id)}?saved=1", status_code=303)
+
+    def sessions(self, request: Request) -> Response:
+        return HTMLResponse(
+            sessions_page(self.site, self.store.sessions(max_results=_SESSIONS), limit=_SESSIONS)
+        )
+
+    def session(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        turns = self.store.search_traces(
+            f"session_id = {string_literal(session_id)}",
+            order_by="start_time_ms ASC",
+            max_results=MAX_TURNS,
+        )
+        if not turns:
+            return self._error("Session not found", f"No traces in session {session_id!r}.", 404)
+        more = turns.next_page_token is not None
+        return HTMLResponse(session_page(self.site, session_id, turns, more=more))
 
     def trace_json(self, request: Request) -> Response:
         trace = self._path_trace(request)
@@ -292,11 +361,16 @@ class _UI:
         infos, missing = self._infos(ids)
         return HTMLResponse(confirm_delete_page(self.site, infos, missing))
 
-    async def delete(self, request: Request) -> Response:
+    async def _posted(self, request: Request) -> dict[str, list[str]] | Response:
+        """A form this UI's own page posted with its CSRF token, or the refusal page.
+
+        Refused in read-only mode, from other origins, as anything but a urlencoded form,
+        over ``MAX_FORM_BYTES``, and without the token.
+        """
         if self.site.read_only:
             return self._read_only()
         if not _same_origin(request):
-            return self._error("Refused", "Deleting is only allowed from this UI's own pages.", 403)
+            return self._error("Refused", "Changes are only allowed from this UI's own pages.", 403)
         if request.headers.get("content-type", "").split(";")[0].strip() != (
             "application/x-www-form-urlencoded"
         ):
@@ -310,6 +384,19 @@ class _UI:
             return self._error(
                 "Refused", "The form is stale or did not come from this UI; reload it.", 403
             )
+        return form
+
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        """Like ``_posted``, each field's first value."""
+        form = await self._posted(request)
+        if isinstance(form, Response):
+            return form
+        return {key: values[0] for key, values in form.items() if values}
+
+    async def delete(self, request: Request) -> Response:
+        form = await self._posted(request)
+        if isinstance(form, Response):
+            return form
         ids = _ids(form.get("id", []))
         if not ids or len(ids) > MAX_SELECTED:
             return self._error("Pick traces", f"Between 1 and {MAX_SELECTED} traces.", 400)
@@ -360,6 +447,9 @@ def create_app(
         Route("/favicon.ico", ui.favicon),
         Route("/traces/{trace_id}", ui.trace),
         Route("/traces/{trace_id}/json", ui.trace_json),
+        Route("/traces/{trace_id}/feedback", ui.feedback, methods=["POST"]),
+        Route("/sessions", ui.sessions),
+        Route("/sessions/{session_id:path}", ui.session),
         Route("/compare", ui.compare),
         Route("/export", ui.export),
         Route("/delete", ui.confirm_delete, methods=["GET"]),

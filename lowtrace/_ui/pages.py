@@ -141,7 +141,7 @@ def layout(site: Site, title: str, body: str) -> str:
         '<script src="/static/ui/ui.js" defer></script></head><body>'
         '<header class="ui-top"><a class="ui-brand" href="/">lowtrace</a>'
         '<nav class="ui-nav" aria-label="Pages"><a href="/">Traces</a>'
-        '<a href="/dashboard">Dashboard</a></nav>'
+        '<a href="/dashboard">Dashboard</a><a href="/sessions">Sessions</a></nav>'
         f'<span class="ui-store" title="store">{e(redact(site.uri))}</span>{mode}</header>'
         f"<main>{body}</main></body></html>"
     )

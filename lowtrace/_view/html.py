@@ -150,13 +150,15 @@ def trace_document(
     prices: PriceTable | None = None,
     assets_url: str | None = None,
     nav: str = "",
+    review: str = "",
 ) -> str:
     """A complete HTML page showing one trace.
 
     By default the page is self-contained (CSS and script inline). With ``assets_url`` it
     links ``view.css`` and ``view.js`` from there instead, so a server can send a
     Content-Security-Policy that forbids inline script. ``nav`` is trusted markup put above
-    the trace header; ``prices`` (model -> per-1M-token prices) adds costs.
+    the trace header and ``review`` trusted markup below it; ``prices`` (model -> per-1M-token
+    prices) adds costs.
     """
     info = trace.info
     table = price_table(prices) if prices else {}
@@ -194,7 +196,7 @@ def trace_document(
         + "".join(f'<span class="lt-meta">{e(m)}</span>' for m in meta if m)
         + f'<span class="lt-meta">{e(info.trace_id)}</span>{_legend(trace)}'
         '<input class="lt-search" type="search" placeholder="Search spans…" '
-        'aria-label="Search spans"></div><div class="lt-main">'
+        f'aria-label="Search spans"></div>{review}<div class="lt-main">'
         f'<div class="lt-list" tabindex="0">{_axis(end - info.start_time_ns)}'
         '<div class="lt-spacer"></div></div>'
         '<div class="lt-detail"></div></div>'

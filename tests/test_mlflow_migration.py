@@ -330,7 +330,7 @@ def test_output_reducer_on_an_async_generator_and_a_failing_reducer(
 ) -> None:
     import asyncio
 
-    @lowtrace.trace(client=client, output_reducer=lambda items: sum(items))
+    @lowtrace.trace(client=client, output_reducer=sum)
     async def numbers() -> object:
         for n in (1, 2, 3):
             yield n

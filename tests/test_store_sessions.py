@@ -9,7 +9,6 @@ import pytest
 
 from lowtrace import TracingClient
 from lowtrace._stores.base import TraceStore
-from lowtrace._stores.uri import open_store
 
 WRITABLE = ["memory", "sqlite", "postgres"]  # session ids are set on stored traces
 

@@ -168,8 +168,8 @@ def review_panel(site: Site, trace: Trace, *, notice: str | None = None) -> str:
             'placeholder="your name"></label>'
             '<label class="lt-wide">Rationale <input name="rationale" maxlength="4000" '
             'placeholder="why (optional)"></label>'
-            '<button type="submit" name="verdict" value="true">👍 Yes</button>'
-            '<button type="submit" name="verdict" value="false">👎 No</button>'
+            '<button type="submit" name="verdict" value="true">Yes</button>'
+            '<button type="submit" name="verdict" value="false">No</button>'
             '<label>or a value <input name="custom" maxlength="4000" placeholder="0.8, great…">'
             '</label><button type="submit" name="verdict" value="custom">Save value</button>'
             "</form>"

@@ -8,6 +8,7 @@ injected markup tried to run. Screenshots go to ``test-artifacts/ui/``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import orjson
 import pytest
 
 from tests.samples import XSS
-from tests.ui.conftest import Seeded
+from tests.ui.conftest import Seeded, serving
+from tests.ui.test_review import Chats, record_chats
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
@@ -70,6 +72,28 @@ def ui(browser: Any, live_ui: str) -> Iterator[Watched]:
     yield watched
     watched.assert_clean()
     context.close()
+
+
+@pytest.fixture
+def chats(tmp_path: Path) -> Chats:
+    return record_chats(f"sqlite:///{tmp_path}/chats.db")
+
+
+@contextmanager
+def watched(browser: Any, url: str) -> Iterator[Watched]:
+    """A fresh 1280 px page on ``url`` that may reach nothing else, checked when done."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.route(
+        "**/*",
+        lambda route: route.continue_() if route.request.url.startswith(url) else route.abort(),
+    )
+    page = Watched(context.new_page())
+    page.goto(url + "/")
+    try:
+        yield page
+        page.assert_clean()
+    finally:
+        context.close()
 
 
 def rows(ui: Watched) -> list[str]:
@@ -275,3 +299,66 @@ def test_the_waterfall_has_a_time_axis_and_a_legend(ui: Watched, seeded: Seeded)
     assert first_bar is not None and axis is not None
     assert abs(first_bar["x"] - axis["x"]) < 2  # the axis starts where the root's bar starts
     ui.shot("trace-axis")
+
+
+def test_a_conversation_turn_by_turn_then_feedback_by_keyboard(browser: Any, chats: Chats) -> None:
+    with serving(chats.uri) as url, watched(browser, url) as ui:
+        page = ui.page
+        with page.expect_navigation():
+            page.click("nav.ui-nav a:has-text('Sessions')")
+        ui.settle()
+        ui.shot("sessions")
+        with page.expect_navigation():
+            page.click("a[href='/sessions/chat-1']")
+        ui.settle()
+        assert page.locator(".ss-in").all_inner_texts() == [
+            "Request\nhello",
+            "Request\nweather in Paris?",
+            "Request\nthanks",
+        ]
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        ui.shot("session")
+        with page.expect_navigation():
+            page.locator(".ss-turn a", has_text="chat").nth(1).click()
+        ui.settle()
+        page.click(".lt-review summary")
+        page.fill("input[name=reviewer]", "alice")
+        page.focus("input[name=rationale]")
+        page.keyboard.type("right city")
+        page.keyboard.press("Tab")  # to the Yes button
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        ui.settle()
+        assert page.locator(".lt-review .ui-notice").inner_text() == "Feedback saved."
+        assert "right city" in page.locator(".lt-assess").inner_text()
+        ui.shot("trace-feedback")
+    from lowtrace import TracingClient
+
+    with TracingClient(chats.uri) as client:
+        stored = client.get_trace(chats.first[1])
+        assert stored is not None
+        [feedback] = stored.info.assessments
+        assert (feedback.name, feedback.value, feedback.source) == (
+            "correct",
+            True,
+            {"type": "HUMAN", "id": "alice"},
+        )
+
+
+def test_read_only_pages_offer_no_feedback_form(browser: Any, chats: Chats) -> None:
+    with serving(chats.uri, read_only=True) as url, watched(browser, url) as ui:
+        ui.goto(f"{url}/traces/{chats.first[0]}")
+        assert ui.page.locator("form.lt-feedback").count() == 0
+        assert ui.page.locator(".lt-review summary").inner_text() == "Feedback (0)"
+        ui.goto(f"{url}/sessions/{chats.first[0]}")  # not a session: a 404 page, no crash
+        assert "Session not found" in ui.page.inner_text("h1")
+
+
+def test_injection_payloads_on_sessions_pages(browser: Any, chats: Chats) -> None:
+    with serving(chats.uri) as url, watched(browser, url) as ui:
+        ui.goto(f"{url}/sessions")
+        assert XSS[0] in ui.page.inner_text("table")
+        ui.page.click(f"a:has-text('{XSS[0][:20]}')")
+        ui.settle()
+        assert XSS[1] in ui.page.inner_text(".ss-in")
+        ui.shot("session-hostile")

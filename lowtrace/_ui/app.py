@@ -27,7 +27,7 @@ from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._ui.compare import compare_traces
 from lowtrace._ui.dashboard import RANGES, DashboardQuery, dashboard_page
-from lowtrace._ui.guard import Guard
+from lowtrace._ui.guard import Guard, read_body, same_origin
 from lowtrace._ui.pages import (
     MAX_TRAIL,
     ListQuery,
@@ -369,13 +369,13 @@ class _UI:
         """
         if self.site.read_only:
             return self._read_only()
-        if not _same_origin(request):
+        if not same_origin(request):
             return self._error("Refused", "Changes are only allowed from this UI's own pages.", 403)
         if request.headers.get("content-type", "").split(";")[0].strip() != (
             "application/x-www-form-urlencoded"
         ):
             return self._error("Refused", "Expected a form submission.", 415)
-        body = await _read_body(request, MAX_FORM_BYTES)
+        body = await read_body(request, MAX_FORM_BYTES)
         if body is None:
             return self._error("Refused", "The form is too large.", 413)
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
@@ -402,34 +402,6 @@ class _UI:
             return self._error("Pick traces", f"Between 1 and {MAX_SELECTED} traces.", 400)
         deleted = await run_in_threadpool(self.store.delete_traces, ids)
         return RedirectResponse(f"/?deleted={deleted}", status_code=303)
-
-
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _same_origin(request: Request) -> bool:
-    """False when the browser says the request came from another site or origin."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    if origin == "null":
-        return False
-    return origin.split("://", 1)[-1] == request.headers.get("host", "")
 
 
 def create_app(

@@ -19,7 +19,7 @@ from lowtrace._cost import price_table
 from lowtrace._query.filter import string_literal
 from lowtrace._stores.overview import Overview
 from lowtrace._ui.charts import Series, bar_chart, hbars, line_chart
-from lowtrace._ui.pages import Site, layout
+from lowtrace._ui.frame import Site, layout
 
 __all__ = ["RANGES", "DashboardQuery", "dashboard_page"]
 

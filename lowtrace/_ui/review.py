@@ -18,7 +18,7 @@ import orjson
 from lowtrace._assessment import Assessment
 from lowtrace._model import Trace
 from lowtrace._stores.sessions import SessionSummary
-from lowtrace._ui.pages import Site, layout, plural, preview
+from lowtrace._ui.frame import Site, layout, plural, preview
 
 __all__ = ["MAX_TURNS", "feedback_value", "review_panel", "session_page", "sessions_page"]
 

@@ -20,6 +20,7 @@ from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import Dialect, Query
 
 __all__ = [
+    "OVERVIEW_INDEXES",
     "Bucket",
     "ModelTokens",
     "Overview",
@@ -31,6 +32,15 @@ __all__ = [
 
 #: The most buckets one overview may have (the charts stay readable, the answer small).
 MAX_BUCKETS: Final = 200
+#: Covering indexes for ``sql_overview`` (created by the SQLite and PostgreSQL migrations):
+#: bucket aggregates, the span name ranking and token usage per model read only these.
+OVERVIEW_INDEXES: Final = (
+    "CREATE INDEX traces_overview ON traces "
+    "(start_time_ms, duration_ms, status, input_tokens, output_tokens)",
+    "CREATE INDEX spans_names ON spans (name, trace_start_ms, duration_ms, status)",
+    "CREATE INDEX spans_usage ON spans (trace_start_ms, model, input_tokens, output_tokens) "
+    "WHERE input_tokens IS NOT NULL",
+)
 
 
 @attrs.frozen
@@ -224,8 +234,10 @@ def sql_overview(
 ) -> Overview:
     """The overview with SQL aggregates over ``traces t`` and ``spans x`` (SQLite, PostgreSQL).
 
-    Four queries: the extent (only when the range is open), the per-bucket counts and
-    percentiles (window functions), tokens per bucket and model, and the span name ranking.
+    Shaped for the indexes (``traces_overview``, ``spans_names``, ``spans_usage``): each
+    bucket is an index range aggregated as it streams (no sort of every trace), its
+    percentiles two ``ORDER BY duration_ms LIMIT 1 OFFSET k`` over that bucket only, and the
+    span rows carry their trace's start time so that without a filter no join is needed.
     """
     expr = parse_filter(filter)
     if start_ms is None or end_ms is None:
@@ -241,42 +253,53 @@ def sql_overview(
         end_ms = int(high) + 1 if end_ms is None else end_ms
     bucket_ms, count = plan_buckets(start_ms, end_ms, buckets)
 
-    def scope(query: Query, spans: bool) -> str:
-        """``FROM ... WHERE`` of the traces (and their spans) in range and filter."""
-        join = " JOIN spans x ON x.trace_id = t.trace_id" if spans else ""
-        low, high = query.bind(start_ms), query.bind(end_ms)
+    def in_bucket(query: Query, low: int, high: int) -> str:
         return (
-            f"FROM traces t{join} WHERE t.start_time_ms >= {low} AND t.start_time_ms < {high} "
-            f"AND {query.where(expr)}"
+            f"FROM traces t WHERE t.start_time_ms >= {query.bind(low)} AND t.start_time_ms < "
+            f"{query.bind(high)} AND {query.where(expr)}"
+        )
+
+    found: dict[int, Bucket] = {}
+    for index in range(count):
+        low = start_ms + index * bucket_ms
+        high = min(low + bucket_ms, end_ms)
+        query = Query(dialect)
+        n, err, tokens_in, tokens_out = fetch(
+            "SELECT COUNT(*), SUM(CASE WHEN t.status = 'ERROR' THEN 1 ELSE 0 END), "
+            f"SUM(t.input_tokens), SUM(t.output_tokens) {in_bucket(query, low, high)}",
+            query.params,
+        )[0]
+        if not n:
+            continue
+        ranked = []
+        for percent in (50, 95):
+            query = Query(dialect)
+            sql = (
+                f"SELECT t.duration_ms {in_bucket(query, low, high)} ORDER BY t.duration_ms "
+                f"LIMIT 1 OFFSET {_rank(int(n), percent) - 1}"
+            )
+            ranked.append(float(fetch(sql, query.params)[0][0]))
+        found[index] = Bucket(
+            low, int(n), int(err), ranked[0], ranked[1], int(tokens_in or 0), int(tokens_out or 0)
+        )
+
+    def spans_in_range(query: Query) -> str:
+        """``FROM spans x ... WHERE``: the spans of matching traces in range."""
+        low, high = query.bind(start_ms), query.bind(end_ms)
+        bounds = f"x.trace_start_ms >= {low} AND x.trace_start_ms < {high}"
+        if expr is None:
+            return f"FROM spans x WHERE {bounds}"
+        return f"FROM spans x JOIN traces t ON t.trace_id = x.trace_id WHERE {bounds} AND " + (
+            query.where(expr)
         )
 
     query = Query(dialect)
-    index = f"(t.start_time_ms - {query.bind(start_ms)}) / {query.bind(bucket_ms)}"
-    inner = (
-        f"SELECT {index} AS b, t.duration_ms AS d, t.status AS st, t.input_tokens AS it, "
-        f"t.output_tokens AS ot {scope(query, False)}"
-    )
-    rows = fetch(
-        "SELECT b, COUNT(*), SUM(CASE WHEN st = 'ERROR' THEN 1 ELSE 0 END), "
-        "MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN d END), "
-        "MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN d END), SUM(it), SUM(ot) FROM ("
-        "SELECT b, d, st, it, ot, ROW_NUMBER() OVER (PARTITION BY b ORDER BY d) AS rn, "
-        f"COUNT(*) OVER (PARTITION BY b) AS n FROM ({inner}) f) r GROUP BY b",
-        query.params,
-    )
-    found = {
-        int(b): Bucket(
-            start_ms + int(b) * bucket_ms, int(n), int(err), p50, p95, int(i or 0), int(o or 0)
-        )
-        for b, n, err, p50, p95, i, o in rows
-    }
-    query = Query(dialect)
-    index = f"(t.start_time_ms - {query.bind(start_ms)}) / {query.bind(bucket_ms)}"
+    bucket = f"(x.trace_start_ms - {query.bind(start_ms)}) / {query.bind(bucket_ms)}"
     models = [
         ModelTokens(int(b), model, int(i or 0), int(o or 0))
         for b, model, i, o in fetch(
-            f"SELECT {index} AS b, x.model, SUM(x.input_tokens), SUM(x.output_tokens) "
-            f"{scope(query, True)} AND x.input_tokens IS NOT NULL GROUP BY b, x.model",
+            f"SELECT {bucket} AS b, x.model, SUM(x.input_tokens), SUM(x.output_tokens) "
+            f"{spans_in_range(query)} AND x.input_tokens IS NOT NULL GROUP BY b, x.model",
             query.params,
         )
     ]
@@ -284,14 +307,13 @@ def sql_overview(
     top = int(top)
     named = fetch(
         "WITH g AS (SELECT x.name AS name, COUNT(*) AS n, SUM(x.duration_ms) AS ms, "
-        f"SUM(CASE WHEN x.status = 'ERROR' THEN 1 ELSE 0 END) AS err {scope(query, True)} "
+        f"SUM(CASE WHEN x.status = 'ERROR' THEN 1 ELSE 0 END) AS err {spans_in_range(query)} "
         f"GROUP BY x.name) SELECT * FROM (SELECT 0, name, n, ms, err FROM g "
         f"ORDER BY ms DESC, name LIMIT {top}) a UNION ALL SELECT * FROM (SELECT 1, name, n, "
         f"ms, err FROM g WHERE err > 0 ORDER BY err DESC, name LIMIT {top}) b",
         query.params,
     )
-    ranked: tuple[list[SpanNameStats], list[SpanNameStats]] = ([], [])
+    lists: tuple[list[SpanNameStats], list[SpanNameStats]] = ([], [])
     for which, name, n, ms, err in named:
-        ranked[int(which)].append(SpanNameStats(name, int(n), float(ms or 0.0), int(err)))
-    slowest, failing = ranked
-    return _finish(start_ms, end_ms, bucket_ms, count, found, models, slowest, failing)
+        lists[int(which)].append(SpanNameStats(name, int(n), float(ms or 0.0), int(err)))
+    return _finish(start_ms, end_ms, bucket_ms, count, found, models, *lists)

@@ -21,7 +21,7 @@ from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
-from lowtrace._stores.overview import Overview, sql_overview
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace._stores.sqlite import span_rows, summary_row
 from lowtrace._stores.uri import redact
@@ -96,13 +96,15 @@ def _migrate_to_2(cur: psycopg.Cursor[Any]) -> None:
 
 
 def _migrate_to_3(cur: psycopg.Cursor[Any]) -> None:
-    # What the dashboard sums per span (duration, model, counted token usage), filled in
-    # for the traces already stored.
+    # What the dashboard sums per span (duration, model, counted token usage, the trace's
+    # start), filled in for the traces already stored; covering indexes for its queries.
     cur.execute(
         "ALTER TABLE spans ADD COLUMN duration_ms DOUBLE PRECISION, "
         'ADD COLUMN model TEXT COLLATE "C", ADD COLUMN input_tokens BIGINT, '
-        "ADD COLUMN output_tokens BIGINT"
+        "ADD COLUMN output_tokens BIGINT, ADD COLUMN trace_start_ms BIGINT"
     )
+    for statement in OVERVIEW_INDEXES:
+        cur.execute(statement)
     last = ""
     while True:
         cur.execute(
@@ -115,7 +117,7 @@ def _migrate_to_3(cur: psycopg.Cursor[Any]) -> None:
         last = rows[-1][0]
         cur.executemany(
             "UPDATE spans SET duration_ms = %s, model = %s, input_tokens = %s, "
-            "output_tokens = %s WHERE trace_id = %s AND span_id = %s",
+            "output_tokens = %s, trace_start_ms = %s WHERE trace_id = %s AND span_id = %s",
             [
                 (*row[5:], tid, row[1])
                 for tid, data in rows
@@ -164,10 +166,11 @@ def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: se
     )
     cur.executemany(
         "INSERT INTO spans (trace_id, span_id, name, type, status, duration_ms, model, "
-        "input_tokens, output_tokens) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-        "ON CONFLICT (trace_id, span_id) DO UPDATE SET "
+        "input_tokens, output_tokens, trace_start_ms) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (trace_id, span_id) DO UPDATE SET "
         "duration_ms = EXCLUDED.duration_ms, model = EXCLUDED.model, "
-        "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens",
+        "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
+        "trace_start_ms = EXCLUDED.trace_start_ms",
         [row for tid, t in fresh.items() for row in span_rows(tid, t)],
     )
     write_annotations(cur.executemany, "%s", fresh, stored)

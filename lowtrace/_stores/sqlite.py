@@ -28,7 +28,7 @@ from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
-from lowtrace._stores.overview import Overview, sql_overview
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace.errors import StoreError, StoreNotFoundError, TraceNotFoundError
 
@@ -91,15 +91,18 @@ def _migrate_to_3(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_to_4(conn: sqlite3.Connection) -> None:
-    # What the dashboard sums per span (duration, model, counted token usage), filled in
-    # for the traces already stored.
+    # What the dashboard sums per span (duration, model, counted token usage, the trace's
+    # start), filled in for the traces already stored; covering indexes for its queries.
     for column in (
         "duration_ms REAL",
         "model TEXT",
         "input_tokens INTEGER",
         "output_tokens INTEGER",
+        "trace_start_ms INTEGER",
     ):
         conn.execute(f"ALTER TABLE spans ADD COLUMN {column}")
+    for statement in OVERVIEW_INDEXES:
+        conn.execute(statement)
     last = -1
     while True:
         rows = conn.execute(
@@ -110,8 +113,8 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
             return
         last = rows[-1][0]
         conn.executemany(
-            "UPDATE spans SET duration_ms = ?, model = ?, input_tokens = ?, output_tokens = ? "
-            "WHERE trace_id = ? AND span_id = ?",
+            "UPDATE spans SET duration_ms = ?, model = ?, input_tokens = ?, output_tokens = ?, "
+            "trace_start_ms = ? WHERE trace_id = ? AND span_id = ?",
             [
                 (*row[5:], tid, row[1])
                 for _, tid, data in rows
@@ -186,6 +189,7 @@ def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
                 model if isinstance(model, str) else None,
                 usage.input_tokens if usage else None,
                 usage.output_tokens if usage else None,
+                trace.info.start_time_ns // 1_000_000,
             )
         )
     return rows
@@ -330,7 +334,8 @@ class SQLiteStore(TraceStore):
         )
         conn.executemany(
             "INSERT OR REPLACE INTO spans (trace_id, span_id, name, type, status, "
-            "duration_ms, model, input_tokens, output_tokens) VALUES (?,?,?,?,?,?,?,?,?)",
+            "duration_ms, model, input_tokens, output_tokens, trace_start_ms) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
             [row for tid, t in fresh.items() for row in span_rows(tid, t)],
         )
         write_annotations(conn.executemany, "?", fresh, stored)

@@ -2,7 +2,8 @@
 
     python benchmarks/bench_ui.py [--traces 100000] [--quick] [--postgres]
 
-Fills a fresh SQLite file the way ``bench_store.py`` does (5 spans, ~1 KB per span), then
+Fills a fresh SQLite file the way ``bench_store.py`` does (5 spans, ~1 KB per span, start
+times spread over the last 24 hours), then
 times requests through the ASGI app in process (Starlette's TestClient: no sockets, so
 this is the server's own cost, not the browser's): the first list page, a filtered page, a
 page 20 deep reached through page tokens, a sorted page, one trace view, a comparison, and
@@ -74,7 +75,7 @@ def run(label: str, uri: str, traces: int) -> None:
     from lowtrace._stores.uri import open_store
     from lowtrace._ui.app import create_app
 
-    _, per_span = ingest(uri, traces)
+    _, per_span = ingest(uri, traces, spread_s=86_400.0)  # a day of traffic
     if uri.startswith("postgresql"):
         import psycopg
 

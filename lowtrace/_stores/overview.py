@@ -273,10 +273,13 @@ def sql_overview(
             continue
         ranked = []
         for percent in (50, 95):
+            # From whichever end is nearer: the sort keeps only OFFSET + 1 rows.
+            rank = _rank(int(n), percent)
+            direction, offset = ("ASC", rank - 1) if rank - 1 <= n - rank else ("DESC", n - rank)
             query = Query(dialect)
             sql = (
                 f"SELECT t.duration_ms {in_bucket(query, low, high)} ORDER BY t.duration_ms "
-                f"LIMIT 1 OFFSET {_rank(int(n), percent) - 1}"
+                f"{direction} LIMIT 1 OFFSET {int(offset)}"
             )
             ranked.append(float(fetch(sql, query.params)[0][0]))
         found[index] = Bucket(
@@ -289,8 +292,12 @@ def sql_overview(
         bounds = f"x.trace_start_ms >= {low} AND x.trace_start_ms < {high}"
         if expr is None:
             return f"FROM spans x WHERE {bounds}"
-        return f"FROM spans x JOIN traces t ON t.trace_id = x.trace_id WHERE {bounds} AND " + (
-            query.where(expr)
+        # The matching ids once (an ephemeral index), not the filter once per span.
+        low, high = query.bind(start_ms), query.bind(end_ms)
+        return (
+            f"FROM spans x WHERE {bounds} AND x.trace_id IN (SELECT t.trace_id FROM traces t "
+            f"WHERE t.start_time_ms >= {low} AND t.start_time_ms < {high} AND "
+            f"{query.where(expr)})"
         )
 
     query = Query(dialect)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from lowtrace import SpanType, Trace, TracingClient
 from lowtrace._stores.base import TraceStore
-from lowtrace._stores.overview import Overview, plan_buckets, scan_overview
+from lowtrace._stores.overview import Overview, SpanNameStats, plan_buckets, scan_overview
 from lowtrace._stores.uri import open_store
 from lowtrace.errors import FilterError
 from tests.strategies import traces
@@ -42,8 +42,8 @@ def _comparable(overview: Overview) -> Overview:
     """Summed durations rounded: SQL adds floats in another order than Python."""
     import attrs
 
-    def rounded(stats: tuple[object, ...]) -> tuple[object, ...]:
-        return tuple(attrs.evolve(s, total_ms=round(s.total_ms, 6)) for s in stats)  # type: ignore[misc]
+    def rounded(stats: tuple[SpanNameStats, ...]) -> tuple[SpanNameStats, ...]:
+        return tuple(attrs.evolve(s, total_ms=round(s.total_ms, 6)) for s in stats)
 
     return attrs.evolve(
         overview, slowest=rounded(overview.slowest), failing=rounded(overview.failing)
@@ -164,6 +164,7 @@ def test_plan_buckets_covers_the_range() -> None:
     filter=st.sampled_from([None, "status = 'ERROR'", "span.type = 'TOOL'", "tags.env = 'prod'"]),
     buckets=st.integers(1, 12),
     top=st.integers(1, 4),
+    half=st.booleans(),
 )
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_sql_aggregates_match_reading_every_trace(
@@ -174,7 +175,12 @@ def test_sql_aggregates_match_reading_every_trace(
     filter: str | None,
     buckets: int,
     top: int,
+    half: bool,
 ) -> None:
+    starts = [t.info.start_time_ns // 1_000_000 for t in data]
+    window = {}  # the open range, or a closed one over the first half of the data's span
+    if half:
+        window = {"start_ms": min(starts), "end_ms": (min(starts) + max(starts)) // 2 + 1}
     if backend == "sqlite":
         store = open_store(f"sqlite:///{tmp_path_factory.mktemp('ov')}/o.db")
     else:  # one database for every example, emptied before each
@@ -182,7 +188,8 @@ def test_sql_aggregates_match_reading_every_trace(
         store.delete_traces(older_than_ms=2**62)
     try:
         store.export(data)
-        got = store.overview(filter, buckets=buckets, top=top)
+        got = store.overview(filter, buckets=buckets, top=top, **window)
     finally:
         store.shutdown()
-    assert _comparable(got) == _comparable(_reference(data, filter, buckets=buckets, top=top))
+    expected = _reference(data, filter, buckets=buckets, top=top, **window)
+    assert _comparable(got) == _comparable(expected)

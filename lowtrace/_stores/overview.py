@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import attrs
 
-from lowtrace._model import Trace, counted_usage_spans
+from lowtrace._model import SpanRecord, Trace, counted_usage_spans
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import Dialect, Query
 
@@ -27,6 +27,7 @@ __all__ = [
     "SpanNameStats",
     "plan_buckets",
     "scan_overview",
+    "span_model",
     "sql_overview",
 ]
 
@@ -95,6 +96,13 @@ class Overview:
     @property
     def errors(self) -> int:
         return sum(b.errors for b in self.buckets)
+
+
+def span_model(span: SpanRecord) -> str | None:
+    """The model a span's tokens are priced by: its ``model`` attribute when that is text
+    a database column can hold (PostgreSQL text refuses NUL)."""
+    model = span.attributes.get("model")
+    return model if isinstance(model, str) and "\x00" not in model else None
 
 
 def plan_buckets(start_ms: int, end_ms: int, buckets: int) -> tuple[int, int]:
@@ -169,8 +177,8 @@ def scan_overview(
         )
         for t in traces(full)
     ]
-    if not rows:
-        return _empty(start_ms, end_ms)
+    if not rows and (start_ms is None or end_ms is None):
+        return _empty(start_ms, end_ms)  # an open range has no extent without traces
     start = min(r[0] for r in rows) if start_ms is None else start_ms
     end = max(r[0] for r in rows) + 1 if end_ms is None else end_ms
     bucket_ms, count = plan_buckets(start, end, buckets)
@@ -196,8 +204,7 @@ def scan_overview(
             for span in counted_usage_spans(spans):
                 usage = span.token_usage
                 assert usage is not None
-                model = span.attributes.get("model")
-                key = (index, model if isinstance(model, str) else None)
+                key = (index, span_model(span))
                 before = models.get(key, (0, 0))
                 models[key] = (before[0] + usage.input_tokens, before[1] + usage.output_tokens)
             for span in spans:

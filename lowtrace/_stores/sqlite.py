@@ -28,7 +28,7 @@ from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
-from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, span_model, sql_overview
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace.errors import StoreError, StoreNotFoundError, TraceNotFoundError
 
@@ -177,7 +177,6 @@ def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
     rows = []
     for s in trace.spans:
         usage = s.token_usage if s.span_id in counted else None
-        model = s.attributes.get("model")
         rows.append(
             (
                 trace_id,
@@ -186,7 +185,7 @@ def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
                 str(s.span_type),
                 str(s.status),
                 (s.end_time_ns - s.start_time_ns) / 1e6,
-                model if isinstance(model, str) else None,
+                span_model(s),
                 usage.input_tokens if usage else None,
                 usage.output_tokens if usage else None,
                 trace.info.start_time_ns // 1_000_000,

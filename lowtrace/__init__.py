@@ -7,6 +7,7 @@ the call stack; the finished data model (``Trace``) is immutable and round-trips
 
 from __future__ import annotations
 
+from lowtrace import propagation as propagation  # the public W3C trace context module
 from lowtrace._assessment import Assessment
 from lowtrace._client import ClientStats, TracingClient
 from lowtrace._config import Limits, PipelineConfig
@@ -30,6 +31,7 @@ from lowtrace._live import TraceState
 from lowtrace._model import SpanEvent, SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._noop import NoopSpan
 from lowtrace._pipeline import Exporter, ExporterStats
+from lowtrace._sampling import UnsampledSpan
 from lowtrace._scope import start_span
 from lowtrace._span import DroppedSpan, LiveSpan, SpanState
 from lowtrace._stores.base import TraceList, TraceStore
@@ -91,6 +93,7 @@ __all__ = [
     "TraceStore",
     "TracingClient",
     "TracingThreadPoolExecutor",
+    "UnsampledSpan",
     "estimate_cost",
     "flush",
     "format_tree",

@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from lowtrace._live import LiveTrace
     from lowtrace._pipeline import ExportPipeline
     from lowtrace._registry import LiveRegistry
+    from lowtrace._sampling import UnsampledTraces
     from lowtrace._stores.base import TraceStore
 
-__all__ = ["TraceEdits", "string_map"]
+__all__ = ["TraceEdits", "string_map", "with_info"]
 
 #: How long a read or a change of a stored trace waits for the store to take the traces
 #: ended before it; a store that is down must not hang readers forever.
@@ -44,8 +45,10 @@ class TraceEdits:
 
     if TYPE_CHECKING:
         enabled: bool
+        _closed: bool
         _registry: LiveRegistry
         _pipeline: ExportPipeline
+        _unsampled: UnsampledTraces
 
         def _violation(self, exc: LowtraceError, fallback: Any) -> Any: ...
         def _require_store(self) -> TraceStore: ...
@@ -57,6 +60,8 @@ class TraceEdits:
         """Add or replace tags (values are stored as strings) of a live or stored trace."""
         if not self.enabled:
             return
+        if trace_id in self._unsampled:
+            return  # an unsampled trace records nothing, tags included
         try:
             values = string_map(tags, "tags")
             live = self._active(trace_id)
@@ -66,7 +71,7 @@ class TraceEdits:
                     return
                 except TraceEndedError:
                     pass  # it ended meanwhile: change the stored trace
-            self._update_stored(trace_id, lambda t: _with(t, tags={**t.info.tags, **values}))
+            self._update_stored(trace_id, lambda t: with_info(t, tags={**t.info.tags, **values}))
         except LowtraceError as exc:
             self._violation(exc, None)
 
@@ -83,7 +88,7 @@ class TraceEdits:
                         return
 
             def drop(trace: Trace) -> Trace:
-                return _with(trace, tags={k: v for k, v in trace.info.tags.items() if k != key})
+                return with_info(trace, tags={k: v for k, v in trace.info.tags.items() if k != key})
 
             self._update_stored(trace_id, drop)
         except LowtraceError as exc:
@@ -149,7 +154,7 @@ class TraceEdits:
             kept = tuple(a for a in trace.info.assessments if a.assessment_id != assessment_id)
             if len(kept) == len(trace.info.assessments):
                 raise InvalidArgumentError(f"trace {trace_id} has no assessment {assessment_id!r}")
-            return _with(trace, assessments=kept)
+            return with_info(trace, assessments=kept)
 
         try:
             self._update_stored(trace_id, drop)
@@ -178,7 +183,7 @@ class TraceEdits:
             def add(trace: Trace) -> Trace:
                 if span_id is not None and trace.get_span(span_id) is None:
                     raise InvalidArgumentError(f"trace {trace_id} has no span {span_id!r}")
-                return _with(trace, assessments=(*trace.info.assessments, assessment))
+                return with_info(trace, assessments=(*trace.info.assessments, assessment))
 
             self._update_stored(trace_id, add)
             return assessment
@@ -193,7 +198,7 @@ class TraceEdits:
 
     def _settle_reads(self) -> None:
         """Read-your-writes: let the store take what this client ended before the call."""
-        if self.enabled and self._pipeline.lanes:
+        if self.enabled and not self._closed and self._pipeline.lanes:
             self._pipeline.settle(0, SETTLE_TIMEOUT_S)
 
     def _update_stored(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
@@ -203,7 +208,7 @@ class TraceEdits:
         return self._require_store().update_trace(trace_id, change)
 
 
-def _with(trace: Trace, **changes: Any) -> Trace:
+def with_info(trace: Trace, **changes: Any) -> Trace:
     """The trace with some summary fields replaced (spans are shared, not copied)."""
     return Trace(attrs.evolve(trace.info, **changes), trace.spans)
 

@@ -122,6 +122,7 @@ class LiveTrace:
         "state",
         "tags",
         "trace_id",
+        "tracestate",
         "user_id",
     )
 
@@ -143,6 +144,7 @@ class LiveTrace:
         self.end_reason = ""
         self.has_usage = False
         self.payload = 0  # bytes of recorded inputs and outputs
+        self.tracestate: str | None = None  # the incoming W3C tracestate, passed on as is
         self.metadata: dict[str, str] = {}
         self.session_id: str | None = None
         self.user_id: str | None = None

@@ -26,6 +26,7 @@ class NoopSpan:
     ended = False
     is_recording = False
     traceparent = f"00-{_ZERO_TRACE}-{_ZERO_SPAN}-00"
+    tracestate = None
 
     def __repr__(self) -> str:
         return "<NoopSpan>"

@@ -161,6 +161,8 @@ class _Lane:
         For read-your-writes: unlike ``wait_delivered`` it leaves the loss count that
         ``flush()`` reports alone. Returns False on timeout.
         """
+        if threading.current_thread() is self.thread:
+            return False  # read from inside export(): waiting for ourselves never ends
         with self.cond:
             target = self.taken + len(self.queue)
             if self.settled >= target:

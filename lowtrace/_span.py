@@ -144,6 +144,9 @@ class LiveSpan:
     status = property(lambda self: self._status, doc="UNSET while open, then OK or ERROR.")
     status_message = property(lambda self: self._status_message, doc="Why it is ERROR.")
     token_usage = property(lambda self: self._usage, doc="Tokens reported, or None.")
+    tracestate = property(
+        lambda self: self._trace.tracestate, doc="The trace's W3C tracestate, or None."
+    )
 
     def __repr__(self) -> str:
         return (
@@ -338,6 +341,7 @@ class DroppedSpan:
 
     ended = False
     is_recording = False
+    tracestate = None
 
     def __init__(self, trace_id: str, span_id: str, parent_id: str | None, name: str) -> None:
         self.trace_id = trace_id

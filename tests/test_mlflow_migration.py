@@ -283,8 +283,7 @@ def test_bad_mlflow_filters_say_where(client: TracingClient, bad: str) -> None:
 # -- module level and read-your-writes --------------------------------------------------------
 
 
-def test_module_level_reads_see_the_trace_just_ended(tmp_path: Path) -> None:
-    client = TracingClient(f"sqlite:///{tmp_path}/t.db")
+def test_module_level_reads_see_the_trace_just_ended(client: TracingClient) -> None:
     lowtrace.set_default_client(client)
     try:
 
@@ -303,7 +302,6 @@ def test_module_level_reads_see_the_trace_just_ended(tmp_path: Path) -> None:
         assert lowtrace.flush(10)
     finally:
         lowtrace.set_default_client(None)
-        client.close()
 
 
 # -- output_reducer and chunk events ------------------------------------------------------------
@@ -414,3 +412,36 @@ def test_a_version_2_sqlite_store_with_traces_is_migrated_in_place(tmp_path: Pat
 
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SQLITE_SCHEMA_VERSION
+
+
+def test_a_version_1_postgres_store_with_traces_is_migrated_in_place(postgres_uri: str) -> None:
+    import psycopg
+
+    with TracingClient(postgres_uri) as client:  # written as version 1 would have
+        root = client.start_trace("old", tags={"env": "prod"})
+        client.end_trace(root.trace_id)
+        kept = root.trace_id
+        assert client.flush(10)
+    with psycopg.connect(postgres_uri, autocommit=True) as conn:  # back to version 1
+        conn.execute("DROP TABLE trace_metadata")
+        conn.execute("DROP TABLE assessments")
+        conn.execute("ALTER TABLE traces DROP COLUMN session_id")
+        conn.execute("ALTER TABLE traces DROP COLUMN user_id")
+        conn.execute("UPDATE lowtrace_schema SET version = 1")
+    with TracingClient(postgres_uri) as client:
+        assert client.get_trace(kept) is not None
+        client.log_feedback(kept, "correct", True)
+        assert found(client, "feedback.correct = 'true'") == {kept}
+        assert found(client, "session_id IS NULL AND tags.env = 'prod'") == {kept}
+    from lowtrace._stores.postgres import SCHEMA_VERSION
+
+    with psycopg.connect(postgres_uri, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM lowtrace_schema").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_a_store_that_keeps_nothing_says_so_when_asked_to_change_a_trace() -> None:
+    with TracingClient("none://") as client:
+        root = client.start_trace("t")
+        client.end_trace(root.trace_id)
+        with pytest.raises(StoreError, match="keeps no traces"):
+            client.log_feedback(root.trace_id, "correct", True)

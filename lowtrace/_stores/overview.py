@@ -36,11 +36,11 @@ MAX_BUCKETS: Final = 200
 #: Covering indexes for ``sql_overview`` (created by the SQLite and PostgreSQL migrations):
 #: bucket aggregates, the span name ranking and token usage per model read only these.
 OVERVIEW_INDEXES: Final = (
-    "CREATE INDEX traces_overview ON traces "
+    "CREATE INDEX IF NOT EXISTS traces_overview ON traces "
     "(start_time_ms, duration_ms, status, input_tokens, output_tokens)",
-    "CREATE INDEX spans_names ON spans (name, trace_start_ms, duration_ms, status)",
-    "CREATE INDEX spans_usage ON spans (trace_start_ms, model, input_tokens, output_tokens) "
-    "WHERE input_tokens IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS spans_names ON spans (name, trace_start_ms, duration_ms, status)",
+    "CREATE INDEX IF NOT EXISTS spans_usage ON spans "
+    "(trace_start_ms, model, input_tokens, output_tokens) WHERE input_tokens IS NOT NULL",
 )
 
 

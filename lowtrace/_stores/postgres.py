@@ -99,9 +99,11 @@ def _migrate_to_3(cur: psycopg.Cursor[Any]) -> None:
     # What the dashboard sums per span (duration, model, counted token usage, the trace's
     # start), filled in for the traces already stored; covering indexes for its queries.
     cur.execute(
-        "ALTER TABLE spans ADD COLUMN duration_ms DOUBLE PRECISION, "
-        'ADD COLUMN model TEXT COLLATE "C", ADD COLUMN input_tokens BIGINT, '
-        "ADD COLUMN output_tokens BIGINT, ADD COLUMN trace_start_ms BIGINT"
+        "ALTER TABLE spans ADD COLUMN IF NOT EXISTS duration_ms DOUBLE PRECISION, "
+        'ADD COLUMN IF NOT EXISTS model TEXT COLLATE "C", '
+        "ADD COLUMN IF NOT EXISTS input_tokens BIGINT, "
+        "ADD COLUMN IF NOT EXISTS output_tokens BIGINT, "
+        "ADD COLUMN IF NOT EXISTS trace_start_ms BIGINT"
     )
     for statement in OVERVIEW_INDEXES:
         cur.execute(statement)

@@ -1,8 +1,8 @@
 """Sessions (a conversation's traces turn by turn) and feedback on a trace.
 
 ``/sessions`` lists conversations, ``/sessions/<id>`` shows each turn's request and
-response in order. On a trace page, the review panel lists the trace's assessments and,
-unless the UI is read-only, a feedback form that posts with the page's CSRF token.
+response in order. On a trace page, under the assessments the trace view lists, the
+feedback form posts with the page's CSRF token (not offered read-only).
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
-import orjson
-
-from lowtrace._assessment import Assessment
 from lowtrace._model import Trace
 from lowtrace._stores.sessions import SessionSummary
 from lowtrace._ui.frame import Site, layout, plural, preview
@@ -121,13 +118,6 @@ def session_page(site: Site, session_id: str, turns: Sequence[Trace], *, more: b
     return layout(site, f"Session {session_id}", body)
 
 
-def _value_text(assessment: Assessment) -> str:
-    value = assessment.value
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode("utf-8", "replace")
-
-
 def feedback_value(verdict: str, custom: str) -> Any:
     """What a feedback form means: Yes/No, or the typed value (a number if it is one)."""
     if verdict in ("true", "false"):
@@ -141,42 +131,24 @@ def feedback_value(verdict: str, custom: str) -> Any:
 
 
 def review_panel(site: Site, trace: Trace, *, notice: str | None = None) -> str:
-    """The assessments of a trace and, unless read-only, the feedback form."""
-    assessments = trace.info.assessments
-    rows = "".join(
-        f"<tr><td>{e(a.kind)}</td><td>{e(a.name)}</td><td>{e(_value_text(a))}</td>"
-        f"<td>{e(', '.join(f'{k}: {v}' for k, v in (a.source or {}).items()))}</td>"
-        f"<td>{e(a.rationale or '')}</td><td>{e(a.span_id or '')}</td>"
-        f"<td>{_when(a.created_time_ns) if a.created_time_ns else ''}</td></tr>"
-        for a in assessments
-    )
-    table = (
-        '<table class="lt-assess"><thead><tr><th>Kind</th><th>Name</th><th>Value</th>'
-        "<th>Source</th><th>Rationale</th><th>Span</th><th>Logged (UTC)</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-        if assessments
-        else '<p class="lt-empty">No feedback or expectations yet.</p>'
-    )
-    form = ""
-    if not site.read_only:
-        action = _trace_href(trace.info.trace_id) + "/feedback"
-        form = (
-            f'<form class="lt-feedback" method="post" action="{e(action)}">'
-            f'<input type="hidden" name="csrf" value="{e(site.csrf_token)}">'
-            '<label>Name <input name="name" value="correct" required maxlength="200"></label>'
-            '<label>Reviewer <input name="reviewer" value="" maxlength="200" '
-            'placeholder="your name"></label>'
-            '<label class="lt-wide">Rationale <input name="rationale" maxlength="4000" '
-            'placeholder="why (optional)"></label>'
-            '<button type="submit" name="verdict" value="true">Yes</button>'
-            '<button type="submit" name="verdict" value="false">No</button>'
-            '<label>or a value <input name="custom" maxlength="4000" placeholder="0.8, great…">'
-            '</label><button type="submit" name="verdict" value="custom">Save value</button>'
-            "</form>"
-        )
+    """The feedback form under the trace's assessments (which the view lists); none read-only."""
+    if site.read_only:
+        return ""
+    action = _trace_href(trace.info.trace_id) + "/feedback"
     saved = f'<p class="ui-notice" role="status">{e(notice)}</p>' if notice else ""
-    count = len(assessments)
     return (
-        f'<details class="lt-review"{" open" if notice or count else ""}>'
-        f"<summary>Feedback ({count})</summary>{saved}{table}{form}</details>"
+        f'<details class="lt-review"{" open" if notice else ""}><summary>Leave feedback'
+        f"</summary>{saved}"
+        f'<form class="lt-feedback" method="post" action="{e(action)}">'
+        f'<input type="hidden" name="csrf" value="{e(site.csrf_token)}">'
+        '<label>Name <input name="name" value="correct" required maxlength="200"></label>'
+        '<label>Reviewer <input name="reviewer" value="" maxlength="200" '
+        'placeholder="your name"></label>'
+        '<label class="lt-wide">Rationale <input name="rationale" maxlength="4000" '
+        'placeholder="why (optional)"></label>'
+        '<button type="submit" name="verdict" value="true">Yes</button>'
+        '<button type="submit" name="verdict" value="false">No</button>'
+        '<label>or a value <input name="custom" maxlength="4000" placeholder="0.8, great…">'
+        '</label><button type="submit" name="verdict" value="custom">Save value</button>'
+        "</form></details>"
     )

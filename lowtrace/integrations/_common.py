@@ -48,9 +48,14 @@ def default_client() -> TracingClient:
 def current_span() -> Any:
     """The current fluent span (or None), so framework calls nest under user code."""
     import lowtrace
+    from lowtrace._sampling import UnsampledSpan
 
     span = lowtrace.get_current_span()
-    return span if span is not None and getattr(span, "is_recording", False) else None
+    if span is None or not (
+        getattr(span, "is_recording", False) or isinstance(span, UnsampledSpan)
+    ):
+        return None
+    return span  # an unsampled span too: its children must not start a new, sampled trace
 
 
 def start_run(

@@ -139,7 +139,7 @@ def review_panel(site: Site, trace: Trace, *, notice: str | None = None) -> str:
     return (
         f'<details class="lt-review"{" open" if notice else ""}><summary>Leave feedback'
         f"</summary>{saved}"
-        f'<form class="lt-feedback" method="post" action="{e(action)}">'
+        f'<form class="lt-feedback-form" method="post" action="{e(action)}">'
         f'<input type="hidden" name="csrf" value="{e(site.csrf_token)}">'
         '<label>Name <input name="name" value="correct" required maxlength="200"></label>'
         '<label>Reviewer <input name="reviewer" value="" maxlength="200" '

@@ -330,7 +330,7 @@ def test_a_conversation_turn_by_turn_then_feedback_by_keyboard(browser: Any, cha
             page.keyboard.press("Enter")
         ui.settle()
         assert page.locator(".lt-review .ui-notice").inner_text() == "Feedback saved."
-        assert "right city" in page.locator(".lt-assess").inner_text()
+        assert "right city" in page.locator(".lt-annotations").inner_text()
         ui.shot("trace-feedback")
     from lowtrace import TracingClient
 
@@ -348,8 +348,8 @@ def test_a_conversation_turn_by_turn_then_feedback_by_keyboard(browser: Any, cha
 def test_read_only_pages_offer_no_feedback_form(browser: Any, chats: Chats) -> None:
     with serving(chats.uri, read_only=True) as url, watched(browser, url) as ui:
         ui.goto(f"{url}/traces/{chats.first[0]}")
-        assert ui.page.locator("form.lt-feedback").count() == 0
-        assert ui.page.locator(".lt-review summary").inner_text() == "Feedback (0)"
+        assert ui.page.locator("form.lt-feedback-form").count() == 0
+        assert ui.page.locator(".lt-review").count() == 0
         ui.goto(f"{url}/sessions/{chats.first[0]}")  # not a session: a 404 page, no crash
         assert "Session not found" in ui.page.inner_text("h1")
 

@@ -90,7 +90,7 @@ def test_feedback_from_the_trace_page_is_read_back_by_the_client(
 ) -> None:
     trace_id = chats.first[1]
     page = http.get(f"/traces/{trace_id}").text
-    assert 'class="lt-feedback"' in page and "Feedback (0)" in page
+    assert 'class="lt-feedback-form"' in page and "Leave feedback" in page
     form = {"csrf": csrf(page), "name": "correct", "reviewer": "alice", "rationale": "right city"}
     posted = http.post(f"/traces/{trace_id}/feedback", data={**form, "verdict": "true"})
     assert posted.status_code == 303
@@ -109,7 +109,9 @@ def test_feedback_from_the_trace_page_is_read_back_by_the_client(
             trace_id
         ]
     after = http.get(f"/traces/{trace_id}?saved=1").text
-    assert "Feedback saved." in after and "Feedback (2)" in after and "right city" in after
+    table = after.split('<table class="lt-annotations">', 1)[1].split("</table>", 1)[0]
+    assert "Feedback saved." in after and table.count("<th>feedback</th>") == 2
+    assert "HUMAN/alice — right city" in table and "<code>0.75</code>" in table
 
 
 def test_feedback_without_the_token_or_from_elsewhere_is_refused(
@@ -143,8 +145,9 @@ def test_read_only_shows_feedback_but_takes_none(chats: Chats) -> None:
     app = create_app(store, read_only=True, allowed_hosts={"127.0.0.1"})
     with TestClient(app, base_url="http://127.0.0.1") as http:
         page = http.get(f"/traces/{chats.first[0]}").text
-        assert "Feedback (1)" in page and "type: HUMAN, id: bo" in page
-        assert "lt-feedback" not in page and 'name="csrf"' not in page
+        assert "<th>feedback</th><td>correct</td><td><code>false</code></td>" in page
+        assert "HUMAN/bo" in page
+        assert "lt-feedback-form" not in page and 'name="csrf"' not in page
         refused = http.post(
             f"/traces/{chats.first[0]}/feedback", data={"name": "x", "verdict": "true"}
         )

@@ -34,10 +34,11 @@ __all__ = [
 #: The most buckets one overview may have (the charts stay readable, the answer small).
 MAX_BUCKETS: Final = 200
 #: Covering indexes for ``sql_overview`` (created by the SQLite and PostgreSQL migrations):
-#: bucket aggregates, the span name ranking and token usage per model read only these.
+#: bucket aggregates, the span name ranking and token usage per model read only these
+#: (``trace_id`` last: a filter's tag and span conditions join on it without the row).
 OVERVIEW_INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS traces_overview ON traces "
-    "(start_time_ms, duration_ms, status, input_tokens, output_tokens)",
+    "(start_time_ms, duration_ms, status, input_tokens, output_tokens, trace_id)",
     "CREATE INDEX IF NOT EXISTS spans_names ON spans (name, trace_start_ms, duration_ms, status)",
     "CREATE INDEX IF NOT EXISTS spans_usage ON spans "
     "(trace_start_ms, model, input_tokens, output_tokens) WHERE input_tokens IS NOT NULL",

@@ -116,7 +116,7 @@ _COLOURED: Final = frozenset(
 
 def _ms_label(ms: float) -> str:
     if ms < 10:
-        return f"{ms:.2f} ms".replace(".00 ms", " ms")
+        return f"{ms:.3g} ms"  # 0 ms, 0.0025 ms, 2.5 ms, 7.12 ms
     return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
 
 

@@ -1,4 +1,5 @@
-"""Opening a store from a URI: ``memory://``, ``sqlite:///...``, ``jsonl:///...``, ``postgresql://``."""
+"""Opening a store from a URI: ``memory://``, ``sqlite:///...``, ``jsonl:///...``,
+``delta:///...``, ``postgresql://``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from lowtrace.errors import InvalidArgumentError
 
 __all__ = ["open_store", "redact"]
 
-_SCHEMES = "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, postgresql://..., none://"
+_SCHEMES = (
+    "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, delta:///path, postgresql://..., "
+    "none://"
+)
 
 
 def open_store(uri: str, *, create: bool = True) -> TraceStore:
@@ -34,6 +38,10 @@ def open_store(uri: str, *, create: bool = True) -> TraceStore:
         from lowtrace._stores.jsonl import JsonlStore
 
         return JsonlStore.from_uri(uri, create=create)
+    if scheme == "delta":
+        from lowtrace._stores.delta import DeltaStore
+
+        return DeltaStore.from_uri(uri, create=create)
     if scheme in ("postgresql", "postgres"):
         from lowtrace._stores.postgres import PostgresStore
 

@@ -17,8 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qs, quote
 
-import attrs
-
+from lowtrace._annotate import with_info
 from lowtrace._assessment import make_assessment
 from lowtrace._dataset import golden_lines
 from lowtrace._model import Trace, TraceInfo
@@ -241,8 +240,7 @@ class _UI:
             return self._error("Invalid feedback", str(exc), 400)
 
         def add(trace: Trace) -> Trace:
-            info = attrs.evolve(trace.info, assessments=(*trace.info.assessments, assessment))
-            return Trace(info, trace.spans)
+            return with_info(trace, assessments=(*trace.info.assessments, assessment))
 
         try:
             await run_in_threadpool(self.store.update_trace, trace_id, add)

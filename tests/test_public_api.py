@@ -35,6 +35,7 @@ EXPORTED = {
     "NoopSpan",
     "OpenSpansError",
     "PipelineConfig",
+    "QueryTimeoutError",
     "SpanEndedError",
     "SpanEvent",
     "SpanNotFoundError",

@@ -21,6 +21,7 @@ from lowtrace._annotate import with_info
 from lowtrace._assessment import make_assessment
 from lowtrace._dataset import golden_lines
 from lowtrace._model import Trace, TraceInfo
+from lowtrace._query.budget import time_limit
 from lowtrace._query.filter import string_literal
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
@@ -45,6 +46,7 @@ from lowtrace.errors import (
     FilterError,
     InvalidArgumentError,
     LowtraceError,
+    QueryTimeoutError,
     TraceNotFoundError,
 )
 
@@ -68,6 +70,8 @@ MAX_SELECTED: Final = 500
 _PAGE_SIZES: Final = range(1, 501)
 #: The longest filter, order or tag accepted in a URL.
 MAX_QUERY_CHARS: Final = 4096
+#: How long one list search or count may run before it is stopped.
+QUERY_TIMEOUT_S: Final = 10.0
 #: Sessions listed on /sessions (most recently active first).
 _SESSIONS: Final = 200
 #: The largest delete form accepted (500 ids and a token take about 20 KB).
@@ -145,14 +149,29 @@ class _UI:
     """The route handlers, holding the store and the page context."""
 
     def __init__(
-        self, store: TraceStore, *, read_only: bool, prices: Mapping[str, Any] | None
+        self,
+        store: TraceStore,
+        *,
+        read_only: bool,
+        prices: Mapping[str, Any] | None,
+        query_timeout_s: float | None,
     ) -> None:
         self.store = store
         self.prices = prices
+        self.query_timeout_s = query_timeout_s
         self.site = Site(store.uri, read_only, secrets.token_urlsafe(32))
 
     def _error(self, title: str, message: str, status: int) -> HTMLResponse:
         return HTMLResponse(error_page(self.site, title, message), status_code=status)
+
+    def _too_slow(self) -> HTMLResponse:
+        return self._error(
+            "Query too slow",
+            f"The search took longer than {self.query_timeout_s:g} s and was stopped, so "
+            "other pages stay responsive. Narrow the filter (a time range, an exact name) "
+            "and try again.",
+            503,
+        )
 
     def _read_only(self) -> HTMLResponse:
         return self._error("Read-only", "This UI was started read-only: nothing is deleted.", 403)
@@ -175,13 +194,16 @@ class _UI:
             count = request.query_params["deleted"]
             notice = f"Deleted {plural(int(count), 'trace')}." if count.isdigit() else None
         try:
-            page = self.store.search_traces(
-                query.q or None,
-                order_by=query.order or None,
-                max_results=query.size,
-                page_token=query.page or None,
-            )
-            total = self.store.count(query.q or None)
+            with time_limit(self.query_timeout_s):
+                page = self.store.search_traces(
+                    query.q or None,
+                    order_by=query.order or None,
+                    max_results=query.size,
+                    page_token=query.page or None,
+                )
+                total = self.store.count(query.q or None)
+        except QueryTimeoutError:
+            return self._too_slow()
         except (FilterError, InvalidArgumentError) as exc:  # the user's query, not the store
             html = list_page(
                 self.site, query, [], total=None, next_token=None, error=str(exc), notice=notice
@@ -249,9 +271,12 @@ class _UI:
         return RedirectResponse(f"{_trace_path(trace_id)}?saved=1", status_code=303)
 
     def sessions(self, request: Request) -> Response:
-        return HTMLResponse(
-            sessions_page(self.site, self.store.sessions(max_results=_SESSIONS), limit=_SESSIONS)
-        )
+        try:
+            with time_limit(self.query_timeout_s):
+                found = self.store.sessions(max_results=_SESSIONS)
+        except QueryTimeoutError:
+            return self._too_slow()
+        return HTMLResponse(sessions_page(self.site, found, limit=_SESSIONS))
 
     def session(self, request: Request) -> Response:
         session_id = request.path_params["session_id"]
@@ -283,7 +308,10 @@ class _UI:
         query = DashboardQuery(span if span in RANGES else "all", params.get("q", "").strip())
         start_ms, end_ms = query.bounds(int(time.time() * 1000))
         try:
-            overview = self.store.overview(query.q or None, start_ms=start_ms, end_ms=end_ms)
+            with time_limit(self.query_timeout_s):
+                overview = self.store.overview(query.q or None, start_ms=start_ms, end_ms=end_ms)
+        except QueryTimeoutError:
+            return self._too_slow()
         except (FilterError, InvalidArgumentError) as exc:
             html = dashboard_page(self.site, query, None, self.prices, error=str(exc))
             return HTMLResponse(html, status_code=400)
@@ -337,7 +365,10 @@ class _UI:
             filter = params.get("q", "").strip() or None
             order = params.get("order", "").strip() or None
             try:  # a bad filter or order fails here, before the download starts
-                self.store.search_traces(filter, order_by=order, max_results=1)
+                with time_limit(self.query_timeout_s):
+                    self.store.search_traces(filter, order_by=order, max_results=1)
+            except QueryTimeoutError:
+                return self._too_slow()
             except (FilterError, InvalidArgumentError) as exc:
                 return self._error("Cannot export", str(exc), 400)
         # Streamed a page at a time: memory stays bounded however many traces match.
@@ -408,9 +439,14 @@ def create_app(
     read_only: bool = False,
     allowed_hosts: Collection[str] | None = None,
     prices: Mapping[str, Any] | None = None,
+    query_timeout_s: float | None = QUERY_TIMEOUT_S,
 ) -> Starlette:
-    """The UI for ``store``. ``allowed_hosts`` None accepts any Host header (remote use)."""
-    ui = _UI(store, read_only=read_only, prices=prices)
+    """The UI for ``store``. ``allowed_hosts`` None accepts any Host header (remote use).
+
+    A search running past ``query_timeout_s`` is stopped and answered with a 503 page, so
+    one costly filter cannot hold the server's threads (None: no limit).
+    """
+    ui = _UI(store, read_only=read_only, prices=prices, query_timeout_s=query_timeout_s)
     routes = [
         Route("/", ui.traces),
         Route("/dashboard", ui.dashboard),

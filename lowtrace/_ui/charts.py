@@ -14,6 +14,8 @@ from typing import Final
 
 import attrs
 
+from lowtrace._controls import html_text
+
 __all__ = ["Series", "bar_chart", "hbars", "line_chart", "nice_max"]
 
 e = html.escape
@@ -159,7 +161,7 @@ def hbars(label: str, rows: Sequence[tuple[str, str, float, str]], css: str) -> 
         return '<p class="ui-empty">Nothing in this range.</p>'
     top = max(value for _, _, value, _ in rows) or 1.0
     body = "".join(
-        f'<tr><td class="ui-name"><a href="{e(href)}">{e(name)}</a></td><td class="ch-cell">'
+        f'<tr><td class="ui-name"><a href="{e(href)}">{html_text(name)}</a></td><td class="ch-cell">'
         f'<svg class="ch-hbar" viewBox="0 0 200 10" preserveAspectRatio="none" aria-hidden="true">'
         f'<rect class="{e(css)}" x="0" y="0" width="{200 * value / top:.1f}" height="10"/></svg>'
         f'</td><td class="ui-num">{e(text)}</td></tr>'

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import attrs
 
+from lowtrace._controls import html_text
 from lowtrace._cost import price_table
 from lowtrace._query.filter import string_literal
 from lowtrace._stores.overview import Overview
@@ -129,7 +130,9 @@ def dashboard_page(
     head = "<h1>Dashboard</h1>" + _controls(query)
     if error is not None or overview is None:
         return layout(
-            site, "Dashboard", head + f'<pre class="ui-error" role="alert">{e(error or "")}</pre>'
+            site,
+            "Dashboard",
+            head + f'<pre class="ui-error" role="alert">{html_text(error or "")}</pre>',
         )
     length = overview.end_ms - overview.start_ms
     labels = [_x_label(b.start_ms, overview.bucket_ms, length) for b in overview.buckets]

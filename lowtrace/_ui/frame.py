@@ -13,6 +13,7 @@ from typing import Final
 import attrs
 import orjson
 
+from lowtrace._controls import escape_controls
 from lowtrace._stores.uri import redact
 
 __all__ = ["Site", "layout", "plural", "preview"]
@@ -58,7 +59,7 @@ def layout(site: Site, title: str, body: str) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{e(title)} · lowtrace</title>"
+        f"<title>{e(escape_controls(title))} · lowtrace</title>"
         '<link rel="icon" href="/favicon.ico">'
         '<link rel="stylesheet" href="/static/ui/ui.css">'
         '<script src="/static/ui/ui.js" defer></script></head><body>'

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import quote
 
+from lowtrace._controls import html_text
 from lowtrace._model import Trace
 from lowtrace._stores.sessions import SessionSummary
 from lowtrace._ui.frame import Site, layout, plural, preview
@@ -20,6 +21,7 @@ from lowtrace._ui.frame import Site, layout, plural, preview
 __all__ = ["MAX_TURNS", "feedback_value", "review_panel", "session_page", "sessions_page"]
 
 e = html.escape
+t = html_text  # text shown to a reader: control characters visibly escaped
 #: The most turns one session page shows (the oldest first).
 MAX_TURNS: Final = 500
 _TURN_CHARS: Final = 2000
@@ -41,7 +43,7 @@ def sessions_page(site: Site, sessions: Sequence[SessionSummary], *, limit: int)
     """Conversations, most recently active first."""
     rows = "".join(
         f'<tr><td class="ui-name"><a href="{e(_session_href(s.session_id))}">'
-        f"{e(s.session_id)}</a></td><td>{e(s.user_id or '')}</td>"
+        f"{t(s.session_id)}</a></td><td>{t(s.user_id or '')}</td>"
         f'<td class="ui-num">{s.traces:,}</td>'
         f'<td class="ui-num">{s.errors:,}</td><td>{_when(s.first_start_ns)}</td>'
         f'<td>{_when(s.last_start_ns)}</td><td class="ui-num">{s.total_tokens:,}</td></tr>'
@@ -96,23 +98,23 @@ def session_page(site: Site, session_id: str, turns: Sequence[Trace], *, more: b
         response = _turn_text(root.outputs_json) if root else ""
         items.append(
             f'<li class="ss-turn"><div class="ss-meta"><span class="ss-n">Turn {number}</span>'
-            f'<a href="{e(_trace_href(info.trace_id))}">{e(info.name)}</a>{status}'
+            f'<a href="{e(_trace_href(info.trace_id))}">{t(info.name)}</a>{status}'
             f"<span>{_when(info.start_time_ns)} UTC · {info.duration_ms:,.1f} ms{usage}</span>"
             f"{marks}{feedback}</div>"
-            f'<div class="ss-msg ss-in"><span class="ss-who">Request</span>{e(request)}</div>'
-            f'<div class="ss-msg ss-out"><span class="ss-who">Response</span>{e(response)}</div>'
+            f'<div class="ss-msg ss-in"><span class="ss-who">Request</span>{t(request)}</div>'
+            f'<div class="ss-msg ss-out"><span class="ss-who">Response</span>{t(response)}</div>'
             "</li>"
         )
     if not items:
-        listing = f'<p class="ui-empty">No traces in session {e(session_id)}.</p>'
+        listing = f'<p class="ui-empty">No traces in session {t(session_id)}.</p>'
     else:
         listing = '<ol class="ss-turns">' + "".join(items) + "</ol>"
     note = f'<p class="ui-notice">Showing the first {MAX_TURNS:,} turns.</p>' if more else ""
     users = sorted({t.info.user_id for t in turns if t.info.user_id})
-    who = f" · user {e(', '.join(users))}" if users else ""
+    who = f" · user {t(', '.join(users))}" if users else ""
     body = (
         '<p><a href="/sessions">← Sessions</a></p>'
-        f"<h1>Session <code>{e(session_id)}</code></h1>"
+        f"<h1>Session <code>{t(session_id)}</code></h1>"
         f'<p class="ui-count">{plural(len(turns), "turn")}{who}</p>{note}{listing}'
     )
     return layout(site, f"Session {session_id}", body)

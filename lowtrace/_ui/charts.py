@@ -161,7 +161,8 @@ def hbars(label: str, rows: Sequence[tuple[str, str, float, str]], css: str) -> 
         return '<p class="ui-empty">Nothing in this range.</p>'
     top = max(value for _, _, value, _ in rows) or 1.0
     body = "".join(
-        f'<tr><td class="ui-name"><a href="{e(href)}">{html_text(name)}</a></td><td class="ch-cell">'
+        f'<tr><td class="ui-name"><a href="{e(href)}">{html_text(name)}</a></td>'
+        '<td class="ch-cell">'
         f'<svg class="ch-hbar" viewBox="0 0 200 10" preserveAspectRatio="none" aria-hidden="true">'
         f'<rect class="{e(css)}" x="0" y="0" width="{200 * value / top:.1f}" height="10"/></svg>'
         f'</td><td class="ui-num">{e(text)}</td></tr>'

@@ -18,6 +18,7 @@ from lowtrace._context import (
 from lowtrace._cost import ModelPrice, TraceCost, estimate_cost
 from lowtrace._decorator import trace
 from lowtrace._default import get_default_client, set_default_client
+from lowtrace._handle import Span
 from lowtrace._live import TraceState
 from lowtrace._model import SpanEvent, SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._noop import NoopSpan
@@ -62,6 +63,7 @@ __all__ = [
     "NoopSpan",
     "OpenSpansError",
     "PipelineConfig",
+    "Span",
     "SpanEndedError",
     "SpanEvent",
     "SpanNotFoundError",

@@ -21,13 +21,14 @@ import attrs
 
 from lowtrace import _forksafe
 from lowtrace._config import Limits, PipelineConfig, env_enabled, env_uri
+from lowtrace._handle import Span
 from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
 from lowtrace._live import LiveTrace, TraceState, snapshot_attributes
 from lowtrace._model import NULL_BLOB, Trace
-from lowtrace._noop import NOOP_SPAN, NoopSpan
+from lowtrace._noop import NOOP_SPAN
 from lowtrace._pipeline import Exporter, ExporterStats, ExportPipeline, describe
 from lowtrace._registry import LiveRegistry
-from lowtrace._span import DroppedSpan, LiveSpan, check_time, make_blob
+from lowtrace._span import LiveSpan, check_time, make_blob
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.uri import open_store
 from lowtrace._traceparent import parse_traceparent
@@ -50,8 +51,6 @@ log = logging.getLogger("lowtrace")
 _time_ns = time.time_ns
 _UNKNOWN: Final = SpanType.UNKNOWN
 _ACTIVE: Final = TraceState.ACTIVE
-
-SpanHandle = LiveSpan | DroppedSpan | NoopSpan
 
 
 @attrs.frozen
@@ -136,7 +135,7 @@ class TracingClient:
         tags: Mapping[str, Any] | None = None,
         start_time_ns: int | None = None,
         traceparent: str | None = None,
-    ) -> SpanHandle:
+    ) -> Span:
         """Start a trace and return its live root span.
 
         ``traceparent`` (a W3C header value) continues a remote trace: the trace keeps the
@@ -190,7 +189,7 @@ class TracingClient:
         inputs: Any = None,
         attributes: Mapping[str, Any] | None = None,
         start_time_ns: int | None = None,
-    ) -> SpanHandle:
+    ) -> Span:
         """Start a span under ``parent_id`` in a live trace and return its handle."""
         if not self.enabled:
             return NOOP_SPAN

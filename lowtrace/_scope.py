@@ -19,6 +19,7 @@ from lowtrace._types import SpanStatus, SpanType
 
 if TYPE_CHECKING:
     from lowtrace._client import TracingClient
+    from lowtrace._handle import Span
 
 __all__ = ["Scope", "finish", "start_span"]
 
@@ -28,7 +29,7 @@ class Scope:
 
     __slots__ = ("client", "done", "entry", "owns_trace", "span", "where")
 
-    def __init__(self, client: TracingClient, span: Any, owns_trace: bool, where: str) -> None:
+    def __init__(self, client: TracingClient, span: Span, owns_trace: bool, where: str) -> None:
         self.client = client
         self.span = span
         self.owns_trace = owns_trace
@@ -98,7 +99,7 @@ class Scope:
 
 def finish(
     client: TracingClient,
-    span: Any,
+    span: Span,
     owns_trace: bool,
     outputs: Any = None,
     error: BaseException | None = None,
@@ -151,7 +152,7 @@ class start_span:
         self._scope: Scope | None = None
         self._token: Token[Current | None] | None = None
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Span:
         name, span_type, inputs, attributes, client = self._args
         scope = self._scope = Scope.open(
             name, span_type, inputs, attributes, client, "lowtrace.start_span"
@@ -174,7 +175,7 @@ class start_span:
             scope.leave(self._token)
         scope.close(error=error)
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Span:
         return self.__enter__()
 
     async def __aexit__(

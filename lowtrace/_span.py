@@ -134,16 +134,55 @@ class LiveSpan:
         self._notes: _Notes | None = None
 
     # Read-only views: a span changes only through its methods, under the trace's lock.
-    trace_id = property(lambda self: self._trace_id, doc="32-hex-digit trace id.")
-    span_id = property(lambda self: self._span_id, doc="16-hex-digit span id.")
-    parent_id = property(lambda self: self._parent_id, doc="The parent's span id (None: root).")
-    name = property(lambda self: self._name, doc="The span's name.")
-    span_type = property(lambda self: self._span_type, doc="The SpanType (or a custom str).")
-    start_time_ns = property(lambda self: self._start_time_ns, doc="Start, ns since epoch.")
-    end_time_ns = property(lambda self: self._end_time_ns, doc="End, ns since epoch, or None.")
-    status = property(lambda self: self._status, doc="UNSET while open, then OK or ERROR.")
-    status_message = property(lambda self: self._status_message, doc="Why it is ERROR.")
-    token_usage = property(lambda self: self._usage, doc="Tokens reported, or None.")
+    @property
+    def trace_id(self) -> str:
+        """32-hex-digit trace id."""
+        return self._trace_id
+
+    @property
+    def span_id(self) -> str:
+        """16-hex-digit span id."""
+        return self._span_id
+
+    @property
+    def parent_id(self) -> str | None:
+        """The parent's span id (None: root)."""
+        return self._parent_id
+
+    @property
+    def name(self) -> str:
+        """The span's name."""
+        return self._name
+
+    @property
+    def span_type(self) -> str:
+        """The SpanType (or a custom str)."""
+        return self._span_type
+
+    @property
+    def start_time_ns(self) -> int:
+        """Start, ns since epoch."""
+        return self._start_time_ns
+
+    @property
+    def end_time_ns(self) -> int | None:
+        """End, ns since epoch, or None while open."""
+        return self._end_time_ns
+
+    @property
+    def status(self) -> SpanStatus:
+        """UNSET while open, then OK or ERROR."""
+        return self._status
+
+    @property
+    def status_message(self) -> str | None:
+        """Why it is ERROR."""
+        return self._status_message
+
+    @property
+    def token_usage(self) -> TokenUsage | None:
+        """Tokens reported, or None."""
+        return self._usage
 
     def __repr__(self) -> str:
         return (
@@ -335,9 +374,18 @@ class DroppedSpan:
 
     @property
     def traceparent(self) -> str:
+        """The W3C ``traceparent`` header value, flagged not sampled (``-00``)."""
         return f"00-{self.trace_id}-{self.span_id}-00"
 
-    def end(self, **_: Any) -> None:
+    def end(
+        self,
+        *,
+        outputs: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        status: SpanStatus | str | None = None,
+        status_message: str | None = None,
+        end_time_ns: int | None = None,
+    ) -> None:
         """Does nothing: the span was not recorded."""
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
@@ -352,13 +400,24 @@ class DroppedSpan:
     def set_outputs(self, outputs: Any) -> None:
         """Does nothing: the span was not recorded."""
 
-    def add_event(self, name: str, attributes: Any = None, time_ns: int | None = None) -> None:
+    def add_event(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        time_ns: int | None = None,
+    ) -> None:
         """Does nothing: the span was not recorded."""
 
     def record_exception(self, exc: BaseException, *, time_ns: int | None = None) -> None:
         """Does nothing: the span was not recorded."""
 
-    def set_token_usage(self, **_: int | None) -> None:
+    def set_token_usage(
+        self,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        total_tokens: int | None = None,
+    ) -> None:
         """Does nothing: the span was not recorded."""
 
 

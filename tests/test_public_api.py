@@ -30,6 +30,7 @@ EXPORTED = {
     "NoopSpan",
     "OpenSpansError",
     "PipelineConfig",
+    "Span",
     "SpanEndedError",
     "SpanEvent",
     "SpanNotFoundError",

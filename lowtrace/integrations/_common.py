@@ -13,6 +13,7 @@ from lowtrace._scope import finish
 
 if TYPE_CHECKING:
     from lowtrace._client import TracingClient
+    from lowtrace._handle import Span
     from lowtrace._types import SpanType
 
 __all__ = ["Run", "current_span", "default_client", "finish_run", "start_run"]
@@ -23,7 +24,7 @@ class Run:
 
     __slots__ = ("chunks", "client", "owns_trace", "span")
 
-    def __init__(self, client: TracingClient, span: Any, owns_trace: bool) -> None:
+    def __init__(self, client: TracingClient, span: Span, owns_trace: bool) -> None:
         self.client = client
         self.span = span
         self.owns_trace = owns_trace
@@ -31,11 +32,11 @@ class Run:
 
     @property
     def trace_id(self) -> str:
-        return str(self.span.trace_id)
+        return self.span.trace_id
 
     @property
     def span_id(self) -> str:
-        return str(self.span.span_id)
+        return self.span.span_id
 
 
 def default_client() -> TracingClient:
@@ -45,12 +46,12 @@ def default_client() -> TracingClient:
     return lowtrace.get_default_client()
 
 
-def current_span() -> Any:
+def current_span() -> Span | None:
     """The current fluent span (or None), so framework calls nest under user code."""
     import lowtrace
 
     span = lowtrace.get_current_span()
-    return span if span is not None and getattr(span, "is_recording", False) else None
+    return span if span is not None and span.is_recording else None
 
 
 def start_run(

@@ -82,7 +82,7 @@ class TracingClient:
 
     def __init__(
         self,
-        uri: str | None = None,
+        uri: str | TraceStore | None = None,
         *,
         strict: bool = True,
         exporters: Sequence[Exporter] = (),
@@ -93,7 +93,10 @@ class TracingClient:
         self.strict = strict
         self.limits = limits if limits is not None else Limits()
         self.enabled = env_enabled() if enabled is None else enabled
-        self.uri = uri if uri is not None else env_uri()
+        given: TraceStore | None = None
+        if isinstance(uri, TraceStore):
+            given, uri = uri, uri.uri or f"<{type(uri).__qualname__}>"
+        self.uri: str = uri if uri is not None else env_uri()
         self._ids = IdGenerator()
         self._registry = LiveRegistry(self.limits, self._abandon)
         self._stats_lock = threading.Lock()  # guards the violation counters
@@ -103,10 +106,11 @@ class TracingClient:
         for exporter in exporters:
             if not callable(getattr(exporter, "export", None)):
                 raise InvalidArgumentError(f"exporter {exporter!r} has no export(traces) method")
-        self._store: TraceStore | None = None
+        self._store: TraceStore | None = given
         lanes: list[tuple[str, Exporter]] = []
         if self.enabled:
-            self._store = open_store(self.uri)
+            if self._store is None:
+                self._store = open_store(self.uri)
             lanes.append((self._store.uri or self.uri, self._store))
         lanes.extend((describe(e), e) for e in exporters)
         self._pipeline = ExportPipeline(lanes, self._pipeline_config)

@@ -24,6 +24,11 @@ class MemoryStore(ScanningStore):
         self._lock = threading.Lock()
         self._fragments: dict[str, list[Trace]] = {}
 
+    @classmethod
+    def from_uri(cls, uri: str, *, create: bool = True) -> MemoryStore:
+        """``memory://`` (nothing to find or create: it starts empty)."""
+        return cls(uri)
+
     def export(self, traces: Sequence[Trace]) -> None:
         with self._lock:
             for trace in traces:

@@ -20,8 +20,8 @@ from lowtrace._model import Trace, merge_traces
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.redact import redact
 from lowtrace._stores.sqlite import summary_row
-from lowtrace._stores.uri import redact
 from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
 
 try:

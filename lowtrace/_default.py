@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 
 from lowtrace._client import TracingClient
+from lowtrace.errors import InvalidArgumentError
 
 __all__ = ["get_default_client", "set_default_client"]
 
@@ -33,6 +34,6 @@ def get_default_client() -> TracingClient:
 def set_default_client(client: TracingClient | None) -> None:
     """Make ``client`` the default (None: create a fresh one from the environment on next use)."""
     if client is not None and not isinstance(client, TracingClient):
-        raise TypeError(f"set_default_client takes a TracingClient, got {client!r}")
+        raise InvalidArgumentError(f"set_default_client takes a TracingClient, got {client!r}")
     with _Default.lock:
         _Default.client = client

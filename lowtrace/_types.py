@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from lowtrace.errors import InvalidArgumentError
+
 __all__ = ["SpanStatus", "SpanType", "normalize_span_type"]
 
 
@@ -42,4 +44,4 @@ def normalize_span_type(value: object) -> str:
         return value
     if isinstance(value, str) and value:
         return _SPAN_TYPES.get(value, value)
-    raise TypeError(f"span_type must be a SpanType or a non-empty str, got {value!r}")
+    raise InvalidArgumentError(f"span_type must be a SpanType or a non-empty str, got {value!r}")

@@ -25,6 +25,7 @@ from lowtrace._query.paging import (
     parse_order_by,
 )
 from lowtrace._stores.base import TraceList
+from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
     "POSTGRES",
@@ -258,7 +259,7 @@ def delete_statements(
     No statements when ``trace_ids`` is empty (nothing can match).
     """
     if trace_ids is None and older_than_ms is None:
-        raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
+        raise InvalidArgumentError("delete_traces needs trace_ids and/or older_than_ms")
     query = Query(dialect)
     conditions: list[str] = []
     if trace_ids is not None:

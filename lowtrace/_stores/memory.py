@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._stores.base import ScanningStore
+from lowtrace.errors import InvalidArgumentError
 
 __all__ = ["MemoryStore"]
 
@@ -57,7 +58,7 @@ class MemoryStore(ScanningStore):
         older_than_ms: int | None = None,
     ) -> int:
         if trace_ids is None and older_than_ms is None:
-            raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
+            raise InvalidArgumentError("delete_traces needs trace_ids and/or older_than_ms")
         wanted = set(trace_ids) if trace_ids is not None else None
         with self._lock:
             doomed = [

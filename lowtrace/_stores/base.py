@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from lowtrace._model import Trace
 
-__all__ = ["ScanningStore", "TraceList", "TraceStore", "iter_traces"]
+__all__ = ["TraceList", "TraceStore", "iter_traces"]
 
 
 class TraceList(list[Trace]):
@@ -78,37 +78,6 @@ class TraceStore(abc.ABC):
 
     def shutdown(self) -> None:
         """Release connections and files. Called once by the client's ``close()``."""
-
-
-class ScanningStore(TraceStore):
-    """A store searched by scanning every trace with the reference evaluator (memory, JSONL)."""
-
-    @abc.abstractmethod
-    def _traces(self) -> list[Trace]:
-        """Every stored trace, fragments of one trace id merged."""
-
-    def search_traces(
-        self,
-        filter: str | None = None,
-        *,
-        order_by: Sequence[str] | str | None = None,
-        max_results: int = 100,
-        page_token: str | None = None,
-    ) -> TraceList:
-        from lowtrace._query.evaluate import search_in_memory
-
-        return search_in_memory(
-            self._traces(),
-            filter,
-            order_by=order_by,
-            max_results=max_results,
-            page_token=page_token,
-        )
-
-    def count(self, filter: str | None = None) -> int:
-        from lowtrace._query.evaluate import search_in_memory
-
-        return len(search_in_memory(self._traces(), filter, max_results=None))
 
 
 def iter_traces(

@@ -25,7 +25,7 @@ import zstandard
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._serde import trace_from_json, trace_to_dict
-from lowtrace._stores.base import ScanningStore
+from lowtrace._stores.scanning import ScanningStore
 from lowtrace.errors import StoreError, StoreNotFoundError
 
 try:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 
 from lowtrace._model import Trace, merge_traces
-from lowtrace._stores.base import ScanningStore
+from lowtrace._stores.scanning import ScanningStore
 from lowtrace.errors import InvalidArgumentError
 
 __all__ = ["MemoryStore"]

@@ -21,7 +21,7 @@ from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.redact import redact
-from lowtrace._stores.sqlite import summary_row
+from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
 
 try:
@@ -140,10 +140,7 @@ class PostgresStore(TraceStore):
             cur.execute("INSERT INTO lowtrace_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
     def export(self, traces: Sequence[Trace]) -> None:
-        groups: dict[str, list[Trace]] = {}
-        for trace in traces:
-            groups.setdefault(trace.info.trace_id, []).append(trace)
-        fresh = {tid: merge_traces(group) for tid, group in sorted(groups.items())}
+        fresh = merged_by_id(traces)  # sorted ids: advisory locks in one order
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             ids = list(fresh)
@@ -173,16 +170,12 @@ class PostgresStore(TraceStore):
             cur.executemany(
                 "INSERT INTO trace_tags (trace_id, key, value) VALUES (%s, %s, %s) "
                 "ON CONFLICT (trace_id, key) DO UPDATE SET value = EXCLUDED.value",
-                [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
+                tag_rows(fresh),
             )
             cur.executemany(
                 "INSERT INTO spans (trace_id, span_id, name, type, status) "
                 "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [
-                    (tid, s.span_id, s.name, str(s.span_type), str(s.status))
-                    for tid, t in fresh.items()
-                    for s in t.spans
-                ],
+                span_rows(fresh),
             )
 
     def delete_traces(

@@ -20,16 +20,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.evaluate import like_match
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import StoreError, StoreNotFoundError
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore", "summary_row"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -91,28 +92,6 @@ def _lt_like(value: str | None, pattern: str | None, insensitive: int, negate: i
         return 0  # a missing value matches nothing, also under NOT LIKE
     matched = like_match(value, pattern, insensitive)
     return int(not matched if negate else matched)
-
-
-def summary_row(trace: Trace) -> tuple[Any, ...]:
-    """The summary columns of a trace row, in table order (shared with PostgreSQL)."""
-    info = trace.info
-    usage = info.token_usage
-    return (
-        info.trace_id,
-        info.name,
-        str(info.status),
-        info.status_message,
-        info.start_time_ns // 1_000_000,
-        info.end_time_ns // 1_000_000,
-        info.start_time_ns,
-        info.end_time_ns,
-        info.duration_ms,
-        info.span_count,
-        usage.input_tokens if usage else None,
-        usage.output_tokens if usage else None,
-        usage.total_tokens if usage else None,
-        trace.to_bytes(),
-    )
 
 
 class SQLiteStore(TraceStore):
@@ -208,10 +187,7 @@ class SQLiteStore(TraceStore):
     # -- writing ----------------------------------------------------------------------------
 
     def export(self, traces: Sequence[Trace]) -> None:
-        groups: dict[str, list[Trace]] = {}
-        for trace in traces:
-            groups.setdefault(trace.info.trace_id, []).append(trace)
-        fresh = {tid: merge_traces(group) for tid, group in groups.items()}
+        fresh = merged_by_id(traces)
         with self._write() as conn:
             ids = list(fresh)
             for start in range(0, len(ids), 500):
@@ -231,16 +207,12 @@ class SQLiteStore(TraceStore):
             )
             conn.executemany(
                 "INSERT OR REPLACE INTO trace_tags (trace_id, key, value) VALUES (?, ?, ?)",
-                [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
+                tag_rows(fresh),
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO spans (trace_id, span_id, name, type, status) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (tid, s.span_id, s.name, str(s.span_type), str(s.status))
-                    for tid, t in fresh.items()
-                    for s in t.spans
-                ],
+                span_rows(fresh),
             )
 
     def delete_traces(

@@ -76,8 +76,17 @@ class TracingClient:
 
     Every method may be called from any thread, concurrently, on the same or different
     traces. ``uri`` names where finished traces are stored and read (``memory://``,
-    ``sqlite:///path.db`` — the default, from ``LOWTRACE_URI`` — or ``jsonl:///path``);
+    ``sqlite:///path.db`` — the default, from ``LOWTRACE_URI`` — ``jsonl:///path``,
+    ``postgresql://...``, or a scheme a package registers in the ``lowtrace.stores`` entry
+    point group), or is a ``TraceStore`` instance to use as is (``close()`` shuts it down).
     ``exporters`` receive every finished trace as well.
+
+    Strict (the default): a broken lifecycle rule or a bad argument raises the matching
+    ``LowtraceError`` and changes nothing. ``strict=False``: it is logged and counted in
+    ``stats().violations`` instead, and the call returns an inert value (a ``Span`` that
+    records nothing, or None). Creating a client raises ``InvalidArgumentError`` for a
+    malformed URI or an unknown scheme, ``MissingExtraError`` when the scheme's extra is not
+    installed and ``StoreError`` when the store cannot be opened.
     """
 
     def __init__(
@@ -144,6 +153,10 @@ class TracingClient:
 
         ``traceparent`` (a W3C header value) continues a remote trace: the trace keeps the
         remote trace id and the root's ``parent_id`` is the remote span id.
+
+        Returns the root ``Span`` (an inert one when tracing is disabled or, non-strict, when
+        the call was refused). Raises ``InvalidArgumentError`` for a bad name, span type,
+        timestamp, mapping or ``traceparent``, or a remote trace already live here.
         """
         if not self.enabled:
             return NOOP_SPAN
@@ -194,7 +207,14 @@ class TracingClient:
         attributes: Mapping[str, Any] | None = None,
         start_time_ns: int | None = None,
     ) -> Span:
-        """Start a span under ``parent_id`` in a live trace and return its handle."""
+        """Start a span under ``parent_id`` in a live trace and return its handle.
+
+        Returns the span's ``Span`` handle: a dropped one (records nothing, not an error)
+        past ``Limits.max_spans_per_trace`` or under a dropped parent. Raises
+        ``TraceNotFoundError`` / ``TraceEndedError`` for a trace that is unknown / has ended,
+        ``SpanNotFoundError`` for a parent not in this trace, ``SpanEndedError`` for an ended
+        parent, and ``InvalidArgumentError`` for bad arguments.
+        """
         if not self.enabled:
             return NOOP_SPAN
         try:
@@ -253,7 +273,12 @@ class TracingClient:
     ) -> None:
         """End a span. ``status=None`` means OK unless an exception was recorded on it.
 
-        Ending the root span ends the trace, with the same rules as ``end_trace``.
+        Ending the root span ends the trace, with the same rules as ``end_trace``. Returns
+        None. Raises ``TraceNotFoundError`` / ``TraceEndedError`` for the trace,
+        ``SpanNotFoundError`` for a span not in it, ``SpanEndedError`` for a span ended
+        before (of two racing calls exactly one wins), ``InvalidArgumentError`` for bad
+        arguments (an end before the start, an unknown status). Ending a dropped span is a
+        no-op.
         """
         if not self.enabled:
             return
@@ -288,6 +313,10 @@ class TracingClient:
         Raises ``OpenSpansError`` while other spans are open, unless ``close_open_spans``
         is true: then they are ended with status ERROR and a message saying so. The trace
         is handed to the export pipeline; the caller never waits on I/O.
+
+        Returns the immutable finished ``Trace`` (None when tracing is disabled or,
+        non-strict, when the call was refused). Also raises ``TraceNotFoundError`` /
+        ``TraceEndedError`` and ``InvalidArgumentError`` like ``end_span``.
         """
         if not self.enabled:
             return None
@@ -302,7 +331,11 @@ class TracingClient:
             return self._violation(exc, None)  # type: ignore[no-any-return]
 
     def set_trace_tags(self, trace_id: str, tags: Mapping[str, Any]) -> None:
-        """Add or replace tags of a live trace (values are stored as strings)."""
+        """Add or replace tags of a live trace (values are stored as strings).
+
+        Returns None. Raises ``TraceNotFoundError`` / ``TraceEndedError`` for the trace and
+        ``InvalidArgumentError`` for tags that are not a mapping with non-empty str keys.
+        """
         if not self.enabled:
             return
         try:
@@ -311,14 +344,18 @@ class TracingClient:
             self._violation(exc, None)
 
     def get_live_span(self, trace_id: str, span_id: str) -> LiveSpan | None:
-        """The handle of an open or ended span of a live trace, or None."""
+        """The handle of an open or ended span of a live trace, or None; never raises."""
         live = self._registry.traces.get(trace_id)
         return live.spans.get(span_id) if live is not None else None
 
     # -- reading ----------------------------------------------------------------------------
 
     def get_trace(self, trace_id: str) -> Trace | None:
-        """A finished trace from the store (after ``flush()``), or None if it is not there."""
+        """A finished trace from the store (after ``flush()``), or None if it is not there.
+
+        Raises ``StoreNotFoundError`` when the store does not exist (reading never creates
+        one) and ``StoreError`` when it cannot be read.
+        """
         return self._require_store().get_trace(trace_id)
 
     def search_traces(
@@ -329,24 +366,34 @@ class TracingClient:
         max_results: int = 100,
         page_token: str | None = None,
     ) -> TraceList:
-        """Stored traces matching ``filter``, newest first unless ``order_by`` says otherwise."""
+        """Stored traces matching ``filter``, newest first unless ``order_by`` says otherwise.
+
+        Returns one page, a ``TraceList`` whose ``next_page_token`` is None on the last page.
+        Raises ``FilterError`` (saying where) for a malformed filter or ``order_by``,
+        ``InvalidArgumentError`` for a bad page token or ``max_results``, and
+        ``StoreNotFoundError`` / ``StoreError`` like ``get_trace``.
+        """
         return self._require_store().search_traces(
             filter, order_by=order_by, max_results=max_results, page_token=page_token
         )
 
     def count_traces(self, filter: str | None = None) -> int:
-        """How many stored traces match ``filter``."""
+        """How many stored traces match ``filter``; raises like ``search_traces``."""
         return self._require_store().count(filter)
 
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
     ) -> int:
-        """Delete stored traces by id and/or start time; returns how many were deleted."""
+        """Delete stored traces by id and/or start time; returns how many were deleted.
+
+        Raises ``InvalidArgumentError`` when neither is given, ``StoreNotFoundError`` /
+        ``StoreError`` like ``get_trace``.
+        """
         return self._require_store().delete_traces(trace_ids, older_than_ms=older_than_ms)
 
     @property
     def store(self) -> TraceStore | None:
-        """The store named by ``uri`` (None when tracing is disabled)."""
+        """The store named by ``uri``, or the one given (None: disabled and not read yet)."""
         return self._store
 
     # -- delivery ---------------------------------------------------------------------------
@@ -355,14 +402,16 @@ class TracingClient:
         """Wait until every trace ended so far reached every destination.
 
         True when all of them were delivered; False on timeout or if any was lost (dropped
-        on a full queue or failed after retries) since the previous ``flush``.
+        on a full queue or failed after retries) since the previous ``flush``. Never raises
+        for a failing destination: its failures are counted in ``stats()``.
         """
         return self._pipeline.flush(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Abandon live traces, deliver what is queued (bounded in time), stop the workers.
 
-        Calls each exporter's ``shutdown()`` once. Returns ``flush``'s verdict.
+        Calls each exporter's ``shutdown()`` once. Returns ``flush``'s verdict; a second
+        call does nothing and returns True. Never raises for a failing destination.
         """
         if self._closed:
             return True
@@ -376,7 +425,10 @@ class TracingClient:
         )
 
     def stats(self) -> ClientStats:
-        """Counters: traces started, finished, abandoned; violations; per-destination export."""
+        """Counters: traces started, finished, abandoned; violations; per-destination export.
+
+        Returns a frozen ``ClientStats`` snapshot; never raises.
+        """
         with self._stats_lock:
             violations = dict(self._violations)
         registry = self._registry
@@ -395,6 +447,7 @@ class TracingClient:
 
         The fluent API and the integrations never let a tracing error reach the user's
         code; they report it here instead, so it shows up in ``stats().violations``.
+        Never raises.
         """
         name = f"{where}: {type(exc).__name__}"
         with self._stats_lock:

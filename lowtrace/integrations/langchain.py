@@ -10,6 +10,11 @@ own (or a child of the current fluent span, when there is one): one trace per to
     chain.invoke(inputs, config={"callbacks": [LowtraceCallbackHandler()]})
     autolog()   # or: every LangChain run in this process, no config needed
 
+LangGraph graphs are traced the same way: one trace per graph run, one span per node named
+after the node, the graph's plumbing left out unless ``include_internal=True`` (see
+``_langgraph``); interrupted and resumed runs are tagged ``langgraph.interrupted`` and
+``langgraph.thread_id``, so the traces of one thread are found together.
+
 Needs ``pip install 'lowtrace[langchain]'``. Tracing errors are reported to the client
 (``client.report_error``) and never reach LangChain or the application.
 """
@@ -25,6 +30,17 @@ from uuid import UUID
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
 from lowtrace.integrations._common import Run, default_client, finish_run, start_run
+from lowtrace.integrations._langchain_values import document as _document
+from lowtrace.integrations._langchain_values import generations as _generations
+from lowtrace.integrations._langchain_values import message as _message
+from lowtrace.integrations._langchain_values import run_name as _name
+from lowtrace.integrations._langchain_values import usage as _usage
+from lowtrace.integrations._langgraph import (
+    GraphRuns,
+    bubble_up_event,
+    command_inputs,
+    is_bubble_up,
+)
 
 try:
     from langchain_core.callbacks import BaseCallbackHandler
@@ -40,87 +56,6 @@ if TYPE_CHECKING:
 __all__ = ["LowtraceCallbackHandler", "autolog", "disable"]
 
 _WHERE = "lowtrace.integrations.langchain"
-# LangChain message types as the chat roles every model API (and our viewer) uses.
-_ROLES = {
-    "human": "user",
-    "ai": "assistant",
-    "AIMessage": "assistant",
-    "system": "system",
-    "tool": "tool",
-    "function": "function",
-    "HumanMessage": "user",
-}
-
-
-def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], default: str) -> str:
-    name = kwargs.get("name")
-    if isinstance(name, str) and name:
-        return name
-    if serialized:
-        if isinstance(serialized.get("name"), str) and serialized["name"]:
-            return str(serialized["name"])
-        ids = serialized.get("id")
-        if isinstance(ids, list) and ids:
-            return str(ids[-1])
-    return default
-
-
-def _message(message: Any) -> dict[str, Any]:
-    """A LangChain message as a plain dict: role, content, and tool calls when present."""
-    kind = str(getattr(message, "type", type(message).__name__)).removesuffix("Chunk")
-    out: dict[str, Any] = {
-        "role": _ROLES.get(kind, kind),
-        "content": getattr(message, "content", str(message)),
-    }
-    tool_calls = getattr(message, "tool_calls", None)
-    if tool_calls:
-        out["tool_calls"] = list(tool_calls)
-    name = getattr(message, "name", None)
-    if name:
-        out["name"] = name
-    return out
-
-
-def _document(doc: Any) -> dict[str, Any]:
-    return {
-        "page_content": getattr(doc, "page_content", str(doc)),
-        "metadata": dict(getattr(doc, "metadata", None) or {}),
-    }
-
-
-def _usage(response: Any) -> tuple[int | None, int | None, int | None] | None:
-    """Token usage of an LLMResult: message usage_metadata, else the provider's llm_output."""
-    inp = out = total = 0
-    found = False
-    for generations in getattr(response, "generations", None) or []:
-        for gen in generations:
-            meta = getattr(getattr(gen, "message", None), "usage_metadata", None)
-            if meta:
-                found = True
-                inp += int(meta.get("input_tokens") or 0)
-                out += int(meta.get("output_tokens") or 0)
-                total += int(meta.get("total_tokens") or 0)
-    if found:
-        return inp, out, total or inp + out
-    llm_output = getattr(response, "llm_output", None) or {}
-    usage = llm_output.get("token_usage") or llm_output.get("usage")
-    if isinstance(usage, Mapping):
-        inp = usage.get("prompt_tokens", usage.get("input_tokens"))
-        out = usage.get("completion_tokens", usage.get("output_tokens"))
-        tot = usage.get("total_tokens")
-        if inp is not None or out is not None or tot is not None:
-            return inp, out, tot
-    return None
-
-
-def _generations(response: Any) -> Any:
-    """The model's reply: one message dict (or text), or a list when there are several."""
-    outs: list[Any] = []
-    for generations in getattr(response, "generations", None) or []:
-        for gen in generations:
-            message = getattr(gen, "message", None)
-            outs.append(_message(message) if message is not None else getattr(gen, "text", gen))
-    return outs[0] if len(outs) == 1 else outs
 
 
 class LowtraceCallbackHandler(BaseCallbackHandler):
@@ -129,11 +64,15 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
     raise_error = False  # tracing must never break the chain
     run_inline = True  # callbacks in order, in the run's own thread: parents before children
 
-    def __init__(self, client: TracingClient | None = None) -> None:
+    def __init__(
+        self, client: TracingClient | None = None, *, include_internal: bool = False
+    ) -> None:
+        """``include_internal=True`` also records LangGraph's plumbing (writes, routers)."""
         super().__init__()
         self._client = client
         self._lock = threading.Lock()  # guards _runs
         self._runs: dict[UUID, Run] = {}
+        self._graph = GraphRuns(include_internal)
         self.enabled = True
 
     def __repr__(self) -> str:
@@ -154,6 +93,7 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
             return
         client = self._client or default_client()
         try:
+            parent_run_id = self._graph.visible_parent(parent_run_id)
             with self._lock:
                 parent = self._runs.get(parent_run_id) if parent_run_id else None
             run = start_run(client, name, span_type, inputs, attributes, parent)
@@ -196,15 +136,46 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
             attributes["langchain.metadata"] = dict(metadata)
         if run_type:
             attributes["langchain.run_type"] = run_type
-        self._start(
-            run_id, parent_run_id, _name(serialized, kwargs, "chain"), kind, inputs, attributes
+        shown = self._graph.start(
+            run_id, parent_run_id, _name(serialized, kwargs, "chain"), tags, metadata
         )
+        if shown is None or not self.enabled:
+            return  # LangGraph plumbing, left out
+        shown_parent = self._graph.visible_parent(parent_run_id)
+        top = shown_parent is None or self._run(shown_parent) is None
+        self._start(
+            run_id, parent_run_id, shown[0], kind, command_inputs(inputs), attributes | shown[1]
+        )
+        thread_id = (metadata or {}).get("thread_id")
+        run = self._run(run_id)
+        if top and run is not None and thread_id is not None:
+            self._tag(run, {"langgraph.thread_id": str(thread_id)})
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, outputs)
+        hidden = self._graph.end(run_id)
+        if hidden is None:
+            self._end(run_id, outputs)
+        elif hidden[1] and hidden[0] is not None:  # a router: its decision, on its node
+            self._event(hidden[0], "langgraph.route", {"to": outputs})
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, error=error)
+        if self._graph.end(run_id) is not None:
+            return
+        run = self._run(run_id)
+        if run is None or not is_bubble_up(error):
+            self._end(run_id, error=error)
+            return
+        name, attributes = bubble_up_event(error)  # an interrupt is not a failure
+        self._event(run_id, name, attributes)
+        if name == "langgraph.interrupt":
+            self._tag(run, {"langgraph.interrupted": "true"})
+        self._end(run_id)
+
+    def _tag(self, run: Run, tags: dict[str, str]) -> None:
+        try:
+            run.client.set_trace_tags(run.trace_id, tags)
+        except Exception as exc:  # noqa: BLE001 - never break the application
+            run.client.report_error(exc, _WHERE)
 
     # -- models -----------------------------------------------------------------------------
 
@@ -414,11 +385,13 @@ class _Autolog:
     hook: tuple[ContextVar[Any], LowtraceCallbackHandler] | None = None
 
 
-def autolog(client: TracingClient | None = None) -> LowtraceCallbackHandler:
-    """Trace every LangChain run in this process (all threads), without passing callbacks."""
+def autolog(
+    client: TracingClient | None = None, *, include_internal: bool = False
+) -> LowtraceCallbackHandler:
+    """Trace every LangChain run (and LangGraph graph) in this process, in all threads."""
     with _Autolog.lock:
         _uninstall()
-        handler = LowtraceCallbackHandler(client)
+        handler = LowtraceCallbackHandler(client, include_internal=include_internal)
         var: ContextVar[Any] = ContextVar("lowtrace_langchain_handler", default=handler)
         register_configure_hook(var, True)
         _Autolog.hook = (var, handler)

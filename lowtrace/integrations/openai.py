@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import importlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._types import SpanType
@@ -92,8 +92,9 @@ def _begin(kind: str, resource: Any, kwargs: dict[str, Any]) -> Run | None:
             for k in _PARAMS
             if k in kwargs and _given(kwargs[k]) and isinstance(kwargs[k], (str, int, float, bool))
         }
-        if "tools" in inputs:
-            attributes["tools"] = len(list(inputs["tools"]))
+        tools = inputs.get("tools")
+        if isinstance(tools, Sized):  # never len(list(...)): a generator is the caller's
+            attributes["tools"] = len(tools)
         base_url = getattr(getattr(resource, "_client", None), "base_url", None)
         if base_url is not None:
             attributes["openai.base_url"] = str(base_url)

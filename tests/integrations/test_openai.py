@@ -221,3 +221,18 @@ def test_calls_inside_a_traced_function_nest_under_it(
         ("openai.chat.completions", False),
     ]
     assert trace.info.token_usage is not None and trace.info.token_usage.total_tokens == 17
+
+
+def test_tools_given_as_a_generator_still_reach_the_api(
+    client: TracingClient, oai: openai.OpenAI, openai_server: FakeOpenAIServer
+) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    oai.chat.completions.create(
+        model="gpt-test",
+        messages=MESSAGES,
+        tools=(t for t in [tool]),  # type: ignore[arg-type]
+    )
+
+    _, span = only_span(client)
+    assert openai_server.requests[-1][1]["tools"] == [tool]
+    assert span.status is SpanStatus.OK

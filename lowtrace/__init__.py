@@ -7,6 +7,7 @@ the call stack; the finished data model (``Trace``) is immutable and round-trips
 
 from __future__ import annotations
 
+from lowtrace import propagation as propagation  # the public W3C trace context module
 from lowtrace._client import ClientStats, TracingClient
 from lowtrace._config import Limits, PipelineConfig
 from lowtrace._context import (
@@ -23,6 +24,7 @@ from lowtrace._live import TraceState
 from lowtrace._model import SpanEvent, SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._noop import NoopSpan
 from lowtrace._pipeline import Exporter, ExporterStats
+from lowtrace._sampling import UnsampledSpan
 from lowtrace._scope import start_span
 from lowtrace._span import DroppedSpan, LiveSpan, SpanState
 from lowtrace._stores.base import TraceList, TraceStore
@@ -84,6 +86,7 @@ __all__ = [
     "TraceStore",
     "TracingClient",
     "TracingThreadPoolExecutor",
+    "UnsampledSpan",
     "estimate_cost",
     "format_tree",
     "get_current_span",

@@ -28,10 +28,20 @@ from lowtrace._model import NULL_BLOB, Trace
 from lowtrace._noop import NOOP_SPAN
 from lowtrace._pipeline import Exporter, ExporterStats, ExportPipeline, describe
 from lowtrace._registry import LiveRegistry
+from lowtrace._sampling import (
+    NotSampled,
+    UnsampledTraces,
+    ratio_bound,
+    resolve_sample_ratio,
+)
 from lowtrace._span import LiveSpan, check_time, make_blob
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.uri import open_store
-from lowtrace._traceparent import parse_traceparent
+from lowtrace._traceparent import (
+    TRACESTATE_ATTRIBUTE,
+    normalize_tracestate,
+    parse_traceparent_fields,
+)
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
 from lowtrace._values import snapshot_mapping
 from lowtrace.errors import (
@@ -64,6 +74,7 @@ class ClientStats:
     dropped_spans: int
     violations: Mapping[str, int]
     exporters: tuple[ExporterStats, ...]
+    unsampled_traces: int = 0  # started but not recorded (sample_ratio, a -00 caller)
 
     @property
     def lost_traces(self) -> int:
@@ -79,7 +90,10 @@ class TracingClient:
     ``sqlite:///path.db`` — the default, from ``LOWTRACE_URI`` — ``jsonl:///path``,
     ``postgresql://...``, or a scheme a package registers in the ``lowtrace.stores`` entry
     point group), or is a ``TraceStore`` instance to use as is (``close()`` shuts it down).
-    ``exporters`` receive every finished trace as well.
+    ``exporters`` receive every finished trace as well. ``sample_ratio`` (else
+    ``LOWTRACE_SAMPLE_RATIO``, else 1.0) is the share of new traces recorded, decided from
+    the trace id as OpenTelemetry's ``TraceIdRatioBased`` does; a remote parent's sampled
+    flag wins over it.
 
     Strict (the default): a broken lifecycle rule or a bad argument raises the matching
     ``LowtraceError`` and changes nothing. ``strict=False``: it is logged and counted in
@@ -98,8 +112,12 @@ class TracingClient:
         limits: Limits | None = None,
         pipeline: PipelineConfig | None = None,
         enabled: bool | None = None,
+        sample_ratio: float | None = None,
     ) -> None:
         self.strict = strict
+        self.sample_ratio = resolve_sample_ratio(sample_ratio)
+        self._sample_bound = ratio_bound(self.sample_ratio)
+        self._sample_all = self.sample_ratio >= 1.0
         self.limits = limits if limits is not None else Limits()
         self.enabled = env_enabled() if enabled is None else enabled
         given: TraceStore | None = None
@@ -108,6 +126,7 @@ class TracingClient:
         self.uri: str = uri if uri is not None else env_uri()
         self._ids = IdGenerator()
         self._registry = LiveRegistry(self.limits, self._abandon)
+        self._unsampled = UnsampledTraces(self.limits.max_live_traces)
         self._stats_lock = threading.Lock()  # guards the violation counters
         self._violations: Counter[str] = Counter()
         self._closed = False
@@ -148,11 +167,15 @@ class TracingClient:
         tags: Mapping[str, Any] | None = None,
         start_time_ns: int | None = None,
         traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Span:
         """Start a trace and return its live root span.
 
         ``traceparent`` (a W3C header value) continues a remote trace: the trace keeps the
-        remote trace id and the root's ``parent_id`` is the remote span id.
+        remote trace id and the root's ``parent_id`` is the remote span id; a caller that did
+        not sample (``-00``) gets a non-recording handle. ``tracestate`` (the W3C header)
+        travels with the trace unchanged: on every span handle, to the next hop and to OTLP;
+        an invalid one is discarded whole, as the W3C spec asks.
 
         Returns the root ``Span`` (an inert one when tracing is disabled or, non-strict, when
         the call was refused). Raises ``InvalidArgumentError`` for a bad name, span type,
@@ -163,6 +186,20 @@ class TracingClient:
         try:
             if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
                 _check_name(name)
+            parent_id: str | None = None
+            if traceparent is not None:
+                remote = parse_traceparent_fields(traceparent)
+                trace_id, parent_id, sampled = remote.trace_id, remote.span_id, remote.sampled
+                if trace_id in self._registry.traces:
+                    raise InvalidArgumentError(
+                        f"trace {trace_id} is already live in this client; use start_span"
+                    )
+            else:
+                trace_id = self._ids.trace_id()
+                sampled = self._sample_all or int(trace_id[16:], 16) < self._sample_bound
+            state = normalize_tracestate(tracestate) if tracestate is not None else None
+            if not sampled:
+                return self._unsampled.start(trace_id, self._ids.span_id(), parent_id, name, state)
             kind = span_type if type(span_type) is SpanType else normalize_span_type(span_type)
             if start_time_ns is None:
                 start = _time_ns()
@@ -175,17 +212,11 @@ class TracingClient:
                 values, cut_attrs = {}, 0
             else:
                 values, cut_attrs = snapshot_attributes(attributes, limit)
+            if state is not None:
+                values[TRACESTATE_ATTRIBUTE] = state
             tag_values = _tags(tags) if tags else {}
-            parent_id: str | None = None
-            if traceparent is not None:
-                trace_id, parent_id = parse_traceparent(traceparent)
-                if trace_id in self._registry.traces:
-                    raise InvalidArgumentError(
-                        f"trace {trace_id} is already live in this client; use start_span"
-                    )
-            else:
-                trace_id = self._ids.trace_id()
             live = LiveTrace(self, trace_id, tag_values)
+            live.tracestate = state
             root = live.add_root(
                 self._ids.span_id(), parent_id, name, kind, start, blob, values, cut + cut_attrs
             )
@@ -220,6 +251,12 @@ class TracingClient:
         try:
             live = self._registry.traces.get(trace_id)
             if live is None or live.state is not _ACTIVE:
+                if live is None and type(trace_id) is str and trace_id in self._unsampled:
+                    child = self._unsampled.child(
+                        trace_id, self._ids.span_id(), parent_id, str(name)
+                    )
+                    if child is not None:
+                        return child
                 live = self._live(trace_id)  # raises the right error
             if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
                 _check_name(name)
@@ -283,7 +320,12 @@ class TracingClient:
         if not self.enabled:
             return
         try:
-            live = self._live(trace_id)
+            live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+            if live is None or live.state is not _ACTIVE:
+                if live is None and type(trace_id) is str and trace_id in self._unsampled:
+                    self._unsampled.end(trace_id, span_id)  # no exception: keep it cheap
+                    return
+                live = self._live(trace_id)  # raises the right error
             span = live.spans.get(span_id) if type(span_id) is str else None
             if span is None:
                 if type(span_id) is str and live.is_dropped(span_id):
@@ -292,6 +334,8 @@ class TracingClient:
                     SpanNotFoundError(f"no span {span_id!r} in trace {trace_id}"), trace_id, span_id
                 )
             live.end_span(span, outputs, attributes, status, status_message, end_time_ns)
+        except NotSampled:
+            self._unsampled.end(trace_id, span_id)
         except TypeError as exc:
             self._violation(InvalidArgumentError(str(exc)), None)
         except LowtraceError as exc:
@@ -321,10 +365,18 @@ class TracingClient:
         if not self.enabled:
             return None
         try:
-            live = self._live(trace_id)
+            live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+            if live is None or live.state is not _ACTIVE:
+                if live is None and type(trace_id) is str and trace_id in self._unsampled:
+                    self._unsampled.end(trace_id, None)  # no exception: keep it cheap
+                    return None
+                live = self._live(trace_id)  # raises the right error
             return live.finish(
                 outputs, attributes, status, status_message, end_time_ns, close_open_spans
             )
+        except NotSampled:
+            self._unsampled.end(trace_id, None)
+            return None
         except TypeError as exc:
             return self._violation(InvalidArgumentError(str(exc)), None)  # type: ignore[no-any-return]
         except LowtraceError as exc:
@@ -340,6 +392,8 @@ class TracingClient:
             return
         try:
             self._live(trace_id).set_tags(_tags(tags))
+        except NotSampled:
+            return
         except LowtraceError as exc:
             self._violation(exc, None)
 
@@ -440,6 +494,7 @@ class TracingClient:
             dropped_spans=registry.dropped_spans,
             violations=violations,
             exporters=tuple(self._pipeline.stats()),
+            unsampled_traces=self._unsampled.started,
         )
 
     def report_error(self, exc: BaseException, where: str) -> None:
@@ -495,6 +550,8 @@ class TracingClient:
     def _live(self, trace_id: str) -> LiveTrace:
         live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
         if live is None:
+            if type(trace_id) is str and trace_id in self._unsampled:
+                raise NotSampled(trace_id)
             if type(trace_id) is not str or not is_trace_id(trace_id):
                 raise InvalidArgumentError(
                     f"trace_id must be 32 lowercase hex digits, got {trace_id!r}"
@@ -528,6 +585,7 @@ class TracingClient:
 
     def _after_fork_in_child(self) -> None:
         self._registry.after_fork_in_child()
+        self._unsampled = UnsampledTraces(self.limits.max_live_traces)
         self._pipeline.after_fork_in_child()
         self._stats_lock = threading.Lock()
 

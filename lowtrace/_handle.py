@@ -1,9 +1,10 @@
 """``Span``: the one typed shape of every span handle lowtrace gives out.
 
 ``start_trace``, ``start_span`` (client and fluent) and ``get_current_span`` return a live
-span, a dropped one (cut by ``max_spans_per_trace``) or an inert one (tracing disabled, or
-a refused call in non-strict mode). All three satisfy this protocol, so code written
-against ``Span`` runs unchanged whichever it gets, and the type checker sees real types.
+span, a dropped one (cut by ``max_spans_per_trace``), an unsampled one (valid ids, nothing
+recorded) or an inert one (tracing disabled, or a refused call in non-strict mode). All
+of them satisfy this protocol, so code written against ``Span`` runs unchanged whichever
+it gets, and the type checker sees real types.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class Span(Protocol):
     @property
     def traceparent(self) -> str:
         """The W3C ``traceparent`` header value naming this span as the remote parent."""
+        ...
+
+    @property
+    def tracestate(self) -> str | None:
+        """The trace's W3C ``tracestate`` header value, passed on unchanged; or None."""
         ...
 
     def end(

@@ -120,6 +120,7 @@ class LiveTrace:
         "state",
         "tags",
         "trace_id",
+        "tracestate",
     )
 
     def __init__(self, owner: TraceOwner, trace_id: str, tags: dict[str, str]) -> None:
@@ -140,6 +141,7 @@ class LiveTrace:
         self.end_reason = ""
         self.has_usage = False
         self.payload = 0  # bytes of recorded inputs and outputs
+        self.tracestate: str | None = None  # the incoming W3C tracestate, passed on as is
 
     def __repr__(self) -> str:
         return f"<LiveTrace {self.trace_id} {self.state.value} spans={len(self.spans)}>"

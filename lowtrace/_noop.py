@@ -29,6 +29,7 @@ class NoopSpan:
     ended: Final[bool] = False
     is_recording: Final[bool] = False
     traceparent: Final[str] = f"00-{_ZERO_TRACE}-{_ZERO_SPAN}-00"
+    tracestate: Final[str | None] = None
 
     def __repr__(self) -> str:
         return "<NoopSpan>"

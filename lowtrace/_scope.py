@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from lowtrace._context import Current, current
 from lowtrace._default import get_default_client
 from lowtrace._noop import NOOP_SPAN
+from lowtrace._sampling import UnsampledSpan
 from lowtrace._types import SpanStatus, SpanType
 
 if TYPE_CHECKING:
@@ -46,10 +47,19 @@ class Scope:
         attributes: dict[str, Any] | None,
         client: TracingClient | None,
         where: str,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> Scope | None:
-        """Start the span; None if tracing failed (reported) and the code should run bare."""
-        parent = current.get()
-        if parent is not None and (not parent.span.is_recording or parent.span.ended):
+        """Start the span; None if tracing failed (reported) and the code should run bare.
+
+        With a ``traceparent`` the span continues that remote trace as a new local trace,
+        whatever span is current.
+        """
+        parent = None if traceparent is not None else current.get()
+        if parent is not None and (
+            parent.span.ended
+            or not (parent.span.is_recording or isinstance(parent.span, UnsampledSpan))
+        ):
             parent = None  # ended elsewhere (another thread or task): not a parent any more
         chosen = client or (parent.client if parent is not None else None)
         try:
@@ -65,7 +75,12 @@ class Scope:
                 )
                 return cls(chosen, span, False, where)
             span = chosen.start_trace(
-                name, span_type=span_type, inputs=inputs, attributes=attributes
+                name,
+                span_type=span_type,
+                inputs=inputs,
+                attributes=attributes,
+                traceparent=traceparent,
+                tracestate=tracestate,
             )
             return cls(chosen, span, True, where)
         except Exception as exc:  # noqa: BLE001 - tracing never breaks the application
@@ -135,6 +150,8 @@ class start_span:
 
     The span is current inside the block; an escaping exception is recorded (status ERROR)
     and re-raised unchanged. Yields the live span handle (an inert one if tracing failed).
+    ``traceparent``/``tracestate`` (W3C header values, see ``lowtrace.propagation``)
+    continue a remote trace: the span starts a local trace under the caller's span.
     """
 
     __slots__ = ("_args", "_scope", "_token")
@@ -147,15 +164,24 @@ class start_span:
         inputs: Any = None,
         attributes: dict[str, Any] | None = None,
         client: TracingClient | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> None:
-        self._args = (name, span_type, inputs, attributes, client)
+        self._args = (name, span_type, inputs, attributes, client, traceparent, tracestate)
         self._scope: Scope | None = None
         self._token: Token[Current | None] | None = None
 
     def __enter__(self) -> Span:
-        name, span_type, inputs, attributes, client = self._args
+        name, span_type, inputs, attributes, client, traceparent, tracestate = self._args
         scope = self._scope = Scope.open(
-            name, span_type, inputs, attributes, client, "lowtrace.start_span"
+            name,
+            span_type,
+            inputs,
+            attributes,
+            client,
+            "lowtrace.start_span",
+            traceparent,
+            tracestate,
         )
         if scope is None:
             return NOOP_SPAN

@@ -184,6 +184,11 @@ class LiveSpan:
         """Tokens reported, or None."""
         return self._usage
 
+    @property
+    def tracestate(self) -> str | None:
+        """The trace's W3C tracestate, or None."""
+        return self._trace.tracestate
+
     def __repr__(self) -> str:
         return (
             f"<LiveSpan {self._name!r} trace_id={self._trace_id} span_id={self._span_id} "
@@ -365,6 +370,7 @@ class DroppedSpan:
 
     ended = False
     is_recording = False
+    tracestate = None
 
     def __init__(self, trace_id: str, span_id: str, parent_id: str | None, name: str) -> None:
         self.trace_id = trace_id

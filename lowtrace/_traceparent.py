@@ -19,6 +19,7 @@ from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
     "TRACEPARENT_HEADER",
+    "TRACESTATE_ATTRIBUTE",
     "TRACESTATE_HEADER",
     "Headers",
     "TraceParent",
@@ -27,6 +28,7 @@ __all__ = [
     "format_traceparent",
     "format_tracestate",
     "inject",
+    "normalize_tracestate",
     "parse_traceparent",
     "parse_traceparent_fields",
     "parse_tracestate",
@@ -34,6 +36,9 @@ __all__ = [
 
 TRACEPARENT_HEADER: Final = "traceparent"
 TRACESTATE_HEADER: Final = "tracestate"
+#: The root span attribute that keeps a trace's incoming ``tracestate`` (OTLP sends it as
+#: every span's ``trace_state`` instead of an attribute).
+TRACESTATE_ATTRIBUTE: Final = "lowtrace.tracestate"
 
 _TRACEPARENT: Final = re.compile(
     r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.ASCII
@@ -128,6 +133,19 @@ def parse_tracestate(value: str | None) -> list[tuple[str, str]]:
     return entries
 
 
+def normalize_tracestate(value: str | None) -> str | None:
+    """A ``tracestate`` argument in canonical form; None when empty or invalid (discarded).
+
+    A value that is not a str raises ``InvalidArgumentError``.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"tracestate must be a str, got {type(value).__name__}")
+    entries = parse_tracestate(value)
+    return ",".join(f"{k}={v}" for k, v in entries) if entries else None
+
+
 def format_tracestate(entries: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
     """A ``tracestate`` value from (key, value) entries; an invalid entry raises."""
     items = list(entries.items() if isinstance(entries, Mapping) else entries)
@@ -148,7 +166,8 @@ def inject(
     headers: MutableMapping[str, str],
     tracestate: str | Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
 ) -> None:
-    """Write the span's ``traceparent`` (and a valid ``tracestate``, if given) into headers.
+    """Write the span's ``traceparent`` (and a valid ``tracestate``: the one given, else the
+    span's own) into headers.
 
     A handle that records nothing (tracing disabled: all-zero ids) writes nothing; an
     invalid ``tracestate`` is left out rather than propagated.
@@ -161,6 +180,8 @@ def inject(
     except InvalidArgumentError:
         return
     headers[TRACEPARENT_HEADER] = value
+    if tracestate is None:
+        tracestate = getattr(span, "tracestate", None)
     if not tracestate:
         return
     if isinstance(tracestate, str):

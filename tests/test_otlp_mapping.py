@@ -86,7 +86,7 @@ def test_span_type_vocabularies(
     attributes = span_attributes(span)
     assert span_kind(span.span_type) == kind
     assert attributes["openinference.span.kind"] == openinference
-    assert attributes["lowtrace.span_type"] == str(span_type)
+    assert attributes["mlflow.spanType"] == str(span_type)  # the exact type, for MLflow
     assert attributes.get("gen_ai.operation.name") == operation
 
 
@@ -145,8 +145,9 @@ def test_user_attributes_win_over_derived_ones() -> None:
 def test_tags_go_on_the_root() -> None:
     root = record(SpanType.AGENT, span_id=ROOT, parent_id=None, name="agent")
     tags = {"env": "prod", "session_id": "s-1", "user.id": "u-9"}
-    a = span_attributes(root, tags)
-    assert a["lowtrace.tag.env"] == "prod"
+    a = span_attributes(root, trace_of(root, tags=tags).info)
+    assert a["mlflow.traceTag.env"] == "prod"
+    assert a["mlflow.traceTag.mlflow.traceName"] == "agent"
     assert orjson.loads(str(a["metadata"])) == tags
     assert (a["session.id"], a["user.id"]) == ("s-1", "u-9")
     assert a["gen_ai.agent.name"] == "agent"
@@ -226,8 +227,8 @@ def test_events_dropped_counts_and_status_in_json() -> None:
     assert event_attrs["exception.type"] == {"stringValue": "ValueError"}
     assert event_attrs["extra"] == {"stringValue": '{"k":1}'}
     root_keys = {a["key"] for a in out_root["attributes"]}
-    assert "lowtrace.tag.k" in root_keys
-    assert "lowtrace.tag.k" not in {a["key"] for a in out["attributes"]}
+    assert "mlflow.traceTag.k" in root_keys
+    assert "mlflow.traceTag.k" not in {a["key"] for a in out["attributes"]}
     assert out_root["parentSpanId"] == "" and out_root["flags"] == FLAGS_LOCAL_PARENT
 
 

@@ -28,9 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from lowtrace import SpanStatus, SpanType, Trace, TracingClient
+from lowtrace import ExportRejectedError, SpanStatus, SpanType, Trace, TracingClient
 from lowtrace.exporters.otlp import OTLPExporter
 from tests.test_otlp_propagation import ToolService, run_agent
 
@@ -171,7 +172,17 @@ def build_trace(client: TracingClient) -> Trace:
         span_type=SpanType.RETRIEVER,
         inputs="order 1234",
     )
-    retrieve.end(outputs=[{"id": "1234", "status": "shipped"}])
+    retrieve.end(
+        outputs=[
+            {
+                "page_content": "Order 1234 shipped on May 2",
+                "metadata": {"source": "orders"},
+                "id": "1234",
+                "score": 0.9,
+            },
+            "Orders ship within two days",
+        ]
+    )
     llm = client.start_span(
         "chat",
         trace_id=tid,
@@ -197,7 +208,10 @@ def build_trace(client: TracingClient) -> Trace:
 def test_spans_read_back_from_phoenix_intact(phoenix: str) -> None:
     project = f"lowtrace-{uuid.uuid4().hex[:8]}"
     exporter = OTLPExporter(
-        f"{phoenix}/v1/traces", headers={"x-project-name": project}, compression="gzip"
+        f"{phoenix}/v1/traces",
+        headers={"x-project-name": project},
+        compression="gzip",
+        receiver="openinference",  # the values once, as OpenInference text
     )
     with TracingClient("memory://", exporters=[exporter]) as client:
         trace = build_trace(client)
@@ -211,7 +225,7 @@ def test_spans_read_back_from_phoenix_intact(phoenix: str) -> None:
         assert out.get("parent_id") == span.parent_id
         assert abs(to_ns(out["start_time"]) - span.start_time_ns) <= 1_000  # microseconds
         assert abs(to_ns(out["end_time"]) - span.end_time_ns) <= 1_000
-        assert out["attributes"]["lowtrace.span_type"] == span.span_type
+        assert out["attributes"]["mlflow.spanType"] == span.span_type
     kinds = {name: s["span_kind"] for name, s in got.items()}
     assert kinds == {
         "support-agent": "AGENT",
@@ -221,7 +235,8 @@ def test_spans_read_back_from_phoenix_intact(phoenix: str) -> None:
     }
     root = got["support-agent"]["attributes"]
     assert root["customer_tier"] == "gold" and root["attempt"] == 1
-    assert root["lowtrace.tag.env"] == "e2e" and root["session.id"] == "sess-42"
+    assert (root["metadata.env"], root["metadata.session_id"]) == ("e2e", "sess-42")
+    assert root["session.id"] == "sess-42"
     assert root["output.value"] == "It has shipped."
     assert root["input.mime_type"] == "application/json"
     chat = got["chat"]["attributes"]
@@ -241,6 +256,26 @@ def test_spans_read_back_from_phoenix_intact(phoenix: str) -> None:
     assert event["attributes"]["exception.type"] == "TimeoutError"
     assert "sms gateway timed out" in event["attributes"]["exception.stacktrace"]
     assert got["search-orders"]["status_code"] == "OK"
+    docs = got["search-orders"]["attributes"]
+    assert docs["retrieval.documents.0.document.id"] == "1234"
+    assert docs["retrieval.documents.0.document.content"] == "Order 1234 shipped on May 2"
+    assert docs["retrieval.documents.0.document.score"] == 0.9
+    assert docs["retrieval.documents.0.document.metadata.source"] == "orders"
+    assert docs["retrieval.documents.1.document.content"] == "Orders ship within two days"
+    assert (
+        chat["llm.input_messages.0.message.role"],
+        chat["llm.output_messages.0.message.role"],
+    ) == (
+        "user",
+        "assistant",
+    )
+    assert chat["llm.input_messages.0.message.content"] == "Where is my order?"
+    assert chat["llm.output_messages.0.message.content"] == "It has shipped."
+    assert orjson.loads(chat["llm.invocation_parameters"]) == {
+        "model": "gpt-4o-mini",
+        "temperature": 0.2,
+        "stop": ["\n", "END"],
+    }
 
 
 def test_many_traces_in_split_requests(phoenix: str) -> None:
@@ -272,11 +307,12 @@ def test_environment_configuration_reaches_phoenix(
     assert len(read_spans(phoenix, project, [trace.info.trace_id], 4)) == 4
 
 
-def test_phoenix_refuses_json_and_the_batch_is_dropped_not_retried(phoenix: str) -> None:
+def test_phoenix_refuses_json_and_the_batch_is_rejected_not_resent(phoenix: str) -> None:
     exporter = OTLPExporter(f"{phoenix}/v1/traces", encoding="json")
-    with TracingClient("memory://", exporters=[exporter]) as client:
-        build_trace(client)
-        assert client.flush(30)
+    with TracingClient("memory://") as client:
+        trace = build_trace(client)
+    with pytest.raises(ExportRejectedError):  # 415: final, the pipeline never retries it
+        exporter.export([trace])
     stats = exporter.stats()
     assert (stats.requests, stats.rejected_traces, stats.exported_traces) == (1, 1, 0)
 

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from lowtrace import SpanStatus, SpanType, Trace, TracingClient
+from lowtrace import SpanStatus, SpanType, Trace, TracingClient, propagation
 from lowtrace._model import merge_traces
-from lowtrace._traceparent import extract, extract_tracestate, inject
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,8 +33,9 @@ class ToolService:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 payload = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                service.seen_tracestate.append(extract_tracestate(self.headers))
-                result = service.handle(payload, extract(self.headers))
+                remote = propagation.extract(self.headers)
+                service.seen_tracestate.append(remote.tracestate if remote else None)
+                result = service.handle(payload, remote)
                 body = json.dumps(result).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
@@ -54,10 +54,15 @@ class ToolService:
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tool"
 
-    def handle(self, payload: dict[str, Any], traceparent: str | None) -> dict[str, Any]:
+    def handle(
+        self, payload: dict[str, Any], remote: propagation.RemoteContext | None
+    ) -> dict[str, Any]:
         client = self.client
         root = client.start_trace(
-            "tool-service", span_type=SpanType.TOOL, inputs=payload, traceparent=traceparent
+            "tool-service",
+            span_type=SpanType.TOOL,
+            inputs=payload,
+            **(remote.start_args() if remote else {}),
         )
         lookup = client.start_span(
             "lookup", trace_id=root.trace_id, parent_id=root.span_id, span_type=SpanType.RETRIEVER
@@ -75,12 +80,14 @@ class ToolService:
 
 def run_agent(client: TracingClient, url: str, query: str = "weather") -> tuple[str, str]:
     """The agent's side: a root, a span that calls the service; returns (trace id, call id)."""
-    root = client.start_trace("agent", span_type=SpanType.AGENT, inputs={"question": query})
+    root = client.start_trace(
+        "agent", span_type=SpanType.AGENT, inputs={"question": query}, tracestate="agent=1"
+    )
     call = client.start_span(
         "call tool-service", trace_id=root.trace_id, parent_id=root.span_id, span_type=SpanType.TOOL
     )
     headers = {"content-type": "application/json"}
-    inject(call, headers, tracestate="agent=1")
+    propagation.inject(call, headers)  # traceparent, and the trace's tracestate
     request = urllib.request.Request(
         url, data=json.dumps({"query": query}).encode(), headers=headers, method="POST"
     )

@@ -50,6 +50,7 @@ EXPORTED = {
     "TraceStore",
     "TracingClient",
     "TracingThreadPoolExecutor",
+    "UnsampledSpan",
     "format_tree",
     "get_current_span",
     "get_default_client",

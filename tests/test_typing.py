@@ -14,6 +14,7 @@ from pathlib import Path
 
 import lowtrace
 from lowtrace import Limits, TracingClient
+from lowtrace._sampling import UnsampledSpan
 
 USER_CODE = textwrap.dedent(
     """
@@ -26,6 +27,7 @@ USER_CODE = textwrap.dedent(
     reveal_type(root.trace_id)  # trace_id
     reveal_type(root.parent_id)  # parent_id
     reveal_type(root.traceparent)  # traceparent
+    reveal_type(root.tracestate)  # tracestate
     child = client.start_span("search", trace_id=root.trace_id, parent_id=root.span_id)
     reveal_type(child)  # child
     reveal_type(lowtrace.get_current_span())  # current
@@ -83,6 +85,7 @@ def test_user_code_under_mypy_strict_sees_span_never_any(tmp_path: Path) -> None
         "trace_id": "str",
         "parent_id": "str | None",
         "traceparent": "str",
+        "tracestate": "str | None",
         "child": "lowtrace._handle.Span",
         "current": "lowtrace._handle.Span | None",
         "with": "lowtrace._handle.Span",
@@ -102,6 +105,9 @@ def test_every_kind_of_handle_is_a_span() -> None:
     with TracingClient("memory://", enabled=False) as disabled:
         inert = disabled.start_trace("agent")
         assert isinstance(inert, lowtrace.NoopSpan)
-    for handle in (root, dropped, inert):
+    with TracingClient("memory://", sample_ratio=0.0) as sampling:
+        unsampled = sampling.start_trace("agent")
+        assert isinstance(unsampled, UnsampledSpan)
+    for handle in (root, dropped, inert, unsampled):
         assert isinstance(handle, lowtrace.Span)
     assert not isinstance(object(), lowtrace.Span)

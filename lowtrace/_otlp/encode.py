@@ -18,11 +18,13 @@ import orjson
 from lowtrace._model import Trace
 from lowtrace._otlp.mapping import (
     AttrValue,
+    TypedJson,
     event_attributes,
     span_attributes,
     span_flags,
     span_kind,
     status_code,
+    trace_state,
 )
 from lowtrace.errors import MissingExtraError
 
@@ -74,11 +76,14 @@ def count_spans(traces: Sequence[Trace]) -> int:
     return sum(len(t.spans) for t in traces)
 
 
-def _plan(trace: Trace) -> tuple[set[str], str | None]:
-    """(the trace's span ids, the id of the span that carries the trace's tags)."""
+def _plan(trace: Trace) -> tuple[set[str], str | None, str]:
+    """(the trace's span ids, the id of the span that carries the trace's name and tags,
+    the W3C tracestate every span of it carries)."""
     ids = {s.span_id for s in trace.spans}
     root = next((s for s in trace.spans if s.parent_id is None or s.parent_id not in ids), None)
-    return ids, root.span_id if root is not None else None
+    if root is None:
+        return ids, None, ""
+    return ids, root.span_id, trace_state(root)
 
 
 def _int(attributes: Mapping[str, Any], key: str) -> int:
@@ -89,8 +94,44 @@ def _int(attributes: Mapping[str, Any], key: str) -> int:
 # -- protobuf -----------------------------------------------------------------------------------
 
 
+_INT64: Final = (-(2**63), 2**63 - 1)
+
+
+def _set_json(target: Any, value: Any) -> None:
+    """A JSON value as an AnyValue with its types; null stays an empty AnyValue."""
+    kind = type(value)
+    if kind is str:
+        target.string_value = value
+    elif kind is bool:
+        target.bool_value = value
+    elif kind is int:
+        if _INT64[0] <= value <= _INT64[1]:
+            target.int_value = value
+        else:
+            target.string_value = str(value)
+    elif kind is float:
+        target.double_value = value
+    elif kind is dict:
+        kvlist = target.kvlist_value
+        kvlist.SetInParent()
+        add = kvlist.values.add
+        for key, item in value.items():
+            kv = add()
+            kv.key = key
+            _set_json(kv.value, item)
+    elif kind is list:
+        array = target.array_value
+        array.SetInParent()
+        add = array.values.add
+        for item in value:
+            _set_json(add(), item)
+
+
 def _set_value(target: Any, value: AttrValue) -> None:
     kind = type(value)
+    if kind is TypedJson:
+        _set_json(target, value.value)  # type: ignore[union-attr]
+        return
     if kind is str:
         target.string_value = value
     elif kind is bool:
@@ -115,7 +156,9 @@ def _set_attributes(target: Any, attributes: Mapping[str, AttrValue]) -> None:
         _set_value(kv.value, value)
 
 
-def encode_protobuf(traces: Sequence[Trace], resource: Mapping[str, Any]) -> bytes:
+def encode_protobuf(
+    traces: Sequence[Trace], resource: Mapping[str, Any], receiver: str = "any"
+) -> bytes:
     """One serialized ``ExportTraceServiceRequest`` holding every span of ``traces``."""
     proto = load_proto()
     request = proto.service.ExportTraceServiceRequest()
@@ -127,12 +170,14 @@ def encode_protobuf(traces: Sequence[Trace], resource: Mapping[str, Any]) -> byt
     add_span = scope_spans.spans.add
     fromhex = bytes.fromhex
     for trace in traces:
-        ids, root_id = _plan(trace)
-        tags = trace.info.tags
+        ids, root_id, state = _plan(trace)
+        info = trace.info
         for span in trace.spans:
             out = add_span()
             out.trace_id = fromhex(span.trace_id)
             out.span_id = fromhex(span.span_id)
+            if state:
+                out.trace_state = state
             if span.parent_id is not None:
                 out.parent_span_id = fromhex(span.parent_id)
             out.flags = span_flags(span, ids)
@@ -140,7 +185,7 @@ def encode_protobuf(traces: Sequence[Trace], resource: Mapping[str, Any]) -> byt
             out.kind = span_kind(span.span_type)
             out.start_time_unix_nano = span.start_time_ns
             out.end_time_unix_nano = span.end_time_ns
-            attributes = span_attributes(span, tags if span.span_id == root_id else None)
+            attributes = span_attributes(span, info if span.span_id == root_id else None, receiver)
             _set_attributes(out.attributes, attributes)
             out.dropped_attributes_count = _int(span.attributes, _DROPPED_ATTRIBUTES)
             out.dropped_events_count = _int(span.attributes, _DROPPED_EVENTS)
@@ -178,8 +223,26 @@ def rejected_spans(body: bytes, content_type: str) -> tuple[int, str]:
 # -- OTLP/JSON ----------------------------------------------------------------------------------
 
 
+def _json_any(value: Any) -> dict[str, Any]:
+    """A JSON value as an OTLP/JSON AnyValue with its types; null is an empty AnyValue."""
+    kind = type(value)
+    if kind is dict:
+        return {
+            "kvlistValue": {"values": [{"key": k, "value": _json_any(v)} for k, v in value.items()]}
+        }
+    if kind is list:
+        return {"arrayValue": {"values": [_json_any(v) for v in value]}}
+    if value is None:
+        return {}
+    if kind is int and not _INT64[0] <= value <= _INT64[1]:
+        return {"stringValue": str(value)}
+    return _json_value(value)
+
+
 def _json_value(value: AttrValue) -> dict[str, Any]:
     kind = type(value)
+    if kind is TypedJson:
+        return _json_any(value.value)  # type: ignore[union-attr]
     if kind is str:
         return {"stringValue": value}
     if kind is bool:
@@ -198,17 +261,20 @@ def _json_attributes(attributes: Mapping[str, AttrValue]) -> list[dict[str, Any]
     return [{"key": key, "value": _json_value(value)} for key, value in attributes.items()]
 
 
-def encode_json(traces: Sequence[Trace], resource: Mapping[str, Any]) -> bytes:
+def encode_json(
+    traces: Sequence[Trace], resource: Mapping[str, Any], receiver: str = "any"
+) -> bytes:
     """One ``ExportTraceServiceRequest`` in the OTLP/JSON encoding."""
     spans: list[dict[str, Any]] = []
     for trace in traces:
-        ids, root_id = _plan(trace)
-        tags = trace.info.tags
+        ids, root_id, state = _plan(trace)
+        info = trace.info
         for span in trace.spans:
-            attributes = span_attributes(span, tags if span.span_id == root_id else None)
+            attributes = span_attributes(span, info if span.span_id == root_id else None, receiver)
             out: dict[str, Any] = {
                 "traceId": span.trace_id,
                 "spanId": span.span_id,
+                "traceState": state,
                 "parentSpanId": span.parent_id or "",
                 "flags": span_flags(span, ids),
                 "name": span.name,
@@ -245,7 +311,11 @@ def encode_json(traces: Sequence[Trace], resource: Mapping[str, Any]) -> bytes:
 
 
 def split_encode(
-    traces: Sequence[Trace], resource: Mapping[str, Any], encoding: str, max_bytes: int
+    traces: Sequence[Trace],
+    resource: Mapping[str, Any],
+    encoding: str,
+    max_bytes: int,
+    receiver: str = "any",
 ) -> list[tuple[list[Trace], bytes]]:
     """(traces, body) requests for a batch; halved until each fits ``max_bytes`` or is one trace."""
     encode = encode_json if encoding == "json" else encode_protobuf
@@ -253,7 +323,7 @@ def split_encode(
     out: list[tuple[list[Trace], bytes]] = []
     while pending:
         group = pending.pop()
-        body = encode(group, resource)
+        body = encode(group, resource, receiver)
         if len(body) > max_bytes and len(group) > 1:
             half = len(group) // 2
             pending.append(group[half:])

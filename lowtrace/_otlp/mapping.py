@@ -1,13 +1,33 @@
 """lowtrace spans in OpenTelemetry terms: span kind, status, flags and attributes.
 
-Every span carries its values under both vocabularies receivers understand:
-OpenInference (Phoenix, Arize: ``openinference.span.kind``, ``input.value``,
-``llm.token_count.*``, ``llm.model_name``) and the OpenTelemetry GenAI semantic conventions
-(``gen_ai.operation.name``, ``gen_ai.usage.*``, ``gen_ai.request.model``), plus
-``lowtrace.span_type``. Attributes the user set explicitly are sent as they are and win
-over derived ones with the same key. Values become OTLP-compatible: scalars stay, lists of
-one scalar type become arrays, anything else (dicts, mixed lists) becomes a JSON string.
-This module needs no protobuf; ``encode`` turns its output into OTLP messages or JSON.
+The attribute set is chosen so that each kind of receiver reads the trace as recorded, and
+no value travels more often than a receiver needs:
+
+* MLflow (its OTLP route stores every attribute JSON-encoded and reads ``mlflow.spanType``,
+  ``mlflow.spanInputs`` / ``mlflow.spanOutputs``, and trace tags from the root's
+  ``mlflow.traceTag.<key>``, the trace name among them as ``mlflow.traceName``). Inputs
+  and outputs go there as typed OTLP values (kvlist, array, int, double, bool, string), so
+  ``7`` stays 7 and ``{}``, ``[]`` and ``""`` stay themselves: its translation of
+  ``input.value`` would turn them into strings or None.
+* OpenInference (Phoenix, Arize, and MLflow's fallback translator): ``openinference.span.kind``,
+  ``input.value`` / ``output.value`` with their mime type (text, or JSON text), token counts,
+  model name, ``metadata``, ``session.id`` / ``user.id``, and, derived from the values,
+  retrieval documents, chat messages and ``llm.invocation_parameters``.
+* OpenTelemetry GenAI conventions: only the small descriptive ones (operation, model,
+  provider, token usage, tool/agent name). Message content (``gen_ai.input.messages``) is
+  not sent: it would be a third copy of every input and output.
+
+Which of the two copies of an input is sent depends on the receiver the exporter is told
+about (``RECEIVERS``): "mlflow" (chosen automatically when the ``x-mlflow-experiment-id``
+header is set) sends only the typed copy, "openinference" only the text, "any" (a
+Collector, which may fan out to both) both. Chat spans also carry their messages: the
+structured form Phoenix's and MLflow's chat views read. The span type travels once as
+``mlflow.spanType`` in every case (the exact lowtrace type; OpenInference's kinds are
+coarser: CHAT_MODEL is "LLM" there, PARSER and MEMORY are "CHAIN"). Attributes the user set
+explicitly are sent as they are and win over derived ones with the same key. Other values
+become OTLP-compatible: scalars stay, lists of one scalar type become arrays, anything else
+(dicts, mixed lists) becomes a JSON string. This module needs no protobuf; ``encode`` turns
+its output into OTLP messages or JSON.
 """
 
 from __future__ import annotations
@@ -15,9 +35,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
+import attrs
 import orjson
 
-from lowtrace._model import SpanRecord
+from lowtrace._model import SpanRecord, TraceInfo
+from lowtrace._otlp.openinference import (
+    document_attributes,
+    invocation_parameters,
+    message_attributes,
+)
+from lowtrace._traceparent import TRACESTATE_ATTRIBUTE
 from lowtrace._types import SpanStatus, SpanType
 
 __all__ = [
@@ -25,17 +52,28 @@ __all__ = [
     "FLAGS_REMOTE_PARENT",
     "KIND_CLIENT",
     "KIND_INTERNAL",
+    "RECEIVERS",
     "AttrValue",
+    "TypedJson",
     "attr_value",
     "event_attributes",
     "span_attributes",
     "span_flags",
     "span_kind",
     "status_code",
+    "trace_state",
 ]
 
+
+@attrs.frozen
+class TypedJson:
+    """A JSON value sent with its JSON types as an OTLP ``AnyValue`` (kvlist, array...)."""
+
+    value: Any
+
+
 Scalar: TypeAlias = str | bool | int | float
-AttrValue: TypeAlias = Scalar | list[str] | list[bool] | list[int] | list[float]
+AttrValue: TypeAlias = Scalar | list[str] | list[bool] | list[int] | list[float] | TypedJson
 
 KIND_INTERNAL: Final = 1
 KIND_CLIENT: Final = 3
@@ -83,6 +121,21 @@ _REQUEST_MODEL_KEYS: Final = (
 _RESPONSE_MODEL_KEYS: Final = ("gen_ai.response.model", "openai.response_model")
 _SESSION_TAGS: Final = ("session.id", "session_id", "mlflow.trace.session")
 _USER_TAGS: Final = ("user.id", "user_id", "mlflow.trace.user")
+_MESSAGE_TYPES: Final = frozenset({SpanType.LLM, SpanType.CHAT_MODEL})
+# Read by MLflow's OTLP route (mlflow.tracing.constant.SpanAttributeKey / TraceTagKey).
+_CACHE_COUNTS: Final = (
+    ("llm.token_count.prompt_details.cache_read", "cache_read_input_tokens"),
+    ("llm.token_count.prompt_details.cache_write", "cache_creation_input_tokens"),
+)
+MLFLOW_SPAN_TYPE: Final = "mlflow.spanType"
+MLFLOW_INPUTS: Final = "mlflow.spanInputs"
+MLFLOW_OUTPUTS: Final = "mlflow.spanOutputs"
+MLFLOW_TAG_PREFIX: Final = "mlflow.traceTag."
+MLFLOW_TRACE_NAME: Final = "mlflow.traceName"
+#: What an exporter may be told about its receiver; "any" sends every vocabulary.
+RECEIVERS: Final = ("any", "mlflow", "openinference")
+# lowtrace's own bookkeeping that OTLP carries elsewhere (trace_state, dropped counts).
+_NOT_ATTRIBUTES: Final = frozenset({TRACESTATE_ATTRIBUTE})
 
 
 def span_kind(span_type: str) -> int:
@@ -170,19 +223,31 @@ def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
     return None
 
 
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
 def span_attributes(
-    span: SpanRecord, tags: Mapping[str, str] | None = None
+    span: SpanRecord, info: TraceInfo | None = None, receiver: str = "any"
 ) -> dict[str, AttrValue]:
-    """All OTLP attributes of a span; ``tags`` (the trace's) are given for the root only."""
+    """All OTLP attributes of a span; ``info`` (its trace's) is given for the root only.
+
+    ``receiver`` (one of ``RECEIVERS``) picks which copy of inputs and outputs is sent.
+    """
+    typed_copy = receiver != "openinference"
+    text_copy = receiver != "mlflow"
     user = span.attributes
     out: dict[str, AttrValue] = {}
     for key, value in user.items():
         converted = attr_value(value)
-        if converted is not None:
+        if converted is not None and key not in _NOT_ATTRIBUTES:
             out[key] = converted
     setdefault = out.setdefault
     span_type = str(span.span_type)
-    setdefault("lowtrace.span_type", span_type)
+    setdefault(MLFLOW_SPAN_TYPE, span_type)
     setdefault("openinference.span.kind", _OPENINFERENCE_KIND.get(span_type, "UNKNOWN"))
     operation = _GENAI_OPERATION.get(span_type)
     if operation is not None:
@@ -192,15 +257,34 @@ def span_attributes(
             setdefault("tool.name", span.name)
         elif span_type == SpanType.AGENT:
             setdefault("gen_ai.agent.name", span.name)
-    for prefix, raw in (("input", span.inputs_json), ("output", span.outputs_json)):
+    values: dict[str, Any] = {}
+    for prefix, raw, typed in (
+        ("input", span.inputs_json, MLFLOW_INPUTS),
+        ("output", span.outputs_json, MLFLOW_OUTPUTS),
+    ):
         found = _json_value(raw)
         if found is not None:
-            setdefault(f"{prefix}.value", found[0])
-            setdefault(f"{prefix}.mime_type", found[1])
+            values[prefix] = value = _loads(raw)
+            if typed_copy:
+                setdefault(typed, TypedJson(value))
+            if text_copy:
+                setdefault(f"{prefix}.value", found[0])
+                setdefault(f"{prefix}.mime_type", found[1])
+    if span_type == SpanType.RETRIEVER and "output" in values:
+        for key, derived in document_attributes(values["output"]).items():
+            setdefault(key, derived)
     request_model = response_model = None
     if span_type in _MODEL_TYPES:
         request_model = _first(user, _REQUEST_MODEL_KEYS)
         response_model = _first(user, _RESPONSE_MODEL_KEYS)
+        if span_type in _MESSAGE_TYPES:
+            for key, derived in message_attributes(
+                values.get("input"), values.get("output")
+            ).items():
+                setdefault(key, derived)
+        params = invocation_parameters(user)
+        if params is not None:
+            setdefault("llm.invocation_parameters", params)
     if request_model:
         setdefault("gen_ai.request.model", request_model)
     if response_model:
@@ -217,14 +301,40 @@ def span_attributes(
         setdefault("llm.token_count.total", usage.total_tokens)
         setdefault("gen_ai.usage.input_tokens", usage.input_tokens)
         setdefault("gen_ai.usage.output_tokens", usage.output_tokens)
-    if tags:
-        for key, value in tags.items():
-            setdefault(f"lowtrace.tag.{key}", value)
-        setdefault("metadata", orjson.dumps(dict(tags)).decode())
-        session = _first(tags, _SESSION_TAGS)
-        if session:
-            setdefault("session.id", session)
-        user_id = _first(tags, _USER_TAGS)
-        if user_id:
-            setdefault("user.id", user_id)
+    for key, field in _CACHE_COUNTS:
+        # On the usage once TokenUsage has the cache fields; as attributes until then
+        # (the Anthropic integration records them as ``llm.usage.<field>``).
+        count = getattr(usage, field, None) if usage is not None else None
+        if count is None:
+            count = user.get(f"llm.usage.{field}")
+        if type(count) is int:
+            setdefault(key, count)
+    if info is not None:
+        _trace_attributes(out, info, typed_copy, text_copy)
     return out
+
+
+def _trace_attributes(
+    out: dict[str, AttrValue], info: TraceInfo, for_mlflow: bool, for_openinference: bool
+) -> None:
+    """The trace's name and tags on its root span, for MLflow and OpenInference."""
+    setdefault = out.setdefault
+    tags = dict(info.tags)
+    if for_mlflow:
+        setdefault(MLFLOW_TAG_PREFIX + MLFLOW_TRACE_NAME, info.name)
+        for key, value in tags.items():
+            setdefault(MLFLOW_TAG_PREFIX + key, value)
+    if tags and for_openinference:
+        setdefault("metadata", orjson.dumps(tags).decode())
+    session = getattr(info, "session_id", None) or _first(tags, _SESSION_TAGS)
+    if session:
+        setdefault("session.id", session)
+    user_id = getattr(info, "user_id", None) or _first(tags, _USER_TAGS)
+    if user_id:
+        setdefault("user.id", user_id)
+
+
+def trace_state(span: SpanRecord) -> str:
+    """The W3C tracestate a span carries (the one its trace was continued with), or ""."""
+    value = span.attributes.get(TRACESTATE_ATTRIBUTE)
+    return value if isinstance(value, str) else ""

@@ -17,10 +17,12 @@ Delivery, per the OTLP/HTTP spec, with lowtrace's export pipeline doing the back
   otherwise ``export`` raises ``OTLPRetryableError`` and the pipeline retries the batch
   with backoff, and the next attempt first waits until the ``Retry-After`` time has passed
   (raising again at once, without sending, if that does not fit in its ``timeout``).
-* Any other 4xx (and 3xx): the receiver will never accept this batch; it is logged,
-  counted in ``stats().rejected_spans`` and dropped, and ``export`` returns normally.
-* Other 5xx, connection errors, timeouts: ``export`` raises ``OTLPExportError`` and the
-  pipeline retries with backoff, up to its bound.
+* Every other answer (any other 4xx or 5xx, 501 included, and 3xx) is final, as in the
+  OpenTelemetry SDK: the batch is counted in ``stats().rejected_spans`` and ``export``
+  raises ``OTLPRejectedError`` (an ``ExportRejectedError``), which the pipeline counts as
+  rejected and never retries.
+* Connection errors and timeouts: ``export`` raises ``OTLPExportError`` and the pipeline
+  retries with backoff, up to its bound.
 
 One ``export`` call never takes longer than ``timeout`` (each request and each wait is
 bounded by what is left of it), and ``shutdown()`` returns at once: it cuts an in-flight
@@ -50,8 +52,9 @@ from lowtrace._otlp.encode import (
     rejected_spans,
     split_encode,
 )
+from lowtrace._otlp.mapping import RECEIVERS
 from lowtrace._otlp.transport import HttpResponse, HttpTransport, parse_retry_after
-from lowtrace.errors import InvalidArgumentError, LowtraceError
+from lowtrace.errors import ExportRejectedError, InvalidArgumentError, LowtraceError
 
 if TYPE_CHECKING:
     from lowtrace._model import Trace
@@ -62,6 +65,7 @@ __all__ = [
     "OTLPExportError",
     "OTLPExporter",
     "OTLPExporterStats",
+    "OTLPRejectedError",
     "OTLPRetryableError",
 ]
 
@@ -69,6 +73,7 @@ log = logging.getLogger("lowtrace")
 
 RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER_S: Final = 300.0
+_MLFLOW_EXPERIMENT_HEADER: Final = "x-mlflow-experiment-id"
 _CONTENT_TYPES: Final = {"protobuf": "application/x-protobuf", "json": "application/json"}
 
 
@@ -88,6 +93,14 @@ class OTLPRetryableError(OTLPExportError):
         self.retry_after = retry_after
 
 
+class OTLPRejectedError(ExportRejectedError):
+    """The receiver's final answer (e.g. 400, 413, 500, 501): the batch is never resent."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @attrs.frozen
 class OTLPExporterStats:
     """What an ``OTLPExporter`` did since it was created."""
@@ -95,9 +108,9 @@ class OTLPExporterStats:
     requests: int  # HTTP requests sent (every attempt)
     exported_traces: int  # traces the receiver accepted (2xx)
     exported_spans: int
-    rejected_traces: int  # dropped on a non-retryable answer (4xx other than 429, 3xx)
+    rejected_traces: int  # refused by a final answer (anything but 2xx, 429, 502, 503, 504)
     rejected_spans: int  # those spans, plus spans rejected in a partial success
-    failed_requests: int  # attempts that raised (5xx, connection errors, timeouts)
+    failed_requests: int  # retryable failures (429/502/503/504, connection errors, timeouts)
     retried_requests: int  # Retry-After waits done inside export()
     bytes_sent: int  # request bodies as sent (after compression)
 
@@ -113,7 +126,9 @@ class OTLPExporter:
     to ``OTEL_EXPORTER_OTLP_COMPRESSION``; ``encoding`` ("protobuf"/"json") to
     ``OTEL_EXPORTER_OTLP_PROTOCOL`` (http/protobuf, http/json). The resource carries
     ``service.name`` (``service_name``, else ``OTEL_SERVICE_NAME``, else "lowtrace") and
-    ``OTEL_RESOURCE_ATTRIBUTES``.
+    ``OTEL_RESOURCE_ATTRIBUTES``. ``receiver`` ("any", "mlflow", "openinference") says
+    which vocabulary inputs and outputs travel in (see ``lowtrace._otlp.mapping``); by
+    default "mlflow" when the ``x-mlflow-experiment-id`` header is set, else "any" (both).
     """
 
     def __init__(
@@ -128,6 +143,7 @@ class OTLPExporter:
         resource_attributes: Mapping[str, Any] | None = None,
         max_request_bytes: int = 4 * 1024 * 1024,
         ssl_context: ssl.SSLContext | None = None,
+        receiver: str | None = None,
     ) -> None:
         self.settings: OTLPSettings = resolve_settings(
             endpoint,
@@ -143,15 +159,20 @@ class OTLPExporter:
         if type(max_request_bytes) is not int or max_request_bytes <= 0:
             raise InvalidArgumentError(f"max_request_bytes must be > 0: {max_request_bytes!r}")
         self.max_request_bytes = max_request_bytes
+        if receiver is None:
+            receiver = "mlflow" if _MLFLOW_EXPERIMENT_HEADER in self.settings.headers else "any"
+        if receiver not in RECEIVERS:
+            raise InvalidArgumentError(f"receiver must be one of {RECEIVERS}, got {receiver!r}")
+        self.receiver = receiver
         self._ssl_context = ssl_context or _tls_context(self.settings)
         self._transport = HttpTransport(self.settings.endpoint, self._ssl_context)
         self._headers = self._request_headers()
         self._lock = threading.Lock()  # one export at a time; guards the counters too
         self._closed = threading.Event()
         self._not_before = 0.0  # monotonic time before which the receiver asked for quiet
-        self._carry: list[Trace] = []  # delivered part of a batch whose export raised
+        self._carry: list[Trace] = []  # settled part of a batch whose export raised
+        self._refusal: OTLPRejectedError | None = None  # to raise once the batch is settled
         self._counts = dict.fromkeys(attrs.fields_dict(OTLPExporterStats), 0)
-        self._rejections_logged = 0
         _forksafe.register(self)
 
     def _after_fork_in_child(self) -> None:
@@ -160,6 +181,7 @@ class OTLPExporter:
         self._lock = threading.Lock()
         self._not_before = 0.0
         self._carry = []
+        self._refusal = None
         self._counts = dict.fromkeys(self._counts, 0)
 
     def _request_headers(self) -> dict[str, str]:
@@ -198,7 +220,13 @@ class OTLPExporter:
     # -- exporting ------------------------------------------------------------------------------
 
     def export(self, traces: Sequence[Trace]) -> None:
-        """Send a batch; returns when delivered or dropped as rejected, raises to be retried."""
+        """Send a batch: returns when delivered; ``OTLPRejectedError`` on a final answer,
+        another ``OTLPExportError`` when a later attempt may succeed.
+
+        A request refused for good does not stop the batch's other requests: they are sent,
+        and the refusal is raised once the rest went through (and again, without sending,
+        if the same batch is handed in again).
+        """
         if self._closed.is_set():
             raise OTLPExportError("the OTLP exporter is shut down")
         deadline = time.monotonic() + self.settings.timeout_s
@@ -207,20 +235,34 @@ class OTLPExporter:
             pending = [t for t in traces if id(t) not in carried]
             kept = [t for t in traces if id(t) in carried]
             self._carry = []
-            if not pending:
-                return
-            settings = self.settings
-            requests = split_encode(
-                pending, settings.resource, settings.encoding, self.max_request_bytes
-            )
-            done: list[Trace] = []
-            try:
-                for group, body in requests:
-                    self._send(group, body, deadline)
-                    done.extend(group)
-            except BaseException:
-                self._carry = kept + done
-                raise
+            refusal = self._refusal if kept else None  # only for the same batch, resent
+            self._refusal = None
+            if pending:
+                settings = self.settings
+                requests = split_encode(
+                    pending,
+                    settings.resource,
+                    settings.encoding,
+                    self.max_request_bytes,
+                    self.receiver,
+                )
+                done: list[Trace] = []
+                try:
+                    for group, body in requests:
+                        try:
+                            self._send(group, body, deadline)
+                        except OTLPRejectedError as exc:
+                            refusal = refusal or exc
+                        done.extend(group)
+                except BaseException:
+                    self._carry = kept + done
+                    self._refusal = refusal
+                    raise
+            if refusal is not None:
+                # Settled for good: should the same batch come again, it is not resent.
+                self._carry = list(traces)
+                self._refusal = refusal
+                raise refusal
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0 and self._closed.wait(seconds):
@@ -268,11 +310,12 @@ class OTLPExporter:
                 raise OTLPRetryableError(
                     f"OTLP receiver answered {status}{_excerpt(response)}", status, delay
                 )
-            if 300 <= status < 500:
-                self._rejected(group, response)
-                return
-            self._count(failed_requests=1)
-            raise OTLPExportError(f"OTLP receiver answered {status}{_excerpt(response)}", status)
+            self._rejected(group)
+            raise OTLPRejectedError(
+                f"OTLP receiver {self.endpoint} refused {len(group)} trace(s) with {status}"
+                f"{_excerpt(response)}; final, not retried",
+                status,
+            )
 
     def _delivered(self, group: list[Trace], response: HttpResponse) -> None:
         spans = count_spans(group)
@@ -288,21 +331,9 @@ class OTLPExporter:
                 message or "(no message)",
             )
 
-    def _rejected(self, group: list[Trace], response: HttpResponse) -> None:
-        spans = count_spans(group)
-        self._count(rejected_traces=len(group), rejected_spans=spans)
-        self._rejections_logged += 1
-        count = self._rejections_logged
-        if count <= 10 or count % 1000 == 0:
-            log.error(
-                "lowtrace: OTLP receiver %s refused %d trace(s) (%d span(s)) with %d; "
-                "dropped, not retried%s",
-                self.endpoint,
-                len(group),
-                spans,
-                response.status,
-                _excerpt(response),
-            )
+    def _rejected(self, group: list[Trace]) -> None:
+        # Not logged here: the pipeline logs the raised error once.
+        self._count(rejected_traces=len(group), rejected_spans=count_spans(group))
 
     def shutdown(self) -> None:
         """Stop: cut an in-flight request short and refuse further exports. Never blocks."""

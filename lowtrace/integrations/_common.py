@@ -49,9 +49,12 @@ def default_client() -> TracingClient:
 def current_span() -> Span | None:
     """The current fluent span (or None), so framework calls nest under user code."""
     import lowtrace
+    from lowtrace._sampling import UnsampledSpan
 
     span = lowtrace.get_current_span()
-    return span if span is not None and span.is_recording else None
+    if span is None or not (span.is_recording or isinstance(span, UnsampledSpan)):
+        return None
+    return span  # an unsampled span too: its children must not start a new, sampled trace
 
 
 def start_run(

@@ -8,6 +8,7 @@ the call stack; the finished data model (``Trace``) is immutable and round-trips
 from __future__ import annotations
 
 from lowtrace import propagation as propagation  # the public W3C trace context module
+from lowtrace._assessment import Assessment
 from lowtrace._client import ClientStats, TracingClient
 from lowtrace._config import Limits, PipelineConfig
 from lowtrace._context import (
@@ -18,7 +19,14 @@ from lowtrace._context import (
 )
 from lowtrace._cost import ModelPrice, TraceCost, estimate_cost
 from lowtrace._decorator import trace
-from lowtrace._default import get_default_client, set_default_client
+from lowtrace._default import (
+    flush,
+    get_default_client,
+    get_last_active_trace_id,
+    get_trace,
+    search_traces,
+    set_default_client,
+)
 from lowtrace._handle import Span
 from lowtrace._live import TraceState
 from lowtrace._model import SpanEvent, SpanRecord, TokenUsage, Trace, TraceInfo
@@ -49,6 +57,7 @@ from lowtrace.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Assessment",
     "ClientStats",
     "DroppedSpan",
     "ExportRejectedError",
@@ -88,9 +97,13 @@ __all__ = [
     "TracingThreadPoolExecutor",
     "UnsampledSpan",
     "estimate_cost",
+    "flush",
     "format_tree",
     "get_current_span",
     "get_default_client",
+    "get_last_active_trace_id",
+    "get_trace",
+    "search_traces",
     "set_default_client",
     "start_span",
     "trace",

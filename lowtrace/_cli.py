@@ -1,4 +1,5 @@
-"""The ``lowtrace`` command: list, show, search, export and delete stored traces; serve the UI.
+"""The ``lowtrace`` command: list, show, search, export and delete stored traces, log feedback;
+serve the UI.
 
 Every subcommand takes ``--uri`` (default: ``LOWTRACE_URI``, then the default SQLite file).
 Reading never creates a store. Failures print one short line on stderr and exit non-zero,
@@ -16,13 +17,16 @@ from typing import IO, Any
 
 import orjson
 
+from lowtrace._annotate import with_info
+from lowtrace._assessment import make_assessment
 from lowtrace._config import env_uri
 from lowtrace._dataset import golden_row
+from lowtrace._query.filter import string_literal
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._stores.jsonl import inference_row
 from lowtrace._stores.uri import open_store
-from lowtrace._textview import format_table, format_tree
+from lowtrace._textview import format_assessment, format_table, format_tree
 from lowtrace.errors import LowtraceError
 
 __all__ = ["main"]
@@ -44,9 +48,12 @@ def _store(args: argparse.Namespace) -> TraceStore:
 
 def _cmd_list(args: argparse.Namespace, out: IO[str]) -> int:
     store = _store(args)
-    traces = list(
-        iter_traces(store, getattr(args, "filter", None), order_by=args.order_by, limit=args.limit)
-    )
+    filter, order_by = getattr(args, "filter", None), args.order_by
+    if args.session is not None:  # a conversation, turn by turn
+        turn = f"session_id = {string_literal(args.session)}"
+        filter = f"({filter}) AND {turn}" if filter else turn
+        order_by = order_by or "start_time_ms ASC"
+    traces = list(iter_traces(store, filter, order_by=order_by, limit=args.limit))
     if args.json:
         for trace in traces:
             out.write(trace.to_json().decode() + "\n")
@@ -73,7 +80,7 @@ def _progress(total: int | None, enabled: bool) -> Any:
     if not enabled:
         return None
     try:
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return None
     return tqdm(total=total, unit="trace", file=sys.stderr, leave=False)
@@ -126,6 +133,28 @@ def _cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def _cmd_feedback(args: argparse.Namespace, out: IO[str]) -> int:
+    try:
+        value: Any = orjson.loads(args.value)  # true, 4, "text", {...}
+    except orjson.JSONDecodeError:
+        value = args.value  # a bare word is a string
+    source = {"type": args.source_type, **({"id": args.source} if args.source else {})}
+    assessment = make_assessment(
+        "expectation" if args.expectation else "feedback",
+        args.name,
+        value,
+        source,
+        None if args.expectation else args.rationale,
+        None,
+    )
+    _store(args).update_trace(
+        args.trace_id,
+        lambda t: with_info(t, assessments=(*t.info.assessments, assessment)),
+    )
+    out.write(f"{assessment.assessment_id}  {format_assessment(assessment)}\n")
+    return EXIT_OK
+
+
 def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
     if not args.trace_ids and args.older_than_days is None:
         raise _Failure("delete needs TRACE_ID... or --older-than-days N", EXIT_USAGE)
@@ -141,16 +170,19 @@ def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def _load_prices(path: str | None) -> dict[str, tuple[float, float]] | None:
+def _load_prices(path: str | None) -> dict[str, tuple[float, ...]] | None:
     if path is None:
         return None
     try:
         raw = orjson.loads(Path(path).read_bytes())
-        return {str(model): (float(price[0]), float(price[1])) for model, price in raw.items()}
+        table = {str(model): tuple(float(p) for p in price) for model, price in raw.items()}
+        if any(not 2 <= len(price) <= 4 for price in table.values()):
+            raise ValueError("2 to 4 prices per model")
+        return table
     except (OSError, orjson.JSONDecodeError, AttributeError, TypeError, ValueError, IndexError):
         raise _Failure(
-            f"--prices {path}: expected a JSON object of model -> "
-            "[input_per_million, output_per_million]",
+            f"--prices {path}: expected a JSON object of model -> [input_per_million, "
+            "output_per_million, (cache_read_per_million, (cache_creation_per_million))]",
             EXIT_USAGE,
         ) from None
 
@@ -188,11 +220,21 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", parents=[common], help="list the newest traces")
     listing(p)
+    p.add_argument("--session", metavar="ID", help="one conversation's traces, oldest first")
     p.set_defaults(run=_cmd_list)
     p = sub.add_parser("search", parents=[common], help="list traces matching a filter")
     p.add_argument("filter", help="e.g. \"status = 'ERROR' AND duration_ms > 500\"")
     listing(p)
-    p.set_defaults(run=_cmd_list)
+    p.set_defaults(run=_cmd_list, session=None)
+    p = sub.add_parser("feedback", parents=[common], help="log feedback on a stored trace")
+    p.add_argument("trace_id", metavar="TRACE_ID")
+    p.add_argument("name", metavar="NAME", help="e.g. correct, score, comment")
+    p.add_argument("value", metavar="VALUE", help='JSON (true, 4, "text") or a bare word')
+    p.add_argument("--rationale", help="why (feedback only)")
+    p.add_argument("--source", metavar="ID", help="who: a user name or a judge id")
+    p.add_argument("--source-type", default="HUMAN", help="HUMAN (default), LLM_JUDGE, CODE")
+    p.add_argument("--expectation", action="store_true", help="log the expected answer instead")
+    p.set_defaults(run=_cmd_feedback)
     p = sub.add_parser("show", parents=[common], help="show one trace as a tree")
     p.add_argument("trace_id")
     p.add_argument("--io", action="store_true", help="also show each span's inputs and outputs")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from lowtrace import _forksafe
+from lowtrace._annotate import TraceEdits, string_map
 from lowtrace._config import Limits, PipelineConfig, env_enabled, env_uri
 from lowtrace._handle import Span
 from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
@@ -82,7 +83,7 @@ class ClientStats:
         return sum(e.lost for e in self.exporters)
 
 
-class TracingClient:
+class TracingClient(TraceEdits):
     """Records traces: start them, add spans with explicit parents, end them, read them back.
 
     Every method may be called from any thread, concurrently, on the same or different
@@ -168,6 +169,7 @@ class TracingClient:
         start_time_ns: int | None = None,
         traceparent: str | None = None,
         tracestate: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Span:
         """Start a trace and return its live root span.
 
@@ -175,7 +177,8 @@ class TracingClient:
         remote trace id and the root's ``parent_id`` is the remote span id; a caller that did
         not sample (``-00``) gets a non-recording handle. ``tracestate`` (the W3C header)
         travels with the trace unchanged: on every span handle, to the next hop and to OTLP;
-        an invalid one is discarded whole, as the W3C spec asks.
+        an invalid one is discarded whole, as the W3C spec asks. ``metadata`` (str values) is
+        fixed once the trace ends, unlike tags.
 
         Returns the root ``Span`` (an inert one when tracing is disabled or, non-strict, when
         the call was refused). Raises ``InvalidArgumentError`` for a bad name, span type,
@@ -214,9 +217,11 @@ class TracingClient:
                 values, cut_attrs = snapshot_attributes(attributes, limit)
             if state is not None:
                 values[TRACESTATE_ATTRIBUTE] = state
-            tag_values = _tags(tags) if tags else {}
+            tag_values = string_map(tags, "tags") if tags else {}
             live = LiveTrace(self, trace_id, tag_values)
             live.tracestate = state
+            if metadata:
+                live.metadata = string_map(metadata, "metadata")
             root = live.add_root(
                 self._ids.span_id(), parent_id, name, kind, start, blob, values, cut + cut_attrs
             )
@@ -382,21 +387,6 @@ class TracingClient:
         except LowtraceError as exc:
             return self._violation(exc, None)  # type: ignore[no-any-return]
 
-    def set_trace_tags(self, trace_id: str, tags: Mapping[str, Any]) -> None:
-        """Add or replace tags of a live trace (values are stored as strings).
-
-        Returns None. Raises ``TraceNotFoundError`` / ``TraceEndedError`` for the trace and
-        ``InvalidArgumentError`` for tags that are not a mapping with non-empty str keys.
-        """
-        if not self.enabled:
-            return
-        try:
-            self._live(trace_id).set_tags(_tags(tags))
-        except NotSampled:
-            return
-        except LowtraceError as exc:
-            self._violation(exc, None)
-
     def get_live_span(self, trace_id: str, span_id: str) -> LiveSpan | None:
         """The handle of an open or ended span of a live trace, or None; never raises."""
         live = self._registry.traces.get(trace_id)
@@ -410,6 +400,7 @@ class TracingClient:
         Raises ``StoreNotFoundError`` when the store does not exist (reading never creates
         one) and ``StoreError`` when it cannot be read.
         """
+        self._settle_reads()
         return self._require_store().get_trace(trace_id)
 
     def search_traces(
@@ -427,12 +418,14 @@ class TracingClient:
         ``InvalidArgumentError`` for a bad page token or ``max_results``, and
         ``StoreNotFoundError`` / ``StoreError`` like ``get_trace``.
         """
+        self._settle_reads()
         return self._require_store().search_traces(
             filter, order_by=order_by, max_results=max_results, page_token=page_token
         )
 
     def count_traces(self, filter: str | None = None) -> int:
         """How many stored traces match ``filter``; raises like ``search_traces``."""
+        self._settle_reads()
         return self._require_store().count(filter)
 
     def delete_traces(
@@ -517,6 +510,7 @@ class TracingClient:
         return self._ids.span_id()
 
     def _trace_finished(self, live: LiveTrace, trace: Trace) -> None:
+        self._last_trace_id = live.trace_id
         self._registry.remove(live)
         self._pipeline.submit(trace, live.payload_bytes())
 
@@ -595,21 +589,6 @@ def _check_name(name: object) -> None:
         raise InvalidArgumentError(f"name must be a str, got {type(name).__name__}: {name!r}")
     if not name.strip():
         raise InvalidArgumentError("name must be a non-empty str")
-
-
-def _tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
-    if not tags:
-        return {}
-    try:
-        items = tags.items()
-    except AttributeError:
-        raise InvalidArgumentError(f"tags must be a mapping, got {type(tags).__name__}") from None
-    out: dict[str, str] = {}
-    for key, value in items:
-        if not isinstance(key, str) or not key:
-            raise InvalidArgumentError(f"tag keys must be non-empty str, got {key!r}")
-        out[key] = value if type(value) is str else str(value)
-    return out
 
 
 _live_clients: weakref.WeakSet[TracingClient] = weakref.WeakSet()

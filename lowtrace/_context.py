@@ -50,15 +50,27 @@ def get_current_span() -> Span | None:
     return entry.span if entry is not None else None
 
 
-def update_current_trace(tags: dict[str, Any] | None = None) -> None:
-    """Add tags to the current trace; outside any span this does nothing."""
+def update_current_trace(
+    tags: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    session_id: str | None = None,
+    user_id: str | None = None,
+) -> None:
+    """Add tags or metadata to the current trace, or set its session or user id.
+
+    Outside any span this does nothing; a tracing error is reported, never raised.
+    """
     entry = current.get()
-    if entry is None or not tags or not entry.span.is_recording:
+    if entry is None or not entry.span.is_recording:
         return
+    client, trace_id = entry.client, entry.span.trace_id
     try:
-        entry.client.set_trace_tags(entry.span.trace_id, tags)
+        if tags:
+            client.set_trace_tags(trace_id, tags)
+        if metadata or session_id is not None or user_id is not None:
+            client.set_trace_metadata(trace_id, metadata, session_id=session_id, user_id=user_id)
     except Exception as exc:  # noqa: BLE001 - tracing never breaks the application
-        entry.client.report_error(exc, "lowtrace.update_current_trace")
+        client.report_error(exc, "lowtrace.update_current_trace")
 
 
 def wrap(fn: Callable[P, R]) -> Callable[P, R]:

@@ -3,7 +3,9 @@
 Prices are per million input and output tokens. Each model call counts once, with the same
 rule as ``trace.info.token_usage`` (where a span and its descendant both report usage, only
 the outermost counts); the model is the span's ``model`` attribute, which the integrations
-set. Usage on a span without a known price is reported, not guessed.
+set. Usage on a span without a known price is reported, not guessed. Prompt-cache tokens
+(part of the input) are priced at the cache prices when the table gives them, else as
+ordinary input.
 """
 
 from __future__ import annotations
@@ -19,14 +21,20 @@ __all__ = ["ModelPrice", "PriceTable", "TraceCost", "estimate_cost", "price_tabl
 
 @attrs.frozen
 class ModelPrice:
-    """Price of a model in currency units per million tokens."""
+    """Price of a model in currency units per million tokens.
+
+    ``cache_read_per_million`` / ``cache_creation_per_million``: the price of input tokens
+    read from / written to the prompt cache (None: priced as ordinary input).
+    """
 
     input_per_million: float
     output_per_million: float
+    cache_read_per_million: float | None = None
+    cache_creation_per_million: float | None = None
 
 
 #: Model name -> price, as ``estimate_cost`` accepts it.
-PriceTable = Mapping[str, ModelPrice | tuple[float, float]]
+PriceTable = Mapping[str, ModelPrice | tuple[float, ...]]
 
 
 @attrs.frozen
@@ -39,7 +47,8 @@ class TraceCost:
 
 
 def price_table(prices: PriceTable) -> dict[str, ModelPrice]:
-    """The table with every entry as a ``ModelPrice`` (tuples are (input, output) per 1M)."""
+    """The table with every entry as a ``ModelPrice`` (tuples are (input, output[, cache
+    read[, cache creation]]) per 1M)."""
     return {
         name: price if isinstance(price, ModelPrice) else ModelPrice(*price)
         for name, price in prices.items()
@@ -53,10 +62,14 @@ def span_cost(span: SpanRecord, table: Mapping[str, ModelPrice]) -> float | None
     price = table.get(model) if isinstance(model, str) else None
     if usage is None or price is None:
         return None
-    return (
-        usage.input_tokens * price.input_per_million
-        + usage.output_tokens * price.output_per_million
-    ) / 1_000_000
+    cost = usage.input_tokens * price.input_per_million
+    for cached, rate in (
+        (usage.cache_read_input_tokens, price.cache_read_per_million),
+        (usage.cache_creation_input_tokens, price.cache_creation_per_million),
+    ):
+        if cached and rate is not None:
+            cost += cached * (rate - price.input_per_million)  # instead of the input price
+    return (cost + usage.output_tokens * price.output_per_million) / 1_000_000
 
 
 def estimate_cost(trace: Trace, prices: PriceTable) -> TraceCost:

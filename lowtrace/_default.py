@@ -2,17 +2,29 @@
 
 ``get_default_client()`` creates a ``TracingClient()`` on first use (so ``LOWTRACE_URI`` and
 ``LOWTRACE_ENABLED`` apply); ``set_default_client`` replaces it. Decorated functions look the
-default up when they are called, not when they are decorated.
+default up when they are called, not when they are decorated. ``lowtrace.search_traces``,
+``get_trace``, ``flush`` and ``get_last_active_trace_id`` are its methods at module level
+(as in MLflow); reads see every trace the default client ended before them.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from lowtrace._client import TracingClient
+from lowtrace._model import Trace
+from lowtrace._stores.base import TraceList
 from lowtrace.errors import InvalidArgumentError
 
-__all__ = ["get_default_client", "set_default_client"]
+__all__ = [
+    "flush",
+    "get_default_client",
+    "get_last_active_trace_id",
+    "get_trace",
+    "search_traces",
+    "set_default_client",
+]
 
 
 class _Default:
@@ -37,3 +49,31 @@ def set_default_client(client: TracingClient | None) -> None:
         raise InvalidArgumentError(f"set_default_client takes a TracingClient, got {client!r}")
     with _Default.lock:
         _Default.client = client
+
+
+def search_traces(
+    filter: str | None = None,
+    *,
+    order_by: Sequence[str] | str | None = None,
+    max_results: int = 100,
+    page_token: str | None = None,
+) -> TraceList:
+    """``search_traces`` on the default client."""
+    return get_default_client().search_traces(
+        filter, order_by=order_by, max_results=max_results, page_token=page_token
+    )
+
+
+def get_trace(trace_id: str) -> Trace | None:
+    """``get_trace`` on the default client."""
+    return get_default_client().get_trace(trace_id)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """``flush`` on the default client: True when every ended trace was delivered."""
+    return get_default_client().flush(timeout)
+
+
+def get_last_active_trace_id() -> str | None:
+    """The id of the trace the default client ended last (e.g. by a ``@trace`` call)."""
+    return get_default_client().get_last_active_trace_id()

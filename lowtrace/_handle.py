@@ -113,6 +113,8 @@ class Span(Protocol):
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         total_tokens: int | None = None,
+        cache_read_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
     ) -> None:
         """Record the tokens this step's model call used."""
         ...

@@ -112,15 +112,18 @@ class LiveTrace:
         "lock",
         "max_attributes",
         "max_spans",
+        "metadata",
         "open_count",
         "owner",
         "payload",
         "root",
+        "session_id",
         "spans",
         "state",
         "tags",
         "trace_id",
         "tracestate",
+        "user_id",
     )
 
     def __init__(self, owner: TraceOwner, trace_id: str, tags: dict[str, str]) -> None:
@@ -142,6 +145,9 @@ class LiveTrace:
         self.has_usage = False
         self.payload = 0  # bytes of recorded inputs and outputs
         self.tracestate: str | None = None  # the incoming W3C tracestate, passed on as is
+        self.metadata: dict[str, str] = {}
+        self.session_id: str | None = None
+        self.user_id: str | None = None
 
     def __repr__(self) -> str:
         return f"<LiveTrace {self.trace_id} {self.state.value} spans={len(self.spans)}>"
@@ -417,6 +423,20 @@ class LiveTrace:
             self.tags.update(tags)
             self.last_active = _monotonic()
 
+    def set_metadata(
+        self, metadata: dict[str, str], session_id: str | None, user_id: str | None
+    ) -> None:
+        """Add metadata and set the session or user id (None leaves them as they are)."""
+        with self.lock:
+            if self.state is not _ACTIVE:
+                raise self.ended_error()
+            self.metadata.update(metadata)
+            if session_id is not None:
+                self.session_id = session_id
+            if user_id is not None:
+                self.user_id = user_id
+            self.last_active = _monotonic()
+
     def detach_after_fork(self) -> None:
         """In a forked child: this trace belongs to the parent; refuse further changes."""
         self.lock = threading.Lock()
@@ -462,5 +482,8 @@ def _build_trace(live: LiveTrace, root: LiveSpan) -> Trace:
         live.tags,
         outermost_token_usage(spans.values()) if live.has_usage else None,  # type: ignore[arg-type]
         len(spans),
+        live.metadata,
+        live.session_id,
+        live.user_id,
     )
     return Trace(info, SpanList(source=records))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, overload
 import attrs
 import orjson
 
+from lowtrace._assessment import Assessment
 from lowtrace._types import SpanStatus, SpanType
 
 if TYPE_CHECKING:
@@ -80,18 +81,30 @@ def to_span_list(spans: Iterable[SpanRecord]) -> SpanList:
 
 @attrs.frozen
 class TokenUsage:
-    """Tokens a model call consumed; ``total_tokens`` defaults to input + output."""
+    """Tokens a model call consumed; ``total_tokens`` defaults to input + output.
+
+    ``cache_read_input_tokens`` / ``cache_creation_input_tokens``: the part of the input
+    read from / written to the provider's prompt cache (None when not reported).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
         return TokenUsage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.total_tokens + other.total_tokens,
+            _add_optional(self.cache_read_input_tokens, other.cache_read_input_tokens),
+            _add_optional(self.cache_creation_input_tokens, other.cache_creation_input_tokens),
         )
+
+
+def _add_optional(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else a + b
 
 
 @attrs.frozen
@@ -164,6 +177,12 @@ class TraceInfo:
     tags: Mapping[str, str] = attrs.field(factory=dict)
     token_usage: TokenUsage | None = None
     span_count: int = 0
+    #: Set while the trace is live (``start_trace(metadata=)``, ``update_current_trace``),
+    #: fixed once it ends; tags and assessments may still change on the stored trace.
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+    session_id: str | None = None
+    user_id: str | None = None
+    assessments: tuple[Assessment, ...] = ()
 
     @property
     def duration_ms(self) -> float:
@@ -360,8 +379,12 @@ def merge_traces(fragments: Sequence[Trace]) -> Trace:
     heads = [f for f in fragments if f.spans and f.spans[0].parent_id is None]
     head = min(heads or fragments, key=lambda f: f.info.start_time_ns)
     tags: dict[str, str] = {}
+    metadata: dict[str, str] = {}
+    assessments: dict[str, Assessment] = {}
     for fragment in sorted(fragments, key=lambda f: f is head):
         tags.update(fragment.info.tags)
+        metadata.update(fragment.info.metadata)
+        assessments.update((a.assessment_id, a) for a in fragment.info.assessments)
     info = TraceInfo(
         trace_id=head.info.trace_id,
         name=head.info.name,
@@ -372,8 +395,17 @@ def merge_traces(fragments: Sequence[Trace]) -> Trace:
         tags=tags,
         token_usage=outermost_token_usage(spans),
         span_count=len(spans),
+        metadata=metadata,
+        session_id=head.info.session_id or next(_ids(fragments, "session_id"), None),
+        user_id=head.info.user_id or next(_ids(fragments, "user_id"), None),
+        assessments=tuple(sorted(assessments.values(), key=lambda a: a.created_time_ns)),
     )
     return Trace(info, tuple(spans))
+
+
+def _ids(fragments: Sequence[Trace], name: str) -> Iterator[str]:
+    """The non-empty session or user ids of the fragments, in order."""
+    return (v for f in fragments if (v := getattr(f.info, name)))
 
 
 def parents_first(spans: list[SpanRecord]) -> list[SpanRecord]:

@@ -155,6 +155,30 @@ class _Lane:
             self.lost_seen_by_flush = lost
             return ok
 
+    def wait_settled(self, deadline: float) -> bool:
+        """Wait until what was submitted before this call is delivered or given up on.
+
+        For read-your-writes: unlike ``wait_delivered`` it leaves the loss count that
+        ``flush()`` reports alone. Returns False on timeout.
+        """
+        if threading.current_thread() is self.thread:
+            return False  # read from inside export(): waiting for ourselves never ends
+        with self.cond:
+            target = self.taken + len(self.queue)
+            if self.settled >= target:
+                return True  # nothing in flight
+            self.flushing += 1
+            self.cond.notify_all()
+            try:
+                while self.settled < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self.cond.wait(remaining)
+            finally:
+                self.flushing -= 1
+            return True
+
     def stats(self) -> ExporterStats:
         with self.cond:
             return ExporterStats(
@@ -261,6 +285,10 @@ class ExportPipeline:
         for lane in self.lanes:
             ok = lane.wait_delivered(deadline) and ok
         return ok
+
+    def settle(self, lane: int, timeout: float) -> bool:
+        """Wait (up to ``timeout``) until one destination took what was submitted so far."""
+        return self.lanes[lane].wait_settled(time.monotonic() + timeout)
 
     def shutdown(self, timeout: float) -> bool:
         """Deliver what is queued within ``timeout``, stop the workers, shut exporters down."""

@@ -15,6 +15,7 @@ import orjson
 import zstandard
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from lowtrace._assessment import Assessment
 from lowtrace._model import JsonBlob, SpanList, SpanRecord, Trace
 from lowtrace._types import SpanStatus, normalize_span_type
 
@@ -70,6 +71,36 @@ converter.register_unstructure_hook(
 converter.register_structure_hook(
     SpanList, lambda value, _: SpanList([_structure_span_record(v, None) for v in value])
 )
+
+
+def _unstructure_assessment(a: Assessment) -> dict[str, Any]:
+    return {
+        "assessment_id": a.assessment_id,
+        "name": a.name,
+        "kind": a.kind,
+        "value": orjson.Fragment(a.value_json),
+        "source": a.source,
+        "rationale": a.rationale,
+        "span_id": a.span_id,
+        "created_time_ns": a.created_time_ns,
+    }
+
+
+def _structure_assessment(value: Any, _: Any) -> Assessment:
+    return Assessment(
+        assessment_id=value["assessment_id"],
+        name=value["name"],
+        kind=value["kind"],
+        value=orjson.dumps(value.get("value")),
+        source=value.get("source"),
+        rationale=value.get("rationale"),
+        span_id=value.get("span_id"),
+        created_time_ns=value.get("created_time_ns", 0),
+    )
+
+
+converter.register_unstructure_hook(Assessment, _unstructure_assessment)
+converter.register_structure_hook(Assessment, _structure_assessment)
 
 _local = threading.local()
 

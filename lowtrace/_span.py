@@ -320,11 +320,23 @@ class LiveSpan:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         total_tokens: int | None = None,
+        cache_read_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
     ) -> None:
-        """Record the tokens this step's model call used; a later call replaces it."""
+        """Record the tokens this step's model call used; a later call replaces it.
+
+        The cache counts are the part of ``input_tokens`` read from or written to the
+        provider's prompt cache.
+        """
         trace = self._trace
         try:
-            usage = make_token_usage(input_tokens, output_tokens, total_tokens)
+            usage = make_token_usage(
+                input_tokens,
+                output_tokens,
+                total_tokens,
+                cache_read_input_tokens,
+                cache_creation_input_tokens,
+            )
             trace.apply(self, _set_usage, usage, None)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
@@ -423,6 +435,8 @@ class DroppedSpan:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         total_tokens: int | None = None,
+        cache_read_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
     ) -> None:
         """Does nothing: the span was not recorded."""
 
@@ -442,13 +456,19 @@ def make_blob(value: Any, limit: int) -> tuple[JsonBlob, bool]:
 
 
 def make_token_usage(
-    input_tokens: int | None, output_tokens: int | None, total_tokens: int | None
+    input_tokens: int | None,
+    output_tokens: int | None,
+    total_tokens: int | None,
+    cache_read_input_tokens: int | None = None,
+    cache_creation_input_tokens: int | None = None,
 ) -> TokenUsage:
     """Validated token usage; ``total_tokens`` defaults to input + output."""
     for label, value in (
         ("input_tokens", input_tokens),
         ("output_tokens", output_tokens),
         ("total_tokens", total_tokens),
+        ("cache_read_input_tokens", cache_read_input_tokens),
+        ("cache_creation_input_tokens", cache_creation_input_tokens),
     ):
         if value is not None and (type(value) is not int or value < 0):
             raise InvalidArgumentError(f"{label} must be a non-negative int, got {value!r}")
@@ -456,7 +476,13 @@ def make_token_usage(
         raise InvalidArgumentError("set_token_usage needs at least one token count")
     inp = input_tokens or 0
     out = output_tokens or 0
-    return TokenUsage(inp, out, inp + out if total_tokens is None else total_tokens)
+    return TokenUsage(
+        inp,
+        out,
+        inp + out if total_tokens is None else total_tokens,
+        cache_read_input_tokens,
+        cache_creation_input_tokens,
+    )
 
 
 # -- mutations applied under the trace lock (the span is known open) ---------------------------

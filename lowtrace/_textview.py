@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from lowtrace._assessment import Assessment
 from lowtrace._model import SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._types import SpanStatus
 
-__all__ = ["format_table", "format_tree"]
+__all__ = ["format_assessment", "format_table", "format_tree"]
 
 
 def _clip(text: str, width: int) -> str:
@@ -42,6 +43,12 @@ def format_tree(trace: Trace, *, show_io: bool = False, width: int = 100) -> str
     ]
     if info.tags:
         lines.append("  tags: " + ", ".join(f"{k}={v}" for k, v in sorted(info.tags.items())))
+    if info.session_id or info.user_id:
+        lines.append(f"  session: {info.session_id or '-'}  user: {info.user_id or '-'}")
+    if info.metadata:
+        pairs = ", ".join(f"{k}={v}" for k, v in sorted(info.metadata.items()))
+        lines.append("  metadata: " + _clip(pairs, width))
+    lines.extend(f"  {format_assessment(a, width)}" for a in info.assessments)
     for depth, span in trace.walk():
         mark = "✗" if span.status is SpanStatus.ERROR else "•"
         line = f"{'  ' * (depth + 1)}{mark} {span.name} [{span.span_type}] {_ms(span.duration_ms)}"
@@ -57,6 +64,20 @@ def format_tree(trace: Trace, *, show_io: bool = False, width: int = 100) -> str
             if span.outputs_json != b"null":
                 lines.append(f"{pad}out: {_value(span, 'outputs', width)}")
     return "\n".join(lines)
+
+
+def format_assessment(assessment: Assessment, width: int = 100) -> str:
+    """One line: kind, name = value, who said so and why."""
+    source = assessment.source or {}
+    who = "/".join(v for v in (source.get("type"), source.get("id")) if v)
+    line = f"{assessment.kind} {assessment.name} = {assessment.value_json.decode()}"
+    if who:
+        line += f"  by {who}"
+    if assessment.span_id:
+        line += f"  on span {assessment.span_id}"
+    if assessment.rationale:
+        line += f"  ({assessment.rationale})"
+    return _clip(line, width)
 
 
 def format_table(infos: Sequence[TraceInfo]) -> str:

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import strategies as st
 
-from lowtrace import SpanEvent, SpanRecord, SpanStatus, SpanType, TokenUsage, Trace, TraceInfo
+from lowtrace import (
+    Assessment,
+    SpanEvent,
+    SpanRecord,
+    SpanStatus,
+    SpanType,
+    TokenUsage,
+    Trace,
+    TraceInfo,
+)
 from lowtrace._model import outermost_token_usage
 
 hex_ids = st.integers(min_value=1, max_value=2**64 - 1).map(lambda n: f"{n:016x}")
@@ -30,9 +40,24 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     max_leaves=6,
 )
 usages = st.none() | st.builds(
-    lambda i, o: TokenUsage(i, o, i + o),
+    lambda i, o, r: TokenUsage(i, o, i + o, r),
     st.integers(0, 5000),
     st.integers(0, 5000),
+    st.none() | st.integers(0, 100),
+)
+#: What reviewers log: booleans, numbers, strings (with quotes), JSON, nothing.
+assessment_values = st.sampled_from(
+    [True, False, 0, 1, 2.5, -3, "yes", "it's", "Prod", None, {"a": 1}, [1, "x"]]
+)
+assessments = st.builds(
+    lambda n, name, kind, value, t: Assessment(
+        f"{n:032x}", name, kind, orjson.dumps(value), {"type": "HUMAN"}, None, None, t
+    ),
+    st.integers(1, 2**64),
+    st.sampled_from(["correct", "score"]),
+    st.sampled_from(["feedback", "expectation"]),
+    assessment_values,
+    st.integers(0, 10**18),
 )
 
 
@@ -103,19 +128,59 @@ def traces(draw: st.DrawFn, start_ns: int | None = None) -> Trace:
         tags=draw(st.dictionaries(tag_keys, tag_values, max_size=3)),
         token_usage=outermost_token_usage(spans),
         span_count=len(spans),
+        metadata=draw(st.dictionaries(st.sampled_from(["release", "mlflow.user"]), tag_values)),
+        session_id=draw(st.none() | st.sampled_from(["chat-1", "chat-2", "it's"])),
+        user_id=draw(st.none() | st.sampled_from(["alice", "bob"])),
+        assessments=tuple(
+            draw(st.lists(assessments, max_size=3, unique_by=lambda a: a.assessment_id))
+        ),
     )
     return Trace(info, tuple(spans))
 
 
 _string_fields = st.sampled_from(
-    ["name", "trace_id", "span.name", "tags.env", "tags.user", "span.type", "status", "span.status"]
+    [
+        "name",
+        "trace_id",
+        "span.name",
+        "tags.env",
+        "tags.user",
+        "span.type",
+        "status",
+        "span.status",
+        # MLflow's spellings and the fields people moving from it expect
+        "attributes.name",
+        "trace.status",
+        "request_id",
+        "tags.`app.version`",
+        "metadata.release",
+        "metadata.`mlflow.user`",
+        "session_id",
+        "user_id",
+        "feedback.correct",
+        "expectation.score",
+    ]
 )
 _numeric_fields = st.sampled_from(
-    ["duration_ms", "start_time_ms", "span_count", "total_tokens", "input_tokens"]
+    [
+        "duration_ms",
+        "start_time_ms",
+        "span_count",
+        "total_tokens",
+        "input_tokens",
+        "trace.execution_time_ms",
+        "timestamp_ms",
+        "feedback.score",
+        "expectation.correct",
+    ]
 )
+#: Regular expressions that Python and PostgreSQL read alike.
+_regexes = st.sampled_from(["^a", "c$", "[XYZ]", "b|Z", "'", "\\.", "P?rod", "^(it|ye)", "%"])
 
 
-def _quote(text: str) -> str:
+def _quote(text: str, double: bool = False) -> str:
+    if double:  # MLflow's double-quoted strings
+        return '"' + text.replace('"', '""') + '"'
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -149,6 +214,12 @@ def comparisons(draw: st.DrawFn) -> str:
                 "%\\%%",
                 "a\\_b",
                 "abc",
+                "true",
+                "false",
+                "yes",
+                "chat-1",
+                "alice",
+                "staging",
             ]
         )
     )
@@ -156,7 +227,10 @@ def comparisons(draw: st.DrawFn) -> str:
         return f"{field} {op}"
     if op == "IN":
         return f"{field} IN ({_quote(literal)}, 'prod')"
-    return f"{field} {op} {_quote(literal)}"
+    if draw(st.integers(0, 4)) == 0:
+        negate = draw(st.sampled_from(["", "NOT "]))
+        return f"{field} {negate}RLIKE {_quote(draw(_regexes), draw(st.booleans()))}"
+    return f"{field} {op} {_quote(literal, draw(st.booleans()))}"
 
 
 filters = st.recursive(
@@ -176,6 +250,8 @@ orders = st.sampled_from(
         "name",
         "total_tokens DESC",
         "tags.env",
+        "metadata.release DESC",
+        "session_id",
         "span_count ASC",
         ["status", "start_time_ms DESC"],
     ]

@@ -140,3 +140,67 @@ def test_environment_uri_is_the_default(store: str, tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 2
+
+
+def test_feedback_sessions_and_a_golden_dataset_from_expectations(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/chat.db"
+    with TracingClient(uri) as client:
+        turns = []
+        for n, question in enumerate(["hi", "what is 6 x 7?", "thanks"]):
+            root = client.start_trace("chat", inputs={"q": question}, metadata={"app": "v2"})
+            client.set_trace_metadata(root.trace_id, session_id="conv-1", user_id="alice")
+            client.end_trace(root.trace_id, outputs={"a": f"answer {n}"})
+            turns.append(root.trace_id)
+        other = client.start_trace("chat")
+        client.end_trace(other.trace_id)
+        client.log_expectation(turns[1], "answer", {"a": "42"})
+
+    result = lowtrace(
+        "feedback",
+        turns[1],
+        "correct",
+        "false",
+        "--uri",
+        uri,
+        "--source",
+        "alice",
+        "--rationale",
+        "it is 42",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "feedback correct = false  by HUMAN/alice  (it is 42)" in result.stdout
+    assert lowtrace("feedback", turns[1], "note", "too short", "--uri", uri).returncode == 0
+
+    listed = lowtrace("list", "--session", "conv-1", "--uri", uri)
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == turns  # in order
+    assert other.trace_id not in listed.stdout
+
+    shown = lowtrace("show", turns[1], "--uri", uri).stdout
+    assert "session: conv-1  user: alice" in shown and "metadata: app=v2" in shown
+    assert 'expectation answer = {"a":"42"}' in shown
+    assert "feedback correct = false  by HUMAN/alice  (it is 42)" in shown
+
+    golden = lowtrace("export", "--golden", "--filter", "session_id = 'conv-1'", "--uri", uri)
+    rows = {row["trace_id"]: row for row in map(orjson.loads, golden.stdout.splitlines())}
+    reviewed = rows[turns[1]]
+    assert reviewed["outputs"] == {"a": "42"}  # the expectation is the expected output
+    assert reviewed["recorded_outputs"] == {"a": "answer 1"}
+    assert reviewed["feedback"] == {"correct": False, "note": "too short"}
+    assert reviewed["session_id"] == "conv-1" and reviewed["metadata"] == {"app": "v2"}
+    assert rows[turns[0]]["outputs"] == {"a": "answer 0"} and "feedback" not in rows[turns[0]]
+
+    missing = lowtrace("feedback", "f" * 32, "correct", "true", "--uri", uri)
+    assert missing.returncode == 1 and "TraceNotFoundError" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_price_files_may_price_prompt_cache_tokens(tmp_path: Path) -> None:
+    from lowtrace._cli import _Failure, _load_prices
+
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"m": [1, 2, 0.1, 1.25], "n": [3, 4]}')
+    assert _load_prices(str(prices)) == {"m": (1.0, 2.0, 0.1, 1.25), "n": (3.0, 4.0)}
+    prices.write_text('{"m": [1]}')
+    with pytest.raises(_Failure):
+        _load_prices(str(prices))

@@ -163,8 +163,8 @@ def test_no_change_to_an_ended_trace(client: TracingClient) -> None:
         client.end_trace(root.trace_id)
     with pytest.raises(TraceEndedError):
         client.start_span("x", trace_id=root.trace_id, parent_id=root.span_id)
-    with pytest.raises(TraceEndedError):
-        client.set_trace_tags(root.trace_id, {"a": "b"})
+    with pytest.raises(TraceEndedError):  # metadata is fixed once the trace ends
+        client.set_trace_metadata(root.trace_id, {"a": "b"}, session_id="s")
     with pytest.raises(TraceEndedError):
         child.set_attributes({"a": 1})
     with pytest.raises(TraceEndedError):

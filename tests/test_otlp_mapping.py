@@ -336,3 +336,31 @@ def test_parse_key_values() -> None:
     assert parse_key_values("a=1,b=%20x%20", "t") == {"a": "1", "b": " x "}
     assert parse_key_values("", "t") == {}
     assert parse_key_values(None, "t") == {}
+
+
+def test_session_and_user_go_on_every_span_in_both_encodings() -> None:
+    import attrs
+
+    from lowtrace._otlp.encode import encode_protobuf
+
+    root = record(SpanType.AGENT, span_id=ROOT, parent_id=None, name="agent")
+    child = record(SpanType.TOOL, attributes={"session.id": "mine"})
+    plain = trace_of(root, child)
+    trace = Trace(attrs.evolve(plain.info, session_id="chat-7", user_id="alice"), plain.spans)
+    doc = orjson.loads(encode_json([trace], {"service.name": "s"}))
+    out_root, out_child = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    root_attrs = {a["key"]: a["value"] for a in out_root["attributes"]}
+    child_attrs = {a["key"]: a["value"] for a in out_child["attributes"]}
+    assert root_attrs["session.id"] == {"stringValue": "chat-7"}
+    assert root_attrs["user.id"] == {"stringValue": "alice"}
+    assert child_attrs["session.id"] == {"stringValue": "mine"}  # the span's own value wins
+    assert child_attrs["user.id"] == {"stringValue": "alice"}
+    untouched = orjson.loads(encode_json([plain], {"service.name": "s"}))
+    keys = {
+        a["key"]
+        for s in untouched["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        for a in s["attributes"]
+    }
+    assert "user.id" not in keys
+    encoded = encode_protobuf([trace], {"service.name": "s"})
+    assert b"chat-7" in encoded and b"alice" in encoded

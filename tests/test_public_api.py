@@ -12,6 +12,11 @@ from lowtrace import TracingClient, errors, trace
 from lowtrace.testing import RecordingExporter, span_tree
 
 EXPORTED = {
+    "Assessment",
+    "flush",
+    "get_last_active_trace_id",
+    "get_trace",
+    "search_traces",
     "ModelPrice",
     "TraceCost",
     "estimate_cost",
@@ -118,16 +123,22 @@ def test_recording_exporter_and_span_tree() -> None:
 
 def test_search_results_as_a_dataframe(client: TracingClient) -> None:
     pytest.importorskip("pandas", reason="to_pandas() needs the pandas extra")
-    root = client.start_trace("agent", inputs={"q": 1}, tags={"env": "prod"})
+    root = client.start_trace("agent", inputs={"q": 1}, tags={"env": "prod"}, metadata={"m": 1})
+    client.set_trace_metadata(root.trace_id, session_id="conv-1")
     span = client.start_span("llm", trace_id=root.trace_id, parent_id=root.span_id)
     span.set_token_usage(input_tokens=3, output_tokens=4)
     span.end()
     client.end_trace(root.trace_id, outputs={"a": 2})
+    client.log_feedback(root.trace_id, "correct", True, source={"type": "HUMAN"})
     assert client.flush(5)
     frame = client.search_traces().to_pandas()
     assert list(frame["name"]) == ["agent"]
     assert frame.loc[0, "total_tokens"] == 7
     assert frame.loc[0, "request"] == {"q": 1} and frame.loc[0, "tags"] == {"env": "prod"}
+    assert frame.loc[0, "metadata"] == {"m": "1"} and frame.loc[0, "session_id"] == "conv-1"
+    assert frame.loc[0, "assessments"] == [
+        {"name": "correct", "kind": "feedback", "value": True, "source": {"type": "HUMAN"}}
+    ]
 
 
 def test_cost_per_trace_from_a_price_table(client: TracingClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,8 @@ from lowtrace._stores.uri import open_store
 from tests.strategies import filters, orders, traces
 
 T0 = 1_700_000_000_000_000_000  # ns
+#: A schema-version-2 SQLite store with three traces, written by lowtrace 0.1 before v3.
+V2_STORE = Path(__file__).parent / "data" / "sqlite_v2.db"
 
 
 def make_trace(
@@ -366,25 +369,24 @@ def test_sqlite_file_survives_a_fresh_store_object(tmp_path: Path) -> None:
         assert client.flush(5)
     reopened = open_store(uri, create=False)
     assert reopened.get_trace(root.trace_id) == trace
-    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_sqlite_file_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> None:
+    # A version-2 file written by lowtrace before assessments existed, set back to version 1.
+    shutil.copy(V2_STORE, tmp_path / "t.db")
     uri = f"sqlite:///{tmp_path}/t.db"
-    with TracingClient(uri) as client:
-        root = client.start_trace("kept", tags={"k": "v"})
-        trace = client.end_trace(root.trace_id, status="ERROR")
-        assert client.flush(5)
     with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:  # back to version 1
         conn.execute("DROP INDEX traces_status")
         conn.execute("CREATE INDEX traces_status ON traces (status, start_time_ms)")
         conn.execute("PRAGMA user_version = 1")
         conn.commit()
     store = open_store(uri, create=False)
-    assert store.search_traces("status = 'ERROR'") == [trace]
+    [failed] = store.search_traces("status = 'ERROR'")
+    assert failed.info.name == "v2-agent-2" and failed.info.tags == {"env": "prod"}
     store.shutdown()
     with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         columns = [row[2] for row in conn.execute("PRAGMA index_info(traces_status)")]
         assert columns == ["status", "start_time_ns"]
 

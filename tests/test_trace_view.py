@@ -182,3 +182,25 @@ def test_span_ids_that_name_object_properties_still_render(browser: object, tmp_
     assert page.locator(".lt-row").count() == 1
     assert dialogs == []
     page.close()
+
+
+def test_assessments_metadata_session_and_user_show_escaped() -> None:
+    evil = XSS[0]
+    with TracingClient("memory://") as client:
+        root = client.start_trace("chat", metadata={"prompt": evil})
+        client.set_trace_metadata(root.trace_id, session_id="conv<1>", user_id="alice")
+        client.end_trace(root.trace_id)
+        client.log_feedback(
+            root.trace_id, "correct", False, source={"type": "HUMAN", "id": "bob"}, rationale=evil
+        )
+        client.log_expectation(root.trace_id, "answer", {"text": evil})
+        trace = client.get_trace(root.trace_id)
+    assert trace is not None
+    document = trace.to_html()
+    assert evil not in document
+    assert "session conv&lt;1&gt;" in document and "user alice" in document
+    table = document.split('<table class="lt-annotations">')[1].split("</table>")[0]
+    assert "<th>feedback</th><td>correct</td><td><code>false</code></td>" in table
+    assert f"HUMAN/bob — {html.escape(evil)}" in table
+    assert "<th>expectation</th><td>answer</td>" in table
+    assert f"<th>metadata</th><td>prompt</td><td>{html.escape(evil)}</td>" in table

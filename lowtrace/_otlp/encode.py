@@ -24,6 +24,7 @@ from lowtrace._otlp.mapping import (
     span_flags,
     span_kind,
     status_code,
+    trace_attributes,
     trace_state,
 )
 from lowtrace.errors import MissingExtraError
@@ -172,6 +173,7 @@ def encode_protobuf(
     for trace in traces:
         ids, root_id, state = _plan(trace)
         info = trace.info
+        shared = trace_attributes(info)
         for span in trace.spans:
             out = add_span()
             out.trace_id = fromhex(span.trace_id)
@@ -185,7 +187,9 @@ def encode_protobuf(
             out.kind = span_kind(span.span_type)
             out.start_time_unix_nano = span.start_time_ns
             out.end_time_unix_nano = span.end_time_ns
-            attributes = span_attributes(span, info if span.span_id == root_id else None, receiver)
+            attributes = span_attributes(
+                span, info if span.span_id == root_id else None, receiver, shared
+            )
             _set_attributes(out.attributes, attributes)
             out.dropped_attributes_count = _int(span.attributes, _DROPPED_ATTRIBUTES)
             out.dropped_events_count = _int(span.attributes, _DROPPED_EVENTS)
@@ -269,8 +273,11 @@ def encode_json(
     for trace in traces:
         ids, root_id, state = _plan(trace)
         info = trace.info
+        shared = trace_attributes(info)
         for span in trace.spans:
-            attributes = span_attributes(span, info if span.span_id == root_id else None, receiver)
+            attributes = span_attributes(
+                span, info if span.span_id == root_id else None, receiver, shared
+            )
             out: dict[str, Any] = {
                 "traceId": span.trace_id,
                 "spanId": span.span_id,

@@ -61,6 +61,7 @@ __all__ = [
     "span_flags",
     "span_kind",
     "status_code",
+    "trace_attributes",
     "trace_state",
 ]
 
@@ -230,10 +231,24 @@ def _loads(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+def trace_attributes(info: TraceInfo) -> dict[str, AttrValue]:
+    """What every span of a trace carries: its ``session.id`` and ``user.id``."""
+    out: dict[str, AttrValue] = {}
+    if info.session_id:
+        out["session.id"] = info.session_id
+    if info.user_id:
+        out["user.id"] = info.user_id
+    return out
+
+
 def span_attributes(
-    span: SpanRecord, info: TraceInfo | None = None, receiver: str = "any"
+    span: SpanRecord,
+    info: TraceInfo | None = None,
+    receiver: str = "any",
+    shared: Mapping[str, AttrValue] | None = None,
 ) -> dict[str, AttrValue]:
-    """All OTLP attributes of a span; ``info`` (its trace's) is given for the root only.
+    """All OTLP attributes of a span; ``info`` (its trace's) is given for the root only,
+    ``shared`` (``trace_attributes``) for every span.
 
     ``receiver`` (one of ``RECEIVERS``) picks which copy of inputs and outputs is sent.
     """
@@ -246,6 +261,9 @@ def span_attributes(
         if converted is not None and key not in _NOT_ATTRIBUTES:
             out[key] = converted
     setdefault = out.setdefault
+    if shared:
+        for key, shared_value in shared.items():
+            setdefault(key, shared_value)
     span_type = str(span.span_type)
     setdefault(MLFLOW_SPAN_TYPE, span_type)
     setdefault("openinference.span.kind", _OPENINFERENCE_KIND.get(span_type, "UNKNOWN"))

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lowtrace._assessment import assessment_number, assessment_text
 from lowtrace._model import Trace
 from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_filter
 from lowtrace._query.paging import (
@@ -25,7 +26,14 @@ from lowtrace._query.paging import (
 )
 from lowtrace._stores.base import TraceList
 
-__all__ = ["compile_predicate", "field_value", "like_match", "search_in_memory", "sort_value"]
+__all__ = [
+    "compile_predicate",
+    "field_value",
+    "like_match",
+    "rlike_match",
+    "search_in_memory",
+    "sort_value",
+]
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
@@ -65,6 +73,18 @@ def like_match(value: str | None, pattern: str | None, case_insensitive: int | b
     return _like_regex(pattern, bool(case_insensitive)).fullmatch(value) is not None
 
 
+@functools.lru_cache(maxsize=256)
+def _rlike_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def rlike_match(value: str | None, pattern: str | None) -> bool:
+    """RLIKE: the Python regular expression matches anywhere in the value."""
+    if value is None or pattern is None:
+        return False
+    return _rlike_regex(pattern).search(value) is not None
+
+
 def sort_value(trace: Trace, field: Field) -> Any:
     """What a trace sorts by for a field: its value, with times in nanoseconds."""
     if field.name == "start_time_ms":
@@ -80,6 +100,8 @@ def field_value(trace: Trace, field: Field) -> Any:
     name = field.name
     if field.scope == "tag":
         return info.tags.get(field.tag or "")
+    if field.scope == "metadata":
+        return info.metadata.get(field.tag or "")
     if name in ("input_tokens", "output_tokens", "total_tokens"):
         usage = info.token_usage
         return getattr(usage, name) if usage is not None else None
@@ -99,6 +121,23 @@ def _span_values(trace: Trace, field: Field) -> list[Any]:
     return [str(getattr(span, attr)) for span in trace.spans]
 
 
+def _assessment_values(trace: Trace, field: Field, operand: Any) -> list[Any]:
+    """The values of the trace's assessments named by the field, as the operand compares:
+    numbers against a number, text ('true'/'false' for booleans) against a string."""
+    sample = operand[0] if isinstance(operand, tuple) else operand
+    numeric = isinstance(sample, (int, float))
+    values = [
+        assessment_number(a) if numeric else assessment_text(a)
+        for a in trace.info.assessments
+        if a.kind == field.scope and a.name == field.tag
+    ]
+    return [v for v in values if v is not None]
+
+
+def _has_assessment(trace: Trace, field: Field) -> bool:
+    return any(a.kind == field.scope and a.name == field.tag for a in trace.info.assessments)
+
+
 def _test(op: str, value: Any, operand: Any) -> bool:
     if op == "IS NULL":
         return value is None
@@ -110,6 +149,9 @@ def _test(op: str, value: Any, operand: Any) -> bool:
         return value in operand
     if op == "NOT IN":
         return value not in operand
+    if op.endswith("RLIKE"):
+        matched = rlike_match(value, operand)
+        return not matched if op.startswith("NOT") else matched
     if op.endswith("LIKE"):
         matched = like_match(value, operand, op.endswith("ILIKE"))
         return not matched if op.startswith("NOT") else matched
@@ -133,6 +175,13 @@ def compile_predicate(expr: Expr | None) -> Callable[[Trace], bool]:
     field, op, operand = expr.field, expr.op, expr.value
     if field.scope == "span":
         return lambda trace: any(_test(op, v, operand) for v in _span_values(trace, field))
+    if field.scope in ("feedback", "expectation"):
+        if op in ("IS NULL", "IS NOT NULL"):
+            present = op == "IS NOT NULL"
+            return lambda trace: _has_assessment(trace, field) is present
+        return lambda trace: any(
+            _test(op, v, operand) for v in _assessment_values(trace, field, operand)
+        )
     return lambda trace: _test(op, field_value(trace, field), operand)
 
 

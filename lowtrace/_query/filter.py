@@ -3,6 +3,11 @@
     status = 'ERROR' AND duration_ms > 500
     (name LIKE 'agent%' OR tags.env IN ('prod', 'staging')) AND span.type = 'TOOL'
     tags.`user.id` = 'it''s me' AND total_tokens IS NOT NULL AND NOT span.status = 'ERROR'
+    session_id = 'chat-7' AND metadata.release = "v2" AND feedback.correct = 'true'
+
+MLflow's dialect parses too: ``trace.`` and ``attributes.`` prefixes on trace fields,
+``timestamp_ms``, ``execution_time_ms``, ``request_id``, double-quoted strings and ``RLIKE``
+(a Python regular expression matched anywhere in the value).
 
 Fields come from a fixed table (``FIELDS``) and literals stay values: user text never
 becomes code or SQL. Comparisons on a missing value (an absent tag, a trace without token
@@ -27,13 +32,16 @@ __all__ = [
     "Field",
     "Not",
     "Or",
+    "check_regex",
     "field_named",
     "parse_filter",
     "string_literal",
 ]
 
-Kind = Literal["str", "num"]
-Scope = Literal["trace", "tag", "span"]
+#: "any": a string or a number (assessment values; numbers compare as numbers).
+Kind = Literal["str", "num", "any"]
+#: Where a field lives: the trace row, a tag, a metadata entry, a span, an assessment.
+Scope = Literal["trace", "tag", "metadata", "span", "feedback", "expectation"]
 
 
 @attrs.frozen
@@ -43,7 +51,7 @@ class Field:
     name: str
     kind: Kind
     scope: Scope = "trace"
-    tag: str | None = None  # for tags.<key>
+    tag: str | None = None  # the key of tags.<key>, metadata.<key>, feedback.<name> ...
     sortable: bool = True
 
 
@@ -61,6 +69,8 @@ FIELDS: Final[dict[str, Field]] = {
         Field("input_tokens", "num"),
         Field("output_tokens", "num"),
         Field("total_tokens", "num"),
+        Field("session_id", "str"),
+        Field("user_id", "str"),
         Field("span.name", "str", "span", sortable=False),
         Field("span.type", "str", "span", sortable=False),
         Field("span.status", "str", "span", sortable=False),
@@ -76,7 +86,22 @@ _ALIASES: Final = {
     "span.span_type": "span.type",
     "span_type": "span.type",
     "tokens": "total_tokens",
+    "request_id": "trace_id",
+    "execution_time": "duration_ms",
+    "session": "session_id",
+    "user": "user_id",
 }
+#: Prefixes of keyed fields: ``tags.<key>``, ``metadata.<key>``, ``feedback.<name>`` ...
+_KEYED: Final[tuple[tuple[str, Scope], ...]] = (
+    ("tags.", "tag"),
+    ("tag.", "tag"),
+    ("metadata.", "metadata"),
+    ("request_metadata.", "metadata"),
+    ("feedback.", "feedback"),
+    ("expectation.", "expectation"),
+)
+#: Prefixes MLflow writes before trace-level fields (``trace.status``, ``attributes.name``).
+_TRACE_PREFIXES: Final = ("trace.", "attributes.")
 _STATUS_FIELDS: Final = frozenset({"status", "span.status"})
 
 Value = str | int | float
@@ -87,7 +112,7 @@ class Comparison:
     """``field op value`` (``value`` is a tuple for IN, None for IS [NOT] NULL)."""
 
     field: Field
-    op: str  # = != < <= > >= LIKE ILIKE IN  NOT IN  NOT LIKE  NOT ILIKE  IS NULL  IS NOT NULL
+    op: str  # = != < <= > >= [NOT] LIKE|ILIKE|RLIKE|IN  IS [NOT] NULL
     value: Value | tuple[Value, ...] | None
 
 
@@ -115,14 +140,27 @@ def string_literal(text: str) -> str:
 
 
 def field_named(name: str, text: str = "", position: int | None = None) -> Field:
-    """The field for a name (aliases and ``tags.<key>`` included), else a FilterError."""
-    canonical = _ALIASES.get(name.lower(), name.lower())
+    """The field for a name (aliases, MLflow's prefixes and keyed fields included)."""
+    lower = name.lower()
+    canonical = _ALIASES.get(lower, lower)
     if canonical in FIELDS:
         return FIELDS[canonical]
-    for prefix in ("tags.", "tag.", "trace.tags."):
-        if name.lower().startswith(prefix) and len(name) > len(prefix):
-            return Field(f"tags.{name[len(prefix) :]}", "str", "tag", tag=name[len(prefix) :])
-    known = ", ".join([*FIELDS, "tags.<key>"])
+    for prefix in _TRACE_PREFIXES:
+        if lower.startswith(prefix):
+            rest = _ALIASES.get(lower[len(prefix) :], lower[len(prefix) :])
+            if rest in FIELDS and FIELDS[rest].scope == "trace":
+                return FIELDS[rest]
+    keyed = name[6:] if lower.startswith("trace.") else name
+    for prefix, scope in _KEYED:
+        if keyed.lower().startswith(prefix) and len(keyed) > len(prefix):
+            key = keyed[len(prefix) :]
+            canonical_prefix = {"tag": "tags", "metadata": "metadata"}.get(scope, scope)
+            kind: Kind = "any" if scope in ("feedback", "expectation") else "str"
+            sortable = scope in ("tag", "metadata")
+            return Field(f"{canonical_prefix}.{key}", kind, scope, tag=key, sortable=sortable)
+    known = ", ".join(
+        [*FIELDS, "tags.<key>", "metadata.<key>", "feedback.<name>", "expectation.<name>"]
+    )
     raise FilterError(f"unknown field {name!r}; expected one of {known}", text, position)
 
 
@@ -132,6 +170,7 @@ _TOKEN: Final = re.compile(
     r"""
     (?P<ws>\s+)
   | (?P<string>'(?:[^']|'')*')
+  | (?P<dstring>"(?:[^"]|"")*")
   | (?P<number>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
   | (?P<op><=|>=|!=|<>|==|=|<|>)
   | (?P<punct>[(),])
@@ -141,7 +180,7 @@ _TOKEN: Final = re.compile(
 )
 #: A quoted part of a field name: `...` (may hold ") or "..." (may hold `).
 _QUOTED_PART: Final = re.compile(r"""\.(?:`([^`]+)`|"([^"]+)")""")
-_KEYWORDS: Final = frozenset({"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "NULL"})
+_KEYWORDS: Final = frozenset({"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "RLIKE", "IS", "NULL"})
 
 
 @attrs.frozen
@@ -158,13 +197,15 @@ def _tokenize(text: str) -> list[_Token]:
     while position < len(text):
         match = _TOKEN.match(text, position)
         if match is None:
-            if text[position] == "'":
+            if text[position] in "'\"":
                 raise FilterError("unterminated string literal", text, position)
             raise FilterError(f"unexpected character {text[position]!r}", text, position)
         kind = match.lastgroup or ""
         raw = match.group()
         if kind == "string":
             tokens.append(_Token("string", raw, raw[1:-1].replace("''", "'"), position))
+        elif kind == "dstring":  # MLflow's "double-quoted" strings, a quote inside doubled
+            tokens.append(_Token("string", raw, raw[1:-1].replace('""', '"'), position))
         elif kind == "number":
             value: float | int = float(raw) if any(c in raw for c in ".eE") else int(raw)
             tokens.append(_Token("number", raw, value, position))
@@ -321,24 +362,63 @@ class _Parser:
                 values.append(self.literal(field))
             if not self.punct(")"):
                 raise self.fail("',' or ')'")
+            if len({isinstance(v, str) for v in values}) > 1:
+                raise FilterError(
+                    f"IN on {field.name} takes all strings or all numbers",
+                    self.text,
+                    token.position,
+                )
             return Comparison(field, "NOT IN" if negated else "IN", tuple(values))
-        if self.keyword("LIKE", "ILIKE"):
+        if self.keyword("LIKE", "ILIKE", "RLIKE"):
             op = str(self.tokens[self.index - 1].value)
-            if field.kind != "str":
+            if field.kind == "num":
                 raise FilterError(
                     f"{op} needs a text field, not {field.name}",
                     self.text,
                     self.tokens[self.index - 1].position,
                 )
+            start = self.token
             value = self.literal(field)
+            if not isinstance(value, str):
+                raise FilterError(f"{op} takes a quoted pattern", self.text, start.position)
+            if op == "RLIKE":
+                value = str(start.value)  # a regex is taken as written (no upper-casing)
+                check_regex(value, self.text, start.position)
             return Comparison(field, f"NOT {op}" if negated else op, value)
         if negated:
-            raise self.fail("IN, LIKE or ILIKE after NOT")
+            raise self.fail("IN, LIKE, ILIKE or RLIKE after NOT")
         if self.token.kind != "op":
-            raise self.fail("an operator (= != < <= > >= LIKE ILIKE IN IS)")
+            raise self.fail("an operator (= != < <= > >= LIKE ILIKE RLIKE IN IS)")
         op = str(self.token.value)
         self.index += 1
         return Comparison(field, op, self.literal(field))
+
+
+#: Guards against regular expressions that take exponential time (``RLIKE``): a length
+#: bound, no backreferences, no quantified group that itself ends in a quantifier
+#: (``(a+)+``, ``(a|aa)*``). A heuristic, not a proof: see the README.
+MAX_REGEX_CHARS: Final = 500
+_NESTED_QUANTIFIER: Final = re.compile(r"[*+}?]\)[*+{?]|\|[^()]*\)[*+{]")
+_BACKREFERENCE: Final = re.compile(r"\\[1-9]|\(\?P=")
+
+
+def check_regex(pattern: str, text: str = "", position: int | None = None) -> None:
+    """Raise a FilterError for a pattern Python cannot compile or that may backtrack badly."""
+    if len(pattern) > MAX_REGEX_CHARS:
+        raise FilterError(
+            f"RLIKE patterns are limited to {MAX_REGEX_CHARS} characters", text, position
+        )
+    if _NESTED_QUANTIFIER.search(pattern) or _BACKREFERENCE.search(pattern):
+        raise FilterError(
+            "RLIKE refuses nested quantifiers, quantified alternations and backreferences "
+            "(they can take exponential time)",
+            text,
+            position,
+        )
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise FilterError(f"bad RLIKE pattern: {exc}", text, position) from None
 
 
 def parse_filter(text: str | None) -> Expr | None:

@@ -59,7 +59,7 @@ def parse_order_by(order_by: str | Sequence[str] | None) -> tuple[OrderKey, ...]
                     )
                 field = field_named(match.group(1), part, 0)
                 if not field.sortable:
-                    raise FilterError(f"cannot order by {field.name} (a trace has many spans)")
+                    raise FilterError(f"cannot order by {field.name} (a trace may have many)")
                 keys.append(OrderKey(field, (match.group(2) or "ASC").upper() == "DESC"))
     if not any(k.field.name == "trace_id" for k in keys):
         keys.append(_TIE_BREAK)

@@ -63,6 +63,8 @@ _COLUMNS: Final = {
     "input_tokens": "t.input_tokens",
     "output_tokens": "t.output_tokens",
     "total_tokens": "t.total_tokens",
+    "session_id": "t.session_id",
+    "user_id": "t.user_id",
 }
 # Sorting uses nanoseconds: traces started within one millisecond still sort in time order.
 _ORDER_COLUMNS: Final = {
@@ -70,7 +72,11 @@ _ORDER_COLUMNS: Final = {
     "start_time_ms": "t.start_time_ns",
     "end_time_ms": "t.end_time_ns",
 }
-_NULLABLE: Final = frozenset({"status_message", "input_tokens", "output_tokens", "total_tokens"})
+_NULLABLE: Final = frozenset(
+    {"status_message", "input_tokens", "output_tokens", "total_tokens", "session_id", "user_id"}
+)
+#: The tables of keyed fields (``tags.<key>``, ``metadata.<key>``), each with key and value.
+_KEYED_TABLES: Final = {"tag": "trace_tags", "metadata": "trace_metadata"}
 _SPAN_COLUMNS: Final = {"span.name": "s.name", "span.type": "s.type", "span.status": "s.status"}
 
 
@@ -89,11 +95,11 @@ class Query:
 
     def scalar(self, field: Field) -> str:
         """A trace-level field (or a tag) as the SQL value it sorts by, NULL when missing."""
-        if field.scope == "tag":
+        if field.scope in _KEYED_TABLES:
             key = self.bind(field.tag)
             return (
-                "(SELECT g.value FROM trace_tags g WHERE g.trace_id = t.trace_id "
-                f"AND g.key = {key})"
+                f"(SELECT g.value FROM {_KEYED_TABLES[field.scope]} g "
+                f"WHERE g.trace_id = t.trace_id AND g.key = {key})"
             )
         return _ORDER_COLUMNS[field.name]
 
@@ -102,6 +108,12 @@ class Query:
         if op in ("IN", "NOT IN"):
             marks = ", ".join(self.bind(v) for v in value)
             return f"{column} {op} ({marks})"
+        if op.endswith("RLIKE"):
+            negate = op.startswith("NOT ")
+            mark = self.bind(value)
+            if self.dialect.native_like:  # PostgreSQL: its own regex engine, see the README
+                return f"{column} {'!~' if negate else '~'} {mark}"
+            return f"lt_rlike({column}, {mark}, {int(negate)})"
         if op.endswith("LIKE"):
             negate = op.startswith("NOT ")
             insensitive = op.endswith("ILIKE")
@@ -136,11 +148,13 @@ class Query:
             else:
                 inner = self.test(column, op, value)
             return f"EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {inner})"
-        if field.scope == "tag":
+        if field.scope in ("feedback", "expectation"):
+            return self.assessment(cmp)
+        if field.scope in _KEYED_TABLES:
             key = self.bind(field.tag)
             exists = (
-                "EXISTS (SELECT 1 FROM trace_tags g WHERE g.trace_id = t.trace_id "
-                f"AND g.key = {key}"
+                f"EXISTS (SELECT 1 FROM {_KEYED_TABLES[field.scope]} g "
+                f"WHERE g.trace_id = t.trace_id AND g.key = {key}"
             )
             if op == "IS NULL":
                 return f"NOT {exists})"
@@ -154,6 +168,23 @@ class Query:
             return f"({column} IS NOT NULL AND {self.test(column, op, value)})"
         return self.test(column, op, value)
 
+    def assessment(self, cmp: Comparison) -> str:
+        """Any assessment of that kind and name matches: numbers against a number operand,
+        text ('true'/'false' for booleans) against a string."""
+        field, op, value = cmp.field, cmp.op, cmp.value
+        kind, name = self.bind(field.scope), self.bind(field.tag)
+        exists = (
+            "EXISTS (SELECT 1 FROM assessments a WHERE a.trace_id = t.trace_id "
+            f"AND a.kind = {kind} AND a.name = {name}"
+        )
+        if op == "IS NULL":
+            return f"NOT {exists})"
+        if op == "IS NOT NULL":
+            return f"{exists})"
+        sample = value[0] if isinstance(value, tuple) else value
+        column = "a.value_num" if isinstance(sample, (int, float)) else "a.value_text"
+        return f"{exists} AND {column} IS NOT NULL AND {self.test(column, op, value)})"
+
     # -- order and pages --------------------------------------------------------------------
 
     def order_by(self, keys: Sequence[OrderKey]) -> str:
@@ -162,7 +193,7 @@ class Query:
         for key in keys:
             value = self.scalar(key.field)
             direction = "DESC" if key.descending else "ASC"
-            if key.field.name in _NULLABLE or key.field.scope == "tag":
+            if key.field.name in _NULLABLE or key.field.scope in _KEYED_TABLES:
                 parts.append(f"({value} IS NULL) ASC")
                 value = self.scalar(key.field)
             parts.append(f"{value} {direction}")
@@ -177,7 +208,7 @@ class Query:
         1,000 of 10,000 in SQLite), with it the index range starts at the token.
         """
         key, value = keys[0], values[0]
-        if value is None or key.field.name in _NULLABLE or key.field.scope == "tag":
+        if value is None or key.field.name in _NULLABLE or key.field.scope in _KEYED_TABLES:
             return self._after(keys, values, 0)  # NULLs sort last: no plain bound to add
         bound = f"{self.scalar(key.field)} {'<=' if key.descending else '>='} {self.bind(value)}"
         return f"({bound} AND {self._after(keys, values, 0)})"
@@ -185,7 +216,7 @@ class Query:
     def _after(self, keys: Sequence[OrderKey], values: Sequence[Any], index: int) -> str:
         key, value = keys[index], values[index]
         last = index == len(keys) - 1
-        nullable = key.field.name in _NULLABLE or key.field.scope == "tag"
+        nullable = key.field.name in _NULLABLE or key.field.scope in _KEYED_TABLES
         if value is None:  # in the NULL group, which sorts last: only ties on later keys
             if last:
                 return "0 = 1"
@@ -275,5 +306,7 @@ def delete_statements(
     return [
         (f"DELETE FROM trace_tags WHERE trace_id IN ({doomed})", list(params)),
         (f"DELETE FROM spans WHERE trace_id IN ({doomed})", list(params)),
+        (f"DELETE FROM trace_metadata WHERE trace_id IN ({doomed})", list(params)),
+        (f"DELETE FROM assessments WHERE trace_id IN ({doomed})", list(params)),
         (f"DELETE FROM traces WHERE {where}", list(params)),
     ]

@@ -8,9 +8,10 @@ from any thread while the worker writes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from lowtrace._model import Trace
+from lowtrace.errors import StoreError
 
 __all__ = ["TraceList", "TraceStore", "iter_traces"]
 
@@ -75,6 +76,19 @@ class TraceStore(abc.ABC):
         older_than_ms: int | None = None,
     ) -> int:
         """Delete by ids and/or start time before ``older_than_ms``; returns how many went."""
+
+    def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
+        """Replace a stored trace by ``change(trace)`` atomically; returns the new trace.
+
+        For tags and assessments added to stored traces. Concurrent updates of one trace
+        (threads, processes) are serialised, so none is lost. Raises
+        ``TraceNotFoundError`` when the trace is not stored; an append-only store raises
+        ``StoreError``.
+        """
+        raise StoreError(
+            f"{self.uri or type(self).__name__} is append-only: stored traces cannot change "
+            "(tags, feedback and expectations need a sqlite:///, postgresql:// or memory:// store)"
+        )
 
     def shutdown(self) -> None:
         """Release connections and files. Called once by the client's ``close()``."""

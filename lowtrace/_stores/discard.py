@@ -7,7 +7,7 @@ that says so, rather than an empty answer that looks like data loss.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from lowtrace._model import Trace
@@ -51,6 +51,9 @@ class DiscardStore(TraceStore):
         self._refuse()
 
     def count(self, filter: str | None = None) -> int:
+        self._refuse()
+
+    def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
         self._refuse()
 
     def delete_traces(

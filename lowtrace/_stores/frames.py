@@ -37,6 +37,13 @@ def traces_to_pandas(traces: Sequence[Trace]) -> Any:
                 "output_tokens": usage.output_tokens if usage else None,
                 "total_tokens": usage.total_tokens if usage else None,
                 "tags": dict(info.tags),
+                "metadata": dict(info.metadata),
+                "session_id": info.session_id,
+                "user_id": info.user_id,
+                "assessments": [
+                    {"name": a.name, "kind": a.kind, "value": a.value, "source": a.source}
+                    for a in info.assessments
+                ],
                 "request": root.inputs if root else None,
                 "response": root.outputs if root else None,
                 "trace": trace,

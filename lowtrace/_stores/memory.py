@@ -8,11 +8,11 @@ and search speaks the same filter language.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._stores.scanning import ScanningStore
-from lowtrace.errors import InvalidArgumentError
+from lowtrace.errors import InvalidArgumentError, TraceNotFoundError
 
 __all__ = ["MemoryStore"]
 
@@ -44,6 +44,15 @@ class MemoryStore(ScanningStore):
         with self._lock:
             group = list(self._fragments.get(trace_id, ()))
         return merge_traces(group) if group else None
+
+    def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
+        with self._lock:
+            group = self._fragments.get(trace_id)
+            if not group:
+                raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
+            new = change(merge_traces(group))
+            self._fragments[trace_id] = [new]
+        return new
 
     def count(self, filter: str | None = None) -> int:
         if filter is None:

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
+from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.redact import redact
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
-from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
+from lowtrace.errors import (
+    MissingExtraError,
+    StoreError,
+    StoreNotFoundError,
+    TraceNotFoundError,
+)
 
 try:
     import psycopg
@@ -81,9 +87,52 @@ def _migrate_to_1(cur: psycopg.Cursor[Any]) -> None:
         cur.execute(statement)
 
 
+def _migrate_to_2(cur: psycopg.Cursor[Any]) -> None:
+    # Metadata, session and user ids, assessments (see annotations.py).
+    for statement in SQL_TABLES:
+        cur.execute(statement.format(text='TEXT COLLATE "C"', real="DOUBLE PRECISION", rowid=""))
+
+
 #: ``_MIGRATIONS[i]`` upgrades a database from schema version i to i + 1.
-_MIGRATIONS: Final[list[Callable[[psycopg.Cursor[Any]], None]]] = [_migrate_to_1]
+_MIGRATIONS: Final[list[Callable[[psycopg.Cursor[Any]], None]]] = [_migrate_to_1, _migrate_to_2]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
+
+
+def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
+    """One writer per trace id at a time, locks taken in sorted order: no deadlocks."""
+    cur.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(t, 0)) FROM unnest(%s::text[]) t ORDER BY t",
+        (list(ids),),
+    )
+
+
+def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: set[str]) -> None:
+    """Write whole traces (merged with what was stored: ``stored``) and their index rows."""
+    cur.executemany(
+        "INSERT INTO traces (trace_id, name, status, status_message, start_time_ms, "
+        "end_time_ms, start_time_ns, end_time_ns, duration_ms, span_count, "
+        "input_tokens, output_tokens, total_tokens, data) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+        "ON CONFLICT (trace_id) DO UPDATE SET name = EXCLUDED.name, "
+        "status = EXCLUDED.status, status_message = EXCLUDED.status_message, "
+        "start_time_ms = EXCLUDED.start_time_ms, end_time_ms = EXCLUDED.end_time_ms, "
+        "start_time_ns = EXCLUDED.start_time_ns, end_time_ns = EXCLUDED.end_time_ns, "
+        "duration_ms = EXCLUDED.duration_ms, span_count = EXCLUDED.span_count, "
+        "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
+        "total_tokens = EXCLUDED.total_tokens, data = EXCLUDED.data",
+        [summary_row(t) for t in fresh.values()],
+    )
+    cur.executemany(
+        "INSERT INTO trace_tags (trace_id, key, value) VALUES (%s, %s, %s) "
+        "ON CONFLICT (trace_id, key) DO UPDATE SET value = EXCLUDED.value",
+        tag_rows(fresh),
+    )
+    cur.executemany(
+        "INSERT INTO spans (trace_id, span_id, name, type, status) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        span_rows(fresh),
+    )
+    write_annotations(cur.executemany, "%s", fresh, stored)
 
 
 class PostgresStore(TraceStore):
@@ -144,39 +193,26 @@ class PostgresStore(TraceStore):
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             ids = list(fresh)
-            # One writer per trace id at a time, locks taken in sorted order: no deadlocks.
-            cur.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(t, 0)) FROM unnest(%s::text[]) t "
-                "ORDER BY t",
-                (ids,),
-            )
+            _lock_traces(cur, ids)
             cur.execute("SELECT trace_id, data FROM traces WHERE trace_id = ANY(%s)", (ids,))
+            stored: set[str] = set()
             for tid, data in cur.fetchall():
                 fresh[tid] = merge_traces([Trace.from_bytes(bytes(data)), fresh[tid]])
-            cur.executemany(
-                "INSERT INTO traces (trace_id, name, status, status_message, start_time_ms, "
-                "end_time_ms, start_time_ns, end_time_ns, duration_ms, span_count, "
-                "input_tokens, output_tokens, total_tokens, data) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-                "ON CONFLICT (trace_id) DO UPDATE SET name = EXCLUDED.name, "
-                "status = EXCLUDED.status, status_message = EXCLUDED.status_message, "
-                "start_time_ms = EXCLUDED.start_time_ms, end_time_ms = EXCLUDED.end_time_ms, "
-                "start_time_ns = EXCLUDED.start_time_ns, end_time_ns = EXCLUDED.end_time_ns, "
-                "duration_ms = EXCLUDED.duration_ms, span_count = EXCLUDED.span_count, "
-                "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
-                "total_tokens = EXCLUDED.total_tokens, data = EXCLUDED.data",
-                [summary_row(t) for t in fresh.values()],
-            )
-            cur.executemany(
-                "INSERT INTO trace_tags (trace_id, key, value) VALUES (%s, %s, %s) "
-                "ON CONFLICT (trace_id, key) DO UPDATE SET value = EXCLUDED.value",
-                tag_rows(fresh),
-            )
-            cur.executemany(
-                "INSERT INTO spans (trace_id, span_id, name, type, status) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                span_rows(fresh),
-            )
+                stored.add(tid)
+            _write_rows(cur, fresh, stored)
+
+    def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
+        conn = self._conn
+        with conn.transaction(), conn.cursor() as cur:
+            _lock_traces(cur, [trace_id])
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", (trace_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
+            new = change(Trace.from_bytes(bytes(row[0])))
+            cur.execute("DELETE FROM trace_tags WHERE trace_id = %s", (trace_id,))
+            _write_rows(cur, {trace_id: new}, {trace_id})
+        return new
 
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None

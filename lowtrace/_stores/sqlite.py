@@ -17,18 +17,19 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
 from lowtrace._model import Trace, merge_traces
-from lowtrace._query.evaluate import like_match
+from lowtrace._query.evaluate import like_match, rlike_match
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
+from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
-from lowtrace.errors import StoreError, StoreNotFoundError
+from lowtrace.errors import StoreError, StoreNotFoundError, TraceNotFoundError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -81,8 +82,19 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX traces_status ON traces (status, start_time_ns)")
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    # Metadata, session and user ids, assessments (see annotations.py). Stored traces of
+    # version 2 have none of them: the new columns and tables start empty.
+    for statement in SQL_TABLES:
+        conn.execute(statement.format(text="TEXT", real="REAL", rowid=" WITHOUT ROWID"))
+
+
 #: ``_MIGRATIONS[i]`` upgrades a file from schema version i to i + 1.
-_MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [_migrate_to_1, _migrate_to_2]
+_MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [
+    _migrate_to_1,
+    _migrate_to_2,
+    _migrate_to_3,
+]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20
 
@@ -91,6 +103,13 @@ def _lt_like(value: str | None, pattern: str | None, insensitive: int, negate: i
     if value is None:
         return 0  # a missing value matches nothing, also under NOT LIKE
     matched = like_match(value, pattern, insensitive)
+    return int(not matched if negate else matched)
+
+
+def _lt_rlike(value: str | None, pattern: str | None, negate: int) -> int:
+    if value is None or pattern is None:
+        return 0
+    matched = rlike_match(value, pattern)
     return int(not matched if negate else matched)
 
 
@@ -132,6 +151,7 @@ class SQLiteStore(TraceStore):
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA wal_autocheckpoint = 16384")  # fewer, larger checkpoints
         conn.create_function("lt_like", 4, _lt_like, deterministic=True)
+        conn.create_function("lt_rlike", 3, _lt_rlike, deterministic=True)
         with self._all_lock:
             self._all.append(conn)
         return conn
@@ -190,6 +210,7 @@ class SQLiteStore(TraceStore):
         fresh = merged_by_id(traces)
         with self._write() as conn:
             ids = list(fresh)
+            stored: set[str] = set()
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
@@ -198,22 +219,40 @@ class SQLiteStore(TraceStore):
                 ):
                     # Another fragment of this trace is stored: merge them into one tree.
                     fresh[tid] = merge_traces([Trace.from_bytes(data), fresh[tid]])
-            conn.executemany(
-                "INSERT OR REPLACE INTO traces (trace_id, name, status, status_message, "
-                "start_time_ms, end_time_ms, start_time_ns, end_time_ns, duration_ms, "
-                "span_count, input_tokens, output_tokens, total_tokens, data) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [summary_row(t) for t in fresh.values()],
-            )
-            conn.executemany(
-                "INSERT OR REPLACE INTO trace_tags (trace_id, key, value) VALUES (?, ?, ?)",
-                tag_rows(fresh),
-            )
-            conn.executemany(
-                "INSERT OR IGNORE INTO spans (trace_id, span_id, name, type, status) "
-                "VALUES (?, ?, ?, ?, ?)",
-                span_rows(fresh),
-            )
+                    stored.add(tid)
+            self._write_rows(conn, fresh, stored)
+
+    def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
+        with self._write() as conn:
+            row = conn.execute("SELECT data FROM traces WHERE trace_id = ?", (trace_id,)).fetchone()
+            if row is None:
+                raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
+            new = change(Trace.from_bytes(row[0]))
+            conn.execute("DELETE FROM trace_tags WHERE trace_id = ?", (trace_id,))
+            self._write_rows(conn, {trace_id: new}, {trace_id})
+        return new
+
+    def _write_rows(
+        self, conn: sqlite3.Connection, fresh: Mapping[str, Trace], stored: set[str]
+    ) -> None:
+        """Write whole traces (merged with what was stored: ``stored``) and their index rows."""
+        conn.executemany(
+            "INSERT OR REPLACE INTO traces (trace_id, name, status, status_message, "
+            "start_time_ms, end_time_ms, start_time_ns, end_time_ns, duration_ms, "
+            "span_count, input_tokens, output_tokens, total_tokens, data) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [summary_row(t) for t in fresh.values()],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO trace_tags (trace_id, key, value) VALUES (?, ?, ?)",
+            tag_rows(fresh),
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO spans (trace_id, span_id, name, type, status) "
+            "VALUES (?, ?, ?, ?, ?)",
+            span_rows(fresh),
+        )
+        write_annotations(conn.executemany, "?", fresh, stored)
 
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None

@@ -20,7 +20,7 @@ import orjson
 from lowtrace._cost import ModelPrice, PriceTable, estimate_cost, price_table, span_cost
 from lowtrace._model import SpanRecord, Trace
 
-__all__ = ["trace_document", "trace_html", "trace_list_html"]
+__all__ = ["annotations_html", "trace_document", "trace_html", "trace_list_html"]
 
 #: Characters of one recorded value shown in the view (the stored trace keeps all of it).
 MAX_VALUE_CHARS: Final = 64 * 1024
@@ -138,6 +138,8 @@ def trace_document(
         f"{usage.total_tokens} tokens" if usage else "",
         f"cost {cost.total:.6f}" if cost is not None and cost.by_model else "",
         " ".join(f"{k}={v}" for k, v in sorted(info.tags.items())),
+        f"session {info.session_id}" if info.session_id else "",
+        f"user {info.user_id}" if info.user_id else "",
     ]
     e = html.escape
     if assets_url is None:
@@ -157,12 +159,34 @@ def trace_document(
         + "".join(f'<span class="lt-meta">{e(m)}</span>' for m in meta if m)
         + f'<span class="lt-meta">{e(info.trace_id)}</span>'
         '<input class="lt-search" type="search" placeholder="Search spans…" '
-        'aria-label="Search spans"></div><div class="lt-main">'
+        'aria-label="Search spans"></div>' + annotations_html(trace) + '<div class="lt-main">'
         '<div class="lt-list" tabindex="0"><div class="lt-spacer"></div></div>'
         '<div class="lt-detail"></div></div>'
         f'<script type="application/json" class="lt-data">{_json_for_script(data)}</script>'
         f"</div>{script}</body></html>"
     )
+
+
+def annotations_html(trace: Trace) -> str:
+    """The trace's metadata and assessments as an escaped table (empty when it has none)."""
+    info = trace.info
+    e = html.escape
+    rows = [
+        f"<tr><th>metadata</th><td>{e(key)}</td><td>{e(value)}</td><td></td></tr>"
+        for key, value in sorted(info.metadata.items())
+    ]
+    for a in info.assessments:
+        source = a.source or {}
+        who = "/".join(v for v in (source.get("type"), source.get("id")) if v)
+        why = f" — {a.rationale}" if a.rationale else ""
+        value = a.value_json.decode("utf-8", "replace")[:MAX_VALUE_CHARS]
+        rows.append(
+            f'<tr class="lt-{e(a.kind)}"><th>{e(a.kind)}</th><td>{e(a.name)}</td>'
+            f"<td><code>{e(value)}</code></td><td>{e(who + why)}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return f'<table class="lt-annotations">{"".join(rows)}</table>'
 
 
 def trace_html(trace: Trace, height: int = 560, *, prices: PriceTable | None = None) -> str:

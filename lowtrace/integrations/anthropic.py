@@ -4,9 +4,9 @@
 also under ``client.beta``:
 one CHAT_MODEL span per call, the messages, system prompt and tools as inputs, the model and
 its parameters as attributes, the reply (text and ``tool_use`` blocks) as outputs, token
-usage (input tokens including the cached part; the prompt-cache counts as the
-``llm.usage.cache_read_input_tokens`` and ``llm.usage.cache_creation_input_tokens``
-attributes), streamed text as ``new_token``
+usage (input tokens including the cached part; the prompt-cache counts as
+``TokenUsage.cache_read_input_tokens`` / ``cache_creation_input_tokens`` and as the
+``llm.usage.cache_*_input_tokens`` attributes), streamed text as ``new_token``
 events. Errors are recorded and the very same exception re-raised. A call inside a fluent
 span is its child; otherwise it is a trace of its own.
 
@@ -133,7 +133,13 @@ class _Usage:
         if self.input is not None or self.output is not None:
             inp = (self.input or 0) + (self.cache_read or 0) + (self.cache_creation or 0)
             out = self.output or 0
-            run.span.set_token_usage(input_tokens=inp, output_tokens=out, total_tokens=inp + out)
+            run.span.set_token_usage(
+                input_tokens=inp,
+                output_tokens=out,
+                total_tokens=inp + out,
+                cache_read_input_tokens=self.cache_read,
+                cache_creation_input_tokens=self.cache_creation,
+            )
         if self.cache_read is not None:
             attributes[CACHE_READ] = self.cache_read
         if self.cache_creation is not None:

@@ -117,7 +117,25 @@ def _set_usage(run: Run, usage: Any) -> None:
         out = get("output_tokens", None)
     total = get("total_tokens", None)
     if inp is not None or out is not None or total is not None:
-        run.span.set_token_usage(input_tokens=inp, output_tokens=out, total_tokens=total)
+        run.span.set_token_usage(
+            input_tokens=inp,
+            output_tokens=out,
+            total_tokens=total,
+            cache_read_input_tokens=_cached_tokens(get),
+        )
+
+
+def _cached_tokens(get: Any) -> int | None:
+    """OpenAI's cached prompt tokens (``prompt_tokens_details.cached_tokens``), if reported."""
+    details = get("prompt_tokens_details", None)
+    if details is None:
+        details = get("input_tokens_details", None)  # the Responses API
+    if details is None:
+        return None
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if cached is None and not isinstance(details, dict):
+        cached = getattr(details, "cached_tokens", None)
+    return cached if type(cached) is int else None
 
 
 def _outputs(kind: str, result: Any) -> tuple[Any, dict[str, Any]]:

@@ -16,7 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 REPLY = "Hello from the fake model."
-USAGE = {"prompt_tokens": 11, "completion_tokens": 6, "total_tokens": 17}
+USAGE = {
+    "prompt_tokens": 11,
+    "completion_tokens": 6,
+    "total_tokens": 17,
+    "prompt_tokens_details": {"cached_tokens": 8},  # read from OpenAI's prompt cache
+}
 
 
 def _chat(body: dict[str, Any]) -> dict[str, Any]:

@@ -58,6 +58,8 @@ def assert_usage_with_cache(span) -> None:  # type: ignore[no-untyped-def]
     assert span.token_usage.total_tokens == 137
     assert span.attributes["llm.usage.cache_read_input_tokens"] == 100
     assert span.attributes["llm.usage.cache_creation_input_tokens"] == 7
+    assert span.token_usage.cache_read_input_tokens == 100
+    assert span.token_usage.cache_creation_input_tokens == 7
 
 
 def test_message_is_one_chat_model_span(client: TracingClient, claude: anthropic.Anthropic) -> None:

@@ -55,6 +55,8 @@ def test_chat_completion_is_one_chat_model_span(client: TracingClient, oai: open
     assert span.attributes["finish_reason"] == "stop"
     assert (span.token_usage.input_tokens, span.token_usage.output_tokens) == (11, 6)
     assert trace.info.token_usage.total_tokens == 17
+    assert span.token_usage.cache_read_input_tokens == 8  # prompt_tokens_details.cached_tokens
+    assert span.token_usage.cache_creation_input_tokens is None  # OpenAI does not report it
 
 
 def test_streamed_chat_records_deltas_and_usage_chunk(
@@ -72,6 +74,7 @@ def test_streamed_chat_records_deltas_and_usage_chunk(
         w if i == 0 else " " + w for i, w in enumerate(REPLY.split(" "))
     ]
     assert span.token_usage.total_tokens == 17
+    assert span.token_usage.cache_read_input_tokens == 8
     assert span.attributes["lowtrace.streamed_chunks"] >= len(REPLY.split(" "))
 
 
@@ -112,6 +115,7 @@ def test_responses_api_plain_and_streamed(client: TracingClient, oai: openai.Ope
         assert span.outputs["output_text"] == REPLY
         assert span.token_usage.input_tokens == 11
         assert span.token_usage.output_tokens == 6
+        assert span.token_usage.cache_read_input_tokens == 0  # input_tokens_details
     assert first.spans[0].inputs == {
         "model": "gpt-test",
         "input": "Hi!",
@@ -127,6 +131,7 @@ def test_embeddings_span(client: TracingClient, oai: openai.OpenAI) -> None:
     assert span.span_type is SpanType.EMBEDDING
     assert span.outputs == {"count": 2, "dimensions": 3}
     assert span.token_usage.input_tokens == 4
+    assert span.token_usage.cache_read_input_tokens is None  # not reported for embeddings
 
 
 def test_api_error_is_recorded_and_reraised_unchanged(

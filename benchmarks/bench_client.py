@@ -264,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     client.close()
     stats = client.stats()
-    print(f"\nexported {stats.exporters[1].exported:,} traces, lost {stats.lost_traces}")
+    print(f"\nexported {stats.exporters[-1].exported:,} traces, lost {stats.lost_traces}")
 
 
 if __name__ == "__main__":

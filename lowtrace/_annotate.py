@@ -17,6 +17,7 @@ import attrs
 from lowtrace._assessment import Assessment, AssessmentKind, make_assessment
 from lowtrace._live import TraceState
 from lowtrace._model import Trace
+from lowtrace._values import clean_str
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -223,8 +224,8 @@ class TraceEdits:
 
     def _settle_reads(self) -> None:
         """Read-your-writes: let the store take what this client ended before the call."""
-        if self.enabled and not self._closed and self._pipeline.lanes:
-            self._pipeline.settle(0, SETTLE_TIMEOUT_S)
+        if self.enabled and not self._closed:
+            self._pipeline.settle_store(SETTLE_TIMEOUT_S)
 
     def _update_stored(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
         if not isinstance(trace_id, str):
@@ -252,5 +253,14 @@ def string_map(values: Mapping[str, Any] | None, what: str) -> dict[str, str]:
     for key, value in items:
         if not isinstance(key, str) or not key:
             raise InvalidArgumentError(f"{what} keys must be non-empty str, got {key!r}")
-        out[key] = value if type(value) is str else str(value)
+        text = value if type(value) is str else _text(value)
+        out[clean_str(key)] = clean_str(text)
     return out
+
+
+def _text(value: object) -> str:
+    """A value as text; a value whose ``__str__`` raises is named, not propagated."""
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not reach the caller
+        return f"<unprintable {type(value).__qualname__}>"

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 import attrs
 import orjson
 
+from lowtrace._frozen import freeze_mapping
 from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
@@ -32,6 +33,11 @@ AssessmentKind = Literal["feedback", "expectation"]
 KINDS: Final = ("feedback", "expectation")
 #: Largest JSON value an assessment keeps (a golden answer may be long, not unbounded).
 MAX_VALUE_BYTES: Final = 1 << 20
+
+
+def _freeze_source(source: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """attrs converter: a read-only source (a finished trace cannot be changed)."""
+    return None if source is None else freeze_mapping(source)
 
 
 def _encode(value: Any) -> bytes:
@@ -50,7 +56,7 @@ class Assessment:
     name: str
     kind: AssessmentKind
     _value: bytes = attrs.field(alias="value", converter=_encode)
-    source: Mapping[str, str] | None = None
+    source: Mapping[str, str] | None = attrs.field(default=None, converter=_freeze_source)
     rationale: str | None = None
     span_id: str | None = None
     created_time_ns: int = 0

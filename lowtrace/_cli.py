@@ -1,5 +1,5 @@
 """The ``lowtrace`` command: list, show, search, export and delete stored traces, log feedback;
-serve the UI.
+serve the UI; compact a Delta table.
 
 Every subcommand takes ``--uri`` (default: ``LOWTRACE_URI``, then the default SQLite file).
 Reading never creates a store. Failures print one short line on stderr and exit non-zero,
@@ -170,6 +170,19 @@ def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def _cmd_compact(args: argparse.Namespace, out: IO[str]) -> int:
+    store = _store(args)
+    compact = getattr(store, "compact", None)
+    if not callable(compact):
+        raise _Failure(f"compact works on delta:// tables, not {store.uri}", EXIT_USAGE)
+    done = compact(retention_hours=args.retention_hours)
+    out.write(
+        f"compacted {done['files_removed']} file(s) into {done['files_added']}; "
+        f"vacuumed {done['files_vacuumed']} unreferenced file(s)\n"
+    )
+    return EXIT_OK
+
+
 def _load_prices(path: str | None) -> dict[str, tuple[float, ...]] | None:
     if path is None:
         return None
@@ -259,6 +272,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than-days", type=float, help="delete traces started before N days ago")
     p.add_argument("--yes", action="store_true", help="do it (required)")
     p.set_defaults(run=_cmd_delete)
+    p = sub.add_parser(
+        "compact", parents=[common], help="merge a Delta table's small files, then vacuum"
+    )
+    p.add_argument(
+        "--retention-hours",
+        type=float,
+        help="delete unreferenced files older than this (default: the table's, 7 days)",
+    )
+    p.set_defaults(run=_cmd_compact)
     p = sub.add_parser("ui", parents=[common], help="serve the web UI (extra 'ui')")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     p.add_argument("--port", type=int, default=5800, help="port (default 5800; 0 picks one)")

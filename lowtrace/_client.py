@@ -37,6 +37,7 @@ from lowtrace._sampling import (
 )
 from lowtrace._span import LiveSpan, check_time, make_blob
 from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.discard import DiscardStore
 from lowtrace._stores.uri import open_store
 from lowtrace._traceparent import (
     TRACESTATE_ATTRIBUTE,
@@ -44,7 +45,7 @@ from lowtrace._traceparent import (
     parse_traceparent_fields,
 )
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import snapshot_mapping
+from lowtrace._values import clean_str, snapshot_mapping
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -79,7 +80,7 @@ class ClientStats:
 
     @property
     def lost_traces(self) -> int:
-        """Traces some destination never received (dropped on a full queue, or failed)."""
+        """Traces some destination never received (dropped, failed or rejected)."""
         return sum(e.lost for e in self.exporters)
 
 
@@ -140,11 +141,14 @@ class TracingClient(TraceEdits):
         if self.enabled:
             if self._store is None:
                 self._store = open_store(self.uri)
-            lanes.append((self._store.uri or self.uri, self._store))
+            if not isinstance(self._store, DiscardStore):  # none:// is not a destination
+                lanes.append((self._store.uri or self.uri, self._store))
+        store_lane = 0 if lanes else None
         lanes.extend((describe(e), e) for e in exporters)
-        self._pipeline = ExportPipeline(lanes, self._pipeline_config)
+        self._pipeline = ExportPipeline(lanes, self._pipeline_config, store_lane=store_lane)
         _forksafe.register(self)
         _live_clients.add(self)
+        _forksafe.watch_worker_exit()
 
     def __repr__(self) -> str:
         state = "disabled" if not self.enabled else "closed" if self._closed else "open"
@@ -189,6 +193,8 @@ class TracingClient(TraceEdits):
         try:
             if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
                 _check_name(name)
+            if not name.isascii():
+                name = clean_str(name)
             parent_id: str | None = None
             if traceparent is not None:
                 remote = parse_traceparent_fields(traceparent)
@@ -265,15 +271,16 @@ class TracingClient(TraceEdits):
                 live = self._live(trace_id)  # raises the right error
             if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
                 _check_name(name)
+            if not name.isascii():
+                name = clean_str(name)
             if type(parent_id) is not str:
                 raise InvalidArgumentError(
                     f"parent_id must be the str span_id of the parent span, got {parent_id!r}"
                 )
             kind = span_type if type(span_type) is SpanType else normalize_span_type(span_type)
-            if start_time_ns is None:
-                start = _time_ns()
-            else:
-                start = check_time(start_time_ns, "start_time_ns")
+            # None: the trace reads the clock under its lock, so a child can never start
+            # after its parent ended.
+            start = None if start_time_ns is None else check_time(start_time_ns, "start_time_ns")
             cut = 0
             values: dict[str, Any]
             if inputs is None:
@@ -511,8 +518,10 @@ class TracingClient(TraceEdits):
 
     def _trace_finished(self, live: LiveTrace, trace: Trace) -> None:
         self._last_trace_id = live.trace_id
-        self._registry.remove(live)
+        # Queued before it leaves the live set: a call racing the end finds it either live
+        # (and ended) or on its way to the store, never nowhere.
         self._pipeline.submit(trace, live.payload_bytes())
+        self._registry.remove(live)
 
     def _abandon(self, live: LiveTrace, reason: str) -> None:
         try:
@@ -602,3 +611,6 @@ def _close_clients_at_exit() -> None:
             client.close()
         except Exception:
             log.exception("lowtrace: closing %r at exit failed", client)
+
+
+_forksafe.at_worker_exit(_close_clients_at_exit)

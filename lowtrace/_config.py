@@ -7,7 +7,7 @@ is counted and marked in the trace, never silent.
 from __future__ import annotations
 
 import os
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -58,8 +58,10 @@ class PipelineConfig:
     """The background export pipeline: queue bounds, batching, retries, shutdown."""
 
     #: Finished traces waiting per destination; past it new traces are dropped and counted.
-    max_queue_traces: int = attrs.field(default=8_192, validator=_positive)
-    #: Approximate payload bytes waiting per destination.
+    #: Large, so a burst is absorbed: ``max_queue_bytes`` is what bounds memory.
+    max_queue_traces: int = attrs.field(default=262_144, validator=_positive)
+    #: Memory held by the traces waiting per destination (payloads plus the objects that
+    #: hold them, estimated per span, attribute and event); past it traces are dropped.
     max_queue_bytes: int = attrs.field(default=512 * 1024 * 1024, validator=_positive)
     #: Traces handed to one ``export()`` call at most; a full batch is sent at once.
     max_batch_traces: int = attrs.field(default=2_048, validator=_positive)
@@ -73,6 +75,12 @@ class PipelineConfig:
     backoff_max_s: float = attrs.field(default=10.0, validator=_positive)
     #: How long ``close()`` and interpreter exit may spend delivering what is queued.
     shutdown_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    #: A full queue: ``"drop"`` the newest whole trace and count it, or ``"block"``:
+    #: ``end_trace`` waits up to ``block_timeout_s`` for room, then drops and counts.
+    when_full: Literal["drop", "block"] = attrs.field(
+        default="drop", validator=attrs.validators.in_(("drop", "block"))
+    )
+    block_timeout_s: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
 
 
 def env_enabled() -> bool:

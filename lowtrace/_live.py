@@ -35,7 +35,15 @@ from lowtrace._span import (
     span_notes,
 )
 from lowtrace._types import SpanStatus
-from lowtrace._values import snapshot_mapping
+from lowtrace._values import (
+    ENTRY_BYTES,
+    EVENT_BYTES,
+    SPAN_BYTES,
+    TRACE_BYTES,
+    clean_str,
+    snapshot_mapping,
+    value_bytes,
+)
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -187,12 +195,15 @@ class LiveTrace:
         parent_id: str,
         name: str,
         span_type: str,
-        start_time_ns: int,
+        start_time_ns: int | None,
         inputs: JsonBlob,
         attributes: dict[str, Any],
         cut: int,
     ) -> LiveSpan | DroppedSpan:
-        """Start a child of ``parent_id``; raises if the trace or the parent cannot take it."""
+        """Start a child of ``parent_id``; raises if the trace or the parent cannot take it.
+
+        ``start_time_ns=None`` reads the clock under the lock, after the parent is known open.
+        """
         with self.lock:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
@@ -218,7 +229,7 @@ class LiveTrace:
                 parent_id,
                 name,
                 span_type,
-                start_time_ns,
+                _time_ns() if start_time_ns is None else start_time_ns,
                 inputs,
                 attributes,
             )
@@ -287,13 +298,15 @@ class LiveTrace:
             values, cut_attrs = snapshot_attributes(attributes, limit)
         elif attributes is not None and type(attributes) is not dict:
             snapshot_attributes(attributes, limit)  # raises for a non-mapping
-        end = _time_ns() if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
+        given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
         new_status = _OK if status is None else resolve_status(status, _OK)
         if status_message is not None and type(status_message) is not str:
             _check_message(status_message)
+        status_message = _clean_message(status_message)
         with self.lock:
             if self.state is not _ACTIVE or span._state is _ENDED:
                 self._check_open(span)
+            end = _time_ns() if given is None else given  # under the lock: see add_span
             if end < span._start_time_ns:
                 raise InvalidArgumentError(
                     f"end_time_ns {end} is before the span's start_time_ns {span._start_time_ns}"
@@ -352,14 +365,16 @@ class LiveTrace:
             values, cut_attrs = snapshot_attributes(attributes, self.limits.max_value_bytes)
         elif attributes is not None and type(attributes) is not dict:
             snapshot_attributes(attributes, 0)  # raises for a non-mapping
-        end = _time_ns() if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
+        given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
         if status_message is not None and type(status_message) is not str:
             _check_message(status_message)
+        status_message = _clean_message(status_message)
         root = self.root
         assert root is not None
         with self.lock:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
+            end = _time_ns() if given is None else given  # under the lock: see add_span
             if end < root._start_time_ns:
                 if not abandon_reason:
                     raise InvalidArgumentError(
@@ -413,8 +428,27 @@ class LiveTrace:
         return trace
 
     def payload_bytes(self) -> int:
-        """Roughly how many bytes the finished trace holds (for the export queue's bound)."""
-        return self.payload + 256 * len(self.spans)
+        """The memory the finished trace holds while queued (for the queue's byte bound).
+
+        Recorded payloads count their size; every span, event and attribute counts what
+        CPython objects of that kind take (measured: a span of a few small attributes holds
+        ~1.2 KiB), so the bound limits real memory, not just JSON bytes.
+        """
+        size = TRACE_BYTES + self.payload
+        for span in self.spans.values():
+            attributes = span._attributes
+            size += SPAN_BYTES + ENTRY_BYTES * len(attributes)
+            for value in attributes.values():  # flat and cheap: this runs in end_trace
+                cls = type(value)
+                if cls is str:
+                    size += len(value)
+                elif cls is not int and cls is not float and cls is not bool:
+                    size += value_bytes(value)
+            events = span._events
+            if events:
+                for event in events:
+                    size += EVENT_BYTES + value_bytes(event.attributes)
+        return size
 
     def set_tags(self, tags: dict[str, str]) -> None:
         with self.lock:
@@ -447,6 +481,13 @@ class LiveTrace:
 def _check_message(message: object) -> None:
     if message is not None and type(message) is not str:
         raise InvalidArgumentError(f"status_message must be a str or None, got {message!r}")
+
+
+def _clean_message(message: str | None) -> str | None:
+    """A status message that any destination can encode (see ``clean_str``)."""
+    if message is None or message.isascii():
+        return message
+    return clean_str(message)
 
 
 def snapshot_attributes(

@@ -2,8 +2,9 @@
 
 Frozen, slotted attrs classes with equality by value. Inputs and outputs are kept as the
 JSON bytes snapshotted when they were recorded (``JsonBlob``) and decoded into a fresh
-object on every access, so a finished trace cannot be changed through what it returns and
-big payloads cost nothing until somebody reads them.
+object on every access; tags, attributes and their nested values are read-only
+(``FrozenDict``/``FrozenList``: changing one raises ``TypeError``) and events a tuple, so a
+finished trace cannot be changed through what it returns.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import attrs
 import orjson
 
 from lowtrace._assessment import Assessment
+from lowtrace._frozen import EMPTY, freeze_mapping
 from lowtrace._types import SpanStatus, SpanType
 
 if TYPE_CHECKING:
@@ -74,6 +76,11 @@ def to_blob(value: Any) -> JsonBlob:
     return JsonBlob.of(value)
 
 
+def to_event_tuple(events: Iterable[SpanEvent]) -> tuple[SpanEvent, ...]:
+    """attrs converter: a finished span's events as a tuple (read-only)."""
+    return events if type(events) is tuple else tuple(events)
+
+
 def to_span_list(spans: Iterable[SpanRecord]) -> SpanList:
     """attrs converter: keep a SpanList, wrap any other iterable of records."""
     return SpanList.of(spans)
@@ -113,7 +120,7 @@ class SpanEvent:
 
     name: str
     time_ns: int
-    attributes: Mapping[str, Any] = attrs.field(factory=dict)
+    attributes: Mapping[str, Any] = attrs.field(default=EMPTY, converter=freeze_mapping)
 
 
 @attrs.frozen
@@ -131,8 +138,8 @@ class SpanRecord:
     status_message: str | None = None
     _inputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=to_blob, alias="inputs")
     _outputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=to_blob, alias="outputs")
-    attributes: Mapping[str, Any] = attrs.field(factory=dict)
-    events: tuple[SpanEvent, ...] = ()
+    attributes: Mapping[str, Any] = attrs.field(default=EMPTY, converter=freeze_mapping)
+    events: tuple[SpanEvent, ...] = attrs.field(default=(), converter=to_event_tuple)
     token_usage: TokenUsage | None = None
 
     @property
@@ -174,12 +181,12 @@ class TraceInfo:
     status_message: str | None
     start_time_ns: int
     end_time_ns: int
-    tags: Mapping[str, str] = attrs.field(factory=dict)
+    tags: Mapping[str, str] = attrs.field(default=EMPTY, converter=freeze_mapping)
     token_usage: TokenUsage | None = None
     span_count: int = 0
     #: Set while the trace is live (``start_trace(metadata=)``, ``update_current_trace``),
     #: fixed once it ends; tags and assessments may still change on the stored trace.
-    metadata: Mapping[str, str] = attrs.field(factory=dict)
+    metadata: Mapping[str, str] = attrs.field(default=EMPTY, converter=freeze_mapping)
     session_id: str | None = None
     user_id: str | None = None
     assessments: tuple[Assessment, ...] = ()
@@ -253,6 +260,9 @@ class SpanList(Sequence[SpanRecord]):
 
     def __repr__(self) -> str:
         return f"SpanList({list(self._get())!r})"
+
+    def __reduce__(self) -> tuple[type[SpanList], tuple[tuple[SpanRecord, ...]]]:
+        return (SpanList, (self._get(),))
 
 
 @attrs.frozen

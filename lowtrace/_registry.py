@@ -66,6 +66,7 @@ class LiveRegistry:
             limit = self._limits.max_live_traces
             while len(self.traces) >= limit:
                 oldest = next(iter(self.traces))
+                self._ended[oldest] = None  # being abandoned: "ended" to callers from now on
                 evicted.append(self.traces.pop(oldest))
             self.traces[live.trace_id] = live
             next(self._started)
@@ -77,13 +78,13 @@ class LiveRegistry:
     def remove(self, live: LiveTrace) -> None:
         """Forget a finished trace, remembering its id as ended (atomic steps, no lock)."""
         trace_id = live.trace_id
+        ended = self._ended
+        ended[trace_id] = None  # before it leaves ``traces``: never "not found" in between
         self.traces.pop(trace_id, None)
         next(self._finished)
         if live.dropped_spans:
             with self._lock:
                 self.dropped_spans += live.dropped_spans
-        ended = self._ended
-        ended[trace_id] = None
         if len(ended) > _RECENTLY_ENDED:
             with contextlib.suppress(KeyError):  # another thread may have trimmed it
                 ended.popitem(last=False)

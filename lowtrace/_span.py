@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from lowtrace._model import NULL_BLOB, JsonBlob, SpanEvent, SpanRecord, TokenUsage
 from lowtrace._types import SpanStatus
-from lowtrace._values import encode_value, snapshot_mapping, snapshot_value
+from lowtrace._values import clean_str, encode_value, snapshot_mapping, snapshot_value
 from lowtrace.errors import InvalidArgumentError, LowtraceError
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ DROPPED_ATTRIBUTES: Final = "lowtrace.dropped_attributes"
 DROPPED_EVENTS: Final = "lowtrace.dropped_events"
 DROPPED_SPANS: Final = "lowtrace.dropped_spans"
 TRUNCATED_VALUES: Final = "lowtrace.truncated_values"
+_MAX_INT: Final = 2**63  # timestamps and token counts are stored as signed 64-bit ints
 
 
 class SpanState(enum.Enum):
@@ -63,9 +64,9 @@ _ENDED: Final = SpanState.ENDED
 
 def check_time(value: object, what: str) -> int:
     """A timestamp argument: a non-negative int of nanoseconds since the epoch."""
-    if type(value) is not int or value < 0:
+    if type(value) is not int or value < 0 or value >= _MAX_INT:
         raise InvalidArgumentError(
-            f"{what} must be a non-negative int of nanoseconds, got {value!r}"
+            f"{what} must be a non-negative int of nanoseconds below 2**63, got {value!r}"
         )
     return value
 
@@ -272,6 +273,8 @@ class LiveSpan:
         try:
             if type(name) is not str or not name:
                 raise InvalidArgumentError(f"event name must be a non-empty str, got {name!r}")
+            if not name.isascii():
+                name = clean_str(name)
             when = _time_ns() if time_ns is None else check_time(time_ns, "time_ns")
             values, cut = (
                 snapshot_mapping(attributes, trace.limits.max_value_bytes, "event attributes")
@@ -298,6 +301,7 @@ class LiveSpan:
                 if kind.__module__ == "builtins"
                 else f"{kind.__module__}.{kind.__qualname__}"
             )
+            qualname = clean_str(qualname)
             message, _ = snapshot_value(_safe_str(exc), limit)
             stack, _ = snapshot_value("".join(traceback.format_exception(exc)), limit)
             event = SpanEvent(
@@ -309,7 +313,7 @@ class LiveSpan:
                     "exception.stacktrace": stack,
                 },
             )
-            status_message = f"{kind.__name__}: {message}" if message else kind.__name__
+            status_message = clean_str(f"{kind.__name__}: {message}" if message else kind.__name__)
             trace.apply(self, _record_exception, event, status_message)
         except LowtraceError as error:
             trace.owner._violation(error, None)
@@ -470,8 +474,10 @@ def make_token_usage(
         ("cache_read_input_tokens", cache_read_input_tokens),
         ("cache_creation_input_tokens", cache_creation_input_tokens),
     ):
-        if value is not None and (type(value) is not int or value < 0):
-            raise InvalidArgumentError(f"{label} must be a non-negative int, got {value!r}")
+        if value is not None and (type(value) is not int or value < 0 or value >= _MAX_INT):
+            raise InvalidArgumentError(
+                f"{label} must be a non-negative int below 2**63, got {value!r}"
+            )
     if input_tokens is None and output_tokens is None and total_tokens is None:
         raise InvalidArgumentError("set_token_usage needs at least one token count")
     inp = input_tokens or 0

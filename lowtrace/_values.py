@@ -5,6 +5,12 @@ later mutates its objects does not change the trace. Anything orjson cannot enco
 recorded readably (a dict for models and mappings, ``repr`` otherwise) and never raises
 into the caller. A value whose JSON is larger than the configured cap is replaced by a
 string preview that ends with a visible truncation marker.
+
+Sanitised once, here, so that no recorded value can make a later export fail: an int
+outside JSON's 64-bit range (``< -2**63`` or ``>= 2**64``) is kept as its decimal string,
+and a string that is not valid Unicode (a lone surrogate) has each bad code point replaced
+by U+FFFD. Names, tags, attribute keys, event names and status messages go through
+``clean_str`` as well.
 """
 
 from __future__ import annotations
@@ -21,11 +27,18 @@ import orjson
 from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
+    "ENTRY_BYTES",
+    "EVENT_BYTES",
     "SCALAR_TYPES",
+    "SPAN_BYTES",
+    "TRACE_BYTES",
+    "clean_int",
+    "clean_str",
     "encode_value",
     "snapshot_mapping",
     "snapshot_value",
     "truncation_marker",
+    "value_bytes",
 ]
 
 _OPTIONS: Final = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -38,6 +51,27 @@ _REPR.maxlevel = 6
 
 #: Types recorded as they are: immutable, and encoded natively by orjson.
 SCALAR_TYPES: Final[frozenset[type]] = frozenset({str, int, float, bool, type(None)})
+
+
+_COMPACT_BELOW: Final = 16 * 1024
+_INT_MIN: Final = -(2**63)
+_INT_END: Final = 2**64
+
+
+def clean_str(text: str) -> str:
+    """``text`` if it is valid Unicode, else a copy with each lone surrogate as U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def clean_int(value: int) -> int | str:
+    """An int JSON tools can read as a number, else its decimal string."""
+    return value if _INT_MIN <= value < _INT_END else str(value)
 
 
 def truncation_marker(original_bytes: int, limit: int) -> str:
@@ -85,11 +119,11 @@ def _sanitize(obj: Any, depth: int, active: set[int]) -> Any:
     if obj is None or isinstance(obj, bool):
         return obj
     if isinstance(obj, int):
-        return int(obj) if -(2**63) <= obj < 2**64 else str(obj)
+        return clean_int(int(obj))
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)
     if isinstance(obj, str):
-        return obj.encode("utf-8", "replace").decode("utf-8")
+        return clean_str(str(obj))
     if isinstance(obj, (dict, list, tuple)):
         if id(obj) in active:
             return "<cycle>"
@@ -97,7 +131,9 @@ def _sanitize(obj: Any, depth: int, active: set[int]) -> Any:
         try:
             if isinstance(obj, dict):
                 return {
-                    (k if isinstance(k, str) else _safe_repr(k)): _sanitize(v, depth + 1, active)
+                    clean_str(k if isinstance(k, str) else _safe_repr(k)): _sanitize(
+                        v, depth + 1, active
+                    )
                     for k, v in obj.items()
                 }
             return [_sanitize(v, depth + 1, active) for v in obj]
@@ -138,20 +174,33 @@ def _truncate_json(data: bytes, limit: int) -> bytes:
     return orjson.dumps(preview + marker)
 
 
+def _compact(data: bytes) -> bytes:
+    """A right-sized copy of a small orjson result.
+
+    orjson's output buffer starts at several KiB and is not shrunk: a 10-byte result kept
+    for the life of a trace would hold ~4 KiB of memory. Copying costs ~0.2 us.
+    """
+    return bytes(memoryview(data)) if len(data) < _COMPACT_BELOW else data
+
+
 def encode_value(value: Any, limit: int) -> tuple[bytes, bool]:
     """Encode ``value`` to JSON bytes (never raising); returns (json, was_truncated)."""
     data = _dumps(value)
     if len(data) > limit:
-        return _truncate_json(data, limit), True
-    return data, False
+        return _compact(_truncate_json(data, limit)), True
+    return _compact(data), False
 
 
 def snapshot_value(value: Any, limit: int) -> tuple[Any, bool]:
     """A deep, JSON-shaped copy of ``value`` (scalars as they are); returns (copy, truncated)."""
     cls = type(value)
     if cls in SCALAR_TYPES:
-        if cls is str and len(value) * 4 > limit and len(value.encode("utf-8", "replace")) > limit:
-            return orjson.loads(_truncate_json(_dumps(value), limit)), True
+        if cls is str:
+            if len(value) * 4 > limit and len(value.encode("utf-8", "replace")) > limit:
+                return orjson.loads(_truncate_json(_dumps(value), limit)), True
+            return clean_str(value), False
+        if cls is int:
+            return clean_int(value), False
         if cls is float and not math.isfinite(value):
             return None, False  # JSON has no NaN/inf; orjson writes null too
         return value, False
@@ -168,8 +217,10 @@ def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any]
             cls = type(value)
             if (
                 type(key) is not str
+                or not key.isascii()
                 or cls not in SCALAR_TYPES
-                or (cls is str and len(value) > small)
+                or (cls is str and (len(value) > small or not value.isascii()))
+                or (cls is int and not _INT_MIN <= value < _INT_END)
                 or (cls is float and not math.isfinite(value))
             ):
                 break
@@ -184,6 +235,29 @@ def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any]
     for key, value in values.items():
         if not isinstance(key, str):
             raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
-        out[str(key)], cut = snapshot_value(value, limit)
+        out[clean_str(str(key))], cut = snapshot_value(value, limit)
         truncated += cut
     return out, truncated
+
+
+# What CPython objects of a finished trace hold while it waits in an export queue (measured
+# on 3.11: a span of a few small attributes ~1.2 KiB); ``LiveTrace.payload_bytes`` adds them.
+TRACE_BYTES: Final = 1024  # LiveTrace, Trace, TraceInfo, tags, span list
+SPAN_BYTES: Final = 768  # LiveSpan, ids, blobs, its record once built
+EVENT_BYTES: Final = 256
+ENTRY_BYTES: Final = 100  # a dict slot, its key and a small value
+
+
+def value_bytes(value: Any) -> int:
+    """Roughly ``sys.getsizeof`` of a snapshotted (JSON-shaped) value, deeply."""
+    cls = type(value)
+    if cls is str:
+        return 50 + len(value)
+    if isinstance(value, dict):
+        return 100 + sum(
+            24 + (50 + len(key) if type(key) is str else 32) + value_bytes(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, (list, tuple)):
+        return 56 + sum(8 + value_bytes(item) for item in value)
+    return 32

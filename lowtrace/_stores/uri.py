@@ -30,12 +30,14 @@ _BUILTIN: Final[dict[str, str]] = {
     "sqlite": "lowtrace._stores.sqlite:SQLiteStore",
     "memory": "lowtrace._stores.memory:MemoryStore",
     "jsonl": "lowtrace._stores.jsonl:JsonlStore",
+    "delta": "lowtrace._stores.delta:DeltaStore",
     "postgresql": "lowtrace._stores.postgres:PostgresStore",
     "postgres": "lowtrace._stores.postgres:PostgresStore",
     "none": "lowtrace._stores.discard:DiscardStore",
 }
 _EXAMPLES: Final = (
-    "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, postgresql://..., none://"
+    "sqlite:///path.db, memory://, jsonl:///path.jsonl.zst, delta:///path, postgresql://..., "
+    "none://"
 )
 
 

@@ -1,7 +1,8 @@
 """What every integration does the same way: open a span where it belongs, close it safely.
 
 A framework call becomes a child of its framework parent when there is one, else of the
-current fluent span, else the root of a new trace (which it then owns and ends). Errors in
+current fluent span of the same client, else the root of a new trace (which it then owns
+and ends). Errors in
 tracing are reported to the client and never reach the framework or the application.
 """
 
@@ -46,15 +47,24 @@ def default_client() -> TracingClient:
     return lowtrace.get_default_client()
 
 
-def current_span() -> Span | None:
-    """The current fluent span (or None), so framework calls nest under user code."""
-    import lowtrace
+def current_span(client: TracingClient) -> Span | None:
+    """The current fluent span if it records into ``client`` (else None).
+
+    A span of another client is no parent here: its trace does not live in ``client``, so
+    the framework call starts its own trace there rather than being lost. An unsampled
+    span counts: its children must not start a new, sampled trace.
+    """
+    from lowtrace._context import current
     from lowtrace._sampling import UnsampledSpan
 
-    span = lowtrace.get_current_span()
-    if span is None or not (span.is_recording or isinstance(span, UnsampledSpan)):
+    entry = current.get()
+    if entry is None or entry.client is not client:
         return None
-    return span  # an unsampled span too: its children must not start a new, sampled trace
+    span = entry.span
+    if isinstance(span, UnsampledSpan):
+        return span
+    recording = span.is_recording and not span.ended
+    return span if recording else None
 
 
 def start_run(
@@ -76,7 +86,7 @@ def start_run(
             attributes=attributes,
         )
         return Run(parent.client, span, owns_trace=False)
-    current = current_span()
+    current = current_span(client)
     if current is not None:
         span = client.start_span(
             name,

@@ -251,3 +251,33 @@ def test_tracing_errors_never_reach_langchain(
 def _no_leftover_autolog() -> Iterator[None]:
     yield
     lt_langchain.disable()
+
+
+def test_a_handler_with_its_own_client_records_there_inside_another_clients_span(
+    client: TracingClient, handler: LowtraceCallbackHandler
+) -> None:
+    import lowtrace
+
+    with TracingClient("memory://") as other, lowtrace.start_span("outer", client=other):
+        answer = (prompt() | model() | StrOutputParser()).invoke(
+            {"country": "France"}, config={"callbacks": [handler]}
+        )
+        assert other.flush(5)
+        assert client.stats().violations == {}
+
+    (trace,) = finished_traces(client)  # its own trace, in its own client: never lost
+    assert answer == "Paris."
+    assert tree(trace)[0] == (0, "RunnableSequence", "CHAIN")
+    assert len(trace.spans) == 4
+
+
+def test_fluent_spans_with_an_explicit_client_record_there_inside_another_clients_span(
+    client: TracingClient,
+) -> None:
+    import lowtrace
+
+    with TracingClient("memory://") as other, lowtrace.start_span("outer", client=other):
+        with lowtrace.start_span("mine", client=client):
+            pass
+    (trace,) = finished_traces(client)
+    assert [s.name for s in trace.spans] == ["mine"]

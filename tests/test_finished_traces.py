@@ -1,0 +1,146 @@
+"""A finished trace cannot change, and no recorded value can make its delivery fail."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Any
+
+import pytest
+
+from lowtrace import SpanStatus, Trace, TracingClient
+
+HUGE = 2**70
+LONE = "a\ud800b"  # a lone surrogate: not encodable as UTF-8
+
+
+def finished(client: TracingClient) -> Trace:
+    root = client.start_trace(
+        "agent", tags={"env": "prod"}, attributes={"nested": {"list": [1, {"deep": [2]}]}}
+    )
+    child = client.start_span(
+        "tool", trace_id=root.trace_id, parent_id=root.span_id, attributes={"k": "v"}
+    )
+    child.add_event("chunk", {"items": [1, 2], "meta": {"a": 1}})
+    child.set_token_usage(input_tokens=3, output_tokens=4)
+    child.end(outputs={"answer": [1, 2]})
+    trace = client.end_trace(root.trace_id, outputs="done")
+    assert trace is not None
+    return trace
+
+
+def mutations(trace: Trace) -> list[Any]:
+    root, child = trace.spans
+    event = child.events[0]
+    return [
+        lambda: trace.info.tags.__setitem__("env", "dev"),
+        lambda: trace.info.tags.update(x="y"),
+        lambda: trace.info.tags.pop("env"),
+        lambda: root.attributes.__setitem__("k", 1),
+        root.attributes.clear,
+        lambda: root.attributes["nested"].__setitem__("x", 1),
+        lambda: root.attributes["nested"]["list"].append(3),
+        lambda: root.attributes["nested"]["list"][1]["deep"].__setitem__(0, 9),
+        lambda: child.attributes.setdefault("new", 1),
+        lambda: event.attributes.__setitem__("x", 1),
+        lambda: event.attributes["items"].extend([3]),
+        event.attributes["meta"].popitem,
+        lambda: trace.spans.__setitem__(0, child),  # type: ignore[attr-defined]
+    ]
+
+
+def test_a_finished_trace_cannot_be_changed_through_what_end_trace_returned() -> None:
+    with TracingClient("memory://") as client:
+        trace = finished(client)
+        before = trace.to_json()
+        for change in mutations(trace):
+            with pytest.raises((TypeError, AttributeError)):
+                change()
+        assert trace.to_json() == before
+        assert client.flush(5)
+        stored = client.get_trace(trace.info.trace_id)
+        assert stored == trace
+        for change in mutations(stored):  # and what get_trace returns cannot change either
+            with pytest.raises((TypeError, AttributeError)):
+                change()
+
+
+def test_frozen_values_still_read_compare_and_round_trip_like_json() -> None:
+    with TracingClient("memory://") as client:
+        trace = finished(client)
+        root, child = trace.spans
+        assert root.attributes == {"nested": {"list": [1, {"deep": [2]}]}}
+        assert child.events[0].attributes["items"] == [1, 2]
+        assert trace.info.tags == {"env": "prod"}
+        assert Trace.from_json(trace.to_json()) == trace
+        assert Trace.from_bytes(trace.to_bytes()) == trace
+        assert pickle.loads(pickle.dumps(trace)) == trace
+        assert copy.deepcopy(trace) == trace
+        thawed = dict(root.attributes)  # a caller who wants to edit makes a copy
+        thawed["k"] = 1
+        assert "k" not in root.attributes
+
+
+def hostile_trace(client: TracingClient) -> str:
+    root = client.start_trace(
+        f"name {LONE}",
+        tags={f"key{LONE}": f"value{LONE}", "big": HUGE},
+        attributes={"huge": HUGE, "small": -(2**70), f"k{LONE}": LONE, "list": [HUGE, LONE]},
+        inputs={"x": HUGE, LONE: LONE},
+    )
+    span = client.start_span(
+        f"child{LONE}",
+        trace_id=root.trace_id,
+        parent_id=root.span_id,
+        span_type=f"custom{LONE}",
+        attributes={"huge": HUGE},
+    )
+    span.set_attributes({"late": LONE, "n": HUGE})
+    span.add_event(f"event{LONE}", {"n": HUGE, "s": LONE})
+    span.record_exception(ValueError(LONE))
+    span.end(outputs=[HUGE], status="ERROR", status_message=f"bad {LONE}")
+    client.end_trace(root.trace_id, status_message=f"msg{LONE}", attributes={"end": HUGE})
+    return root.trace_id
+
+
+@pytest.mark.parametrize("uri", ["memory://", "sqlite:///{tmp}/t.db", "jsonl:///{tmp}/t.jsonl"])
+def test_unencodable_values_are_recorded_readably_and_never_fail_a_batch(
+    uri: str, tmp_path: Any
+) -> None:
+    with TracingClient(uri.format(tmp=tmp_path)) as client:
+        ok = client.start_trace("neighbour")
+        client.end_trace(ok.trace_id)
+        trace_id = hostile_trace(client)
+        assert client.flush(10) is True
+        assert client.stats().lost_traces == 0
+        assert client.get_trace(ok.trace_id) is not None
+        stored = client.get_trace(trace_id)
+    assert stored is not None
+    root, child = stored.spans
+    assert stored.info.name == "name a\ufffdb"
+    assert stored.info.tags == {"key" + "a\ufffdb": "value" + "a\ufffdb", "big": str(HUGE)}
+    assert stored.info.status_message == "msga\ufffdb"
+    assert root.attributes["huge"] == str(HUGE)  # too big for JSON numbers: kept as text
+    assert root.attributes["small"] == str(-(2**70))
+    assert root.attributes["ka\ufffdb"] == "a\ufffdb"
+    assert root.attributes["list"] == [str(HUGE), "a\ufffdb"]
+    assert root.attributes["end"] == str(HUGE)
+    assert root.inputs == {"x": str(HUGE), "a\ufffdb": "a\ufffdb"}
+    assert child.name == "childa\ufffdb" and child.span_type == "customa\ufffdb"
+    assert child.attributes["late"] == "a\ufffdb" and child.attributes["n"] == str(HUGE)
+    assert [e.name for e in child.events] == ["eventa\ufffdb", "exception"]
+    assert child.events[0].attributes == {"n": str(HUGE), "s": "a\ufffdb"}
+    assert child.events[1].attributes["exception.message"] == "a\ufffdb"
+    assert (child.status, child.status_message) == (SpanStatus.ERROR, "bad a\ufffdb")
+    assert child.outputs == [str(HUGE)]
+
+
+def test_a_tag_whose_str_raises_never_reaches_the_caller_in_lenient_mode() -> None:
+    class Hostile:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    with TracingClient("memory://", strict=False) as client:
+        root = client.start_trace("t", tags={"x": Hostile()})
+        trace = client.end_trace(root.trace_id)
+    assert trace is not None and trace.info.tags["x"].startswith("<unprintable")

@@ -34,7 +34,8 @@ from lowtrace._noop import NoopSpan
 from lowtrace._pipeline import Exporter, ExporterStats
 from lowtrace._sampling import UnsampledSpan
 from lowtrace._scope import start_span
-from lowtrace._span import DroppedSpan, LiveSpan, SpanState
+from lowtrace._span import DroppedSpan, LiveSpan
+from lowtrace._spandata import SpanState
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._textview import format_tree
 from lowtrace._types import SpanStatus, SpanType

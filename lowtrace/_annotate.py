@@ -10,7 +10,7 @@ store's atomic ``update_trace``, so concurrent writers never lose one another's 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -37,6 +37,7 @@ __all__ = ["TraceEdits", "string_map", "with_info"]
 #: How long a read or a change of a stored trace waits for the store to take the traces
 #: ended before it; a store that is down must not hang readers forever.
 SETTLE_TIMEOUT_S: Final = 10.0
+_T = TypeVar("_T")
 
 
 class TraceEdits:
@@ -51,7 +52,7 @@ class TraceEdits:
         _pipeline: ExportPipeline
         _unsampled: UnsampledTraces
 
-        def _violation(self, exc: LowtraceError, fallback: Any) -> Any: ...
+        def _violation(self, exc: LowtraceError, fallback: _T) -> _T: ...
         def _require_store(self) -> TraceStore: ...
         def _live(self, trace_id: str) -> LiveTrace: ...
 
@@ -214,7 +215,7 @@ class TraceEdits:
             self._update_stored(trace_id, add)
             return assessment
         except LowtraceError as exc:
-            return self._violation(exc, None)  # type: ignore[no-any-return]
+            return self._violation(exc, None)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -24,7 +24,7 @@ from lowtrace._annotate import TraceEdits, string_map
 from lowtrace._config import Limits, PipelineConfig, env_enabled, env_uri
 from lowtrace._handle import Span
 from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
-from lowtrace._live import LiveTrace, TraceState, snapshot_attributes
+from lowtrace._live import LiveTrace, TraceState
 from lowtrace._model import NULL_BLOB, Trace
 from lowtrace._noop import NOOP_SPAN
 from lowtrace._pipeline import Exporter, ExporterStats, ExportPipeline, describe
@@ -63,6 +63,7 @@ log = logging.getLogger("lowtrace")
 _time_ns = time.time_ns
 _UNKNOWN: Final = SpanType.UNKNOWN
 _ACTIVE: Final = TraceState.ACTIVE
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -220,7 +221,7 @@ class TracingClient(TraceEdits):
             if attributes is None:
                 values, cut_attrs = {}, 0
             else:
-                values, cut_attrs = snapshot_attributes(attributes, limit)
+                values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
             if state is not None:
                 values[TRACESTATE_ATTRIBUTE] = state
             tag_values = string_map(tags, "tags") if tags else {}
@@ -233,10 +234,8 @@ class TracingClient(TraceEdits):
             )
             self._registry.add(live)
             return root
-        except TypeError as exc:
-            return self._violation(InvalidArgumentError(str(exc)), NOOP_SPAN)  # type: ignore[no-any-return]
         except LowtraceError as exc:
-            return self._violation(exc, NOOP_SPAN)  # type: ignore[no-any-return]
+            return self._violation(exc, NOOP_SPAN)
 
     def start_span(
         self,
@@ -260,7 +259,10 @@ class TracingClient(TraceEdits):
         if not self.enabled:
             return NOOP_SPAN
         try:
-            live = self._registry.traces.get(trace_id)
+            try:
+                live = self._registry.traces.get(trace_id)
+            except TypeError:  # an unhashable id: _live() says what is wrong with it
+                live = None
             if live is None or live.state is not _ACTIVE:
                 if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     child = self._unsampled.child(
@@ -287,25 +289,18 @@ class TracingClient(TraceEdits):
                 blob = NULL_BLOB
             else:
                 blob, cut = make_blob(inputs, self.limits.max_value_bytes)
-            if attributes:
-                # A TypeError (not a mapping, non-str keys) becomes InvalidArgumentError below.
+            if attributes is None:
+                values = {}
+            else:
                 values, cut_attrs = snapshot_mapping(
                     attributes, self.limits.max_value_bytes, "attributes"
                 )
                 cut += cut_attrs
-            elif attributes is None or type(attributes) is dict:
-                values = {}
-            else:
-                values, _ = snapshot_attributes(attributes, self.limits.max_value_bytes)
             return live.add_span(
                 self._ids.span_id(), parent_id, name, kind, start, blob, values, cut
             )
-        except SpanNotFoundError as exc:
-            return self._violation(self._explain_missing(exc, trace_id, parent_id), NOOP_SPAN)  # type: ignore[no-any-return]
-        except TypeError as exc:
-            return self._violation(InvalidArgumentError(str(exc)), NOOP_SPAN)  # type: ignore[no-any-return]
         except LowtraceError as exc:
-            return self._violation(exc, NOOP_SPAN)  # type: ignore[no-any-return]
+            return self._violation(exc, NOOP_SPAN)
 
     # -- ending -----------------------------------------------------------------------------
 
@@ -342,14 +337,10 @@ class TracingClient(TraceEdits):
             if span is None:
                 if type(span_id) is str and live.is_dropped(span_id):
                     return
-                raise self._explain_missing(
-                    SpanNotFoundError(f"no span {span_id!r} in trace {trace_id}"), trace_id, span_id
-                )
+                raise self._missing_span(trace_id, span_id)
             live.end_span(span, outputs, attributes, status, status_message, end_time_ns)
         except NotSampled:
             self._unsampled.end(trace_id, span_id)
-        except TypeError as exc:
-            self._violation(InvalidArgumentError(str(exc)), None)
         except LowtraceError as exc:
             self._violation(exc, None)
 
@@ -389,15 +380,13 @@ class TracingClient(TraceEdits):
         except NotSampled:
             self._unsampled.end(trace_id, None)
             return None
-        except TypeError as exc:
-            return self._violation(InvalidArgumentError(str(exc)), None)  # type: ignore[no-any-return]
         except LowtraceError as exc:
-            return self._violation(exc, None)  # type: ignore[no-any-return]
+            return self._violation(exc, None)
 
     def get_live_span(self, trace_id: str, span_id: str) -> LiveSpan | None:
         """The handle of an open or ended span of a live trace, or None; never raises."""
-        live = self._registry.traces.get(trace_id)
-        return live.spans.get(span_id) if live is not None else None
+        live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+        return live.span(span_id) if live is not None and type(span_id) is str else None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -539,7 +528,12 @@ class TracingClient(TraceEdits):
         self._registry.count_abandoned()
         log.warning("lowtrace: trace %s closed as ERROR: abandoned (%s)", live.trace_id, reason)
 
-    def _violation(self, exc: LowtraceError, fallback: Any) -> Any:
+    def _violation(self, exc: LowtraceError, fallback: _T) -> _T:
+        """The one guard of every public call: raise (strict), else log, count, go on.
+
+        Non-strict, the call returns ``fallback`` (an inert span, or None) as if it had
+        done nothing, which it has: a refused call changes nothing.
+        """
         if self.strict:
             raise exc
         name = type(exc).__name__
@@ -568,9 +562,8 @@ class TracingClient(TraceEdits):
             raise live.ended_error()
         return live
 
-    def _explain_missing(
-        self, exc: SpanNotFoundError, trace_id: str, span_id: object
-    ) -> LowtraceError:
+    def _missing_span(self, trace_id: str, span_id: object) -> LowtraceError:
+        """The error for a span id a live trace does not have (the error path only)."""
         if type(span_id) is not str or not is_span_id(span_id):
             return InvalidArgumentError(f"span ids are 16 lowercase hex digits, got {span_id!r}")
         other = self._registry.owner_of_span(span_id)
@@ -579,7 +572,10 @@ class TracingClient(TraceEdits):
                 f"span {span_id} belongs to trace {other}, not to trace {trace_id}; "
                 "a parent must be in the same trace as its child"
             )
-        return exc
+        return SpanNotFoundError(
+            f"no span {span_id!r} in trace {trace_id}; "
+            "pass the span_id of a span started in this trace"
+        )
 
     def _require_store(self) -> TraceStore:
         if self._store is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import lowtrace
+import lowtrace._live
 from lowtrace import InvalidArgumentError, Limits, LowtraceError, TracingClient
 from lowtrace.testing import span_tree
 
@@ -48,3 +49,43 @@ def test_a_bad_span_type_or_attributes_through_the_client(client: TracingClient)
     root = client.start_trace("agent")
     with pytest.raises(InvalidArgumentError, match="keys must be str"):
         root.set_attributes({1: "x"})  # type: ignore[dict-item]
+
+
+def test_an_internal_bug_is_not_reported_as_a_bad_argument(
+    client: TracingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = client.start_trace("agent")
+
+    def broken(*args: object) -> None:
+        raise TypeError("a bug inside lowtrace")
+
+    monkeypatch.setattr(lowtrace._live.LiveTrace, "add_span", broken)
+    with pytest.raises(TypeError, match="a bug inside lowtrace") as raised:
+        client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id)
+    assert not isinstance(raised.value, LowtraceError)
+
+
+@pytest.mark.parametrize("bad_id", [["not", "hashable"], {"a": 1}, 7, None])
+def test_ids_of_the_wrong_type_are_bad_arguments(client: TracingClient, bad_id: object) -> None:
+    root = client.start_trace("agent")
+    with pytest.raises(InvalidArgumentError):
+        client.start_span("step", trace_id=bad_id, parent_id=root.span_id)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        client.start_span("step", trace_id=root.trace_id, parent_id=bad_id)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        client.end_span(root.trace_id, bad_id)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        client.end_trace(bad_id)  # type: ignore[arg-type]
+
+
+def test_bad_end_arguments_leave_the_span_open(client: TracingClient) -> None:
+    root = client.start_trace("agent")
+    child = client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id)
+    for span in (child, root):
+        with pytest.raises(InvalidArgumentError, match="attributes must be a mapping"):
+            span.end(attributes=["not", "a", "mapping"])  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match="status_message must be a str"):
+            span.end(status_message=7)  # type: ignore[arg-type]
+        assert not span.ended
+    child.end()
+    assert client.end_trace(root.trace_id) is not None

@@ -15,7 +15,11 @@ _SECRET_PARAM: Final = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|pwd)=)[^&
 
 
 def redact(uri: str) -> str:
-    """The store URI without its password (in ``user:pw@`` or a ``password=`` parameter)."""
+    """The store URI without its password (in ``user:pw@`` or a ``password=`` parameter).
+
+    ``postgresql://app:s3cret@db:5432/traces?password=x`` becomes
+    ``postgresql://app:***@db:5432/traces?password=***``; the user and host stay readable.
+    """
     scheme, sep, rest = uri.partition("://")
     if not sep:
         return uri

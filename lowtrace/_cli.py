@@ -2,8 +2,9 @@
 serve the UI; compact a Delta table.
 
 Every subcommand takes ``--uri`` (default: ``LOWTRACE_URI``, then the default SQLite file).
-Reading never creates a store. Failures print one short line on stderr and exit non-zero,
-never a traceback: 1 for a bad filter, an unknown trace or a missing store; 2 for bad usage.
+Reading never creates a store. Every failure prints one line on stderr and exits non-zero,
+never a traceback: 1 for a bad filter, an unknown trace, a missing, unreadable or damaged
+store (or, as a last resort, a bug); 2 for bad usage.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 from lowtrace._annotate import with_info
 from lowtrace._assessment import make_assessment
 from lowtrace._config import env_uri
+from lowtrace._controls import escape_controls
 from lowtrace._dataset import golden_row
 from lowtrace._query.filter import string_literal
 from lowtrace._serde import chunked
@@ -40,6 +42,14 @@ class _Failure(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _say(message: str) -> None:
+    """One line on stderr: control characters escaped, unencodable ones replaced."""
+    line = escape_controls(" ".join(message.split("\n"))).strip()
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    line = line.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    print(f"lowtrace: {line}", file=sys.stderr)
 
 
 def _store(args: argparse.Namespace) -> TraceStore:
@@ -313,19 +323,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args, sys.stdout)
     except _Failure as exc:
-        print(f"lowtrace: {exc}", file=sys.stderr)
+        _say(str(exc))
         return exc.code
     except LowtraceError as exc:
-        first, *_ = str(exc).splitlines() or [type(exc).__name__]
-        detail = "\n".join(str(exc).splitlines()[1:])
-        print(f"lowtrace: {type(exc).__name__}: {first}", file=sys.stderr)
-        if detail:
-            print(detail, file=sys.stderr)
+        # The first line says it all (a FilterError's first line names the position).
+        first = (str(exc).splitlines() or [""])[0]
+        _say(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # the output file or the store's file system
+        _say(f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, never a traceback
+        first = (str(exc).splitlines() or [""])[0]
+        _say(f"internal error: {type(exc).__name__}: {first}")
+        return EXIT_ERROR
     return code
 
 

@@ -1,4 +1,8 @@
-"""Plain-text views of traces for terminals: an indented span tree and a traces table."""
+"""Plain-text views of traces for terminals: an indented span tree and a traces table.
+
+Trace text is untrusted: bidi overrides, invisible and terminal control characters in it
+are printed as their escapes (``\\u202e``), never sent raw to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from lowtrace._assessment import Assessment
+from lowtrace._controls import escape_controls
 from lowtrace._model import SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._types import SpanStatus
 
@@ -63,7 +68,7 @@ def format_tree(trace: Trace, *, show_io: bool = False, width: int = 100) -> str
                 lines.append(f"{pad}in:  {_value(span, 'inputs', width)}")
             if span.outputs_json != b"null":
                 lines.append(f"{pad}out: {_value(span, 'outputs', width)}")
-    return "\n".join(lines)
+    return escape_controls("\n".join(lines))
 
 
 def format_assessment(assessment: Assessment, width: int = 100) -> str:
@@ -77,7 +82,7 @@ def format_assessment(assessment: Assessment, width: int = 100) -> str:
         line += f"  on span {assessment.span_id}"
     if assessment.rationale:
         line += f"  ({assessment.rationale})"
-    return _clip(line, width)
+    return escape_controls(_clip(line, width))
 
 
 def format_table(infos: Sequence[TraceInfo]) -> str:
@@ -96,4 +101,4 @@ def format_table(infos: Sequence[TraceInfo]) -> str:
             f"{_ms(info.duration_ms):>11}  {info.span_count:>5}  {tokens:>7}  "
             f"{_clip(info.name, 40)}{'  ' + _clip(tags, 60) if tags else ''}"
         )
-    return "\n".join(rows)
+    return escape_controls("\n".join(rows))

@@ -12,7 +12,8 @@ Catch ``LowtraceError`` to handle anything from lowtrace; catch a leaf to handle
     ├── InvalidArgumentError           a bad argument (also a ValueError and a TypeError)
     ├── FilterError                    a malformed search_traces filter (also a ValueError)
     ├── StoreError                     a store cannot be opened, read or written
-    │   └── StoreNotFoundError         reading a store that does not exist
+    │   ├── StoreNotFoundError         reading a store that does not exist
+    │   └── QueryTimeoutError          a search ran past its time limit (``time_limit``)
     ├── ExportRejectedError            a destination's final "no" to a batch: never retried
     └── MissingExtraError              an optional extra is not installed (also an ImportError)
 """
@@ -27,6 +28,7 @@ __all__ = [
     "LowtraceError",
     "MissingExtraError",
     "OpenSpansError",
+    "QueryTimeoutError",
     "SpanEndedError",
     "SpanNotFoundError",
     "StoreError",
@@ -90,6 +92,10 @@ class StoreError(LowtraceError):
 
 class StoreNotFoundError(StoreError):
     """A store was opened for reading but does not exist (reading never creates one)."""
+
+
+class QueryTimeoutError(StoreError):
+    """A search ran past the time limit its caller set; the store is fine, the query costly."""
 
 
 class ExportRejectedError(LowtraceError):

@@ -142,6 +142,75 @@ def test_environment_uri_is_the_default(store: str, tmp_path: Path) -> None:
     assert result.returncode == 0 and len(result.stdout.strip().splitlines()) == 2
 
 
+def _one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The failure contract: exit 1, nothing on stdout, exactly one line on stderr."""
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lowtrace: "), result.stderr
+    return lines[0]
+
+
+def _corrupt_sqlite(path: Path, store_uri: str) -> None:
+    data = bytearray(Path(store_uri.split("///", 1)[1]).read_bytes())
+    data[4096 : 4096 * 3] = b"\xa5" * (4096 * 2)  # pages of the schema and the tables
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "text-file",
+        "directory",
+        "corrupted-db",
+        "garbage-table",
+        "directory-table",
+        "postgres-bad-port",
+        "postgres-bad-option",
+        "postgres-bad-host",
+    ],
+)
+def test_every_store_failure_is_one_line(store: str, tmp_path: Path, kind: str) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("these are my notes, not a database\n" * 200)
+    garbage = tmp_path / "garbage.jsonl.zst"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    corrupted = tmp_path / "corrupted.db"
+    _corrupt_sqlite(corrupted, store)
+    uri = {
+        "text-file": f"sqlite:///{text}",
+        "directory": f"sqlite:///{tmp_path}",
+        "corrupted-db": f"sqlite:///{corrupted}",
+        "garbage-table": f"jsonl://{garbage}",
+        "directory-table": f"jsonl://{tmp_path}",
+        "postgres-bad-port": "postgresql://u@127.0.0.1:notaport/db",
+        "postgres-bad-option": "postgresql://u@127.0.0.1:1/db?connect_timeout=abc",
+        "postgres-bad-host": "postgresql://u@[::1/db",
+    }[kind]
+    for args in (["list"], ["show", "f" * 32], ["export"]):
+        _one_line_failure(lowtrace(*args, "--uri", uri))
+
+
+def test_a_filter_with_a_lone_surrogate_or_control_is_one_line(store: str) -> None:
+    line = _one_line_failure(lowtrace("search", "name = '\udcff\u202e'", "--uri", store))
+    assert "FilterError" in line and "\u202e" not in line
+    line = _one_line_failure(lowtrace("search", "name = ", "--uri", store))
+    assert "FilterError" in line and "position 7" in line
+
+
+def test_a_bad_row_in_a_table_is_skipped_with_a_one_line_warning(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with TracingClient(f"jsonl://{path}") as client:
+        client.end_trace(client.start_trace("kept").trace_id)
+        assert client.flush(10)
+    with path.open("ab") as f:
+        f.write(b'{"trace": {"not": "a trace"}}\n')
+    result = lowtrace("list", "--uri", f"jsonl://{path}")
+    assert result.returncode == 0 and "kept" in result.stdout
+    assert "1 unreadable row(s)" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 def test_feedback_sessions_and_a_golden_dataset_from_expectations(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/chat.db"
     with TracingClient(uri) as client:

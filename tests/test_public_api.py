@@ -36,6 +36,7 @@ EXPORTED = {
     "OpenSpansError",
     "PipelineConfig",
     "Span",
+    "QueryTimeoutError",
     "SpanEndedError",
     "SpanEvent",
     "SpanNotFoundError",

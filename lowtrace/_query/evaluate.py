@@ -14,8 +14,11 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
+
 from lowtrace._assessment import assessment_number, assessment_text
 from lowtrace._model import Trace
+from lowtrace._query.budget import check_deadline
 from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_filter
 from lowtrace._query.paging import (
     OrderKey,
@@ -45,32 +48,79 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+@attrs.frozen
+class _LikePattern:
+    """A LIKE pattern cut at its ``%`` wildcards into fixed-length pieces.
+
+    Each piece is a regex of literal characters and ``.`` only (no repetition), so it
+    cannot backtrack; the pieces are placed greedily left to right, the first at the start
+    and the last at the end. That answers in O(len(value) * len(pattern)) time where one
+    backtracking regex for the whole pattern takes exponential time on ``'%a%a%a...%b'``.
+    """
+
+    pieces: tuple[re.Pattern[str], ...]
+    lengths: tuple[int, ...]
+    anchored_start: bool  # no leading %
+    anchored_end: bool  # no trailing %
+    has_wildcard: bool  # any % at all
+
+
 @functools.lru_cache(maxsize=256)
-def _like_regex(pattern: str, case_insensitive: bool) -> re.Pattern[str]:
-    out = []
+def _like_pattern(pattern: str, case_insensitive: bool) -> _LikePattern:
+    flags = re.DOTALL | (re.IGNORECASE if case_insensitive else 0)
+    pieces: list[list[str]] = [[]]
     escaped = False
     for char in pattern:
         if escaped:
-            out.append(re.escape(char))
+            pieces[-1].append(re.escape(char))
             escaped = False
         elif char == "\\":
             escaped = True
         elif char == "%":
-            out.append(".*")
+            pieces.append([])
         elif char == "_":
-            out.append(".")
+            pieces[-1].append(".")
         else:
-            out.append(re.escape(char))
-    if escaped:
-        out.append(re.escape("\\"))
-    return re.compile("".join(out), re.DOTALL | (re.IGNORECASE if case_insensitive else 0))
+            pieces[-1].append(re.escape(char))
+    if escaped:  # a trailing escape character stands for itself
+        pieces[-1].append(re.escape("\\"))
+    return _LikePattern(
+        pieces=tuple(re.compile("".join(p), flags) for p in pieces),
+        lengths=tuple(len(p) for p in pieces),
+        anchored_start=bool(pieces[0]),
+        anchored_end=bool(pieces[-1]),
+        has_wildcard=len(pieces) > 1,
+    )
 
 
 def like_match(value: str | None, pattern: str | None, case_insensitive: int | bool) -> bool:
-    """SQL LIKE: ``%`` any run, ``_`` one character, ``\\`` escapes; whole-string match."""
+    """SQL LIKE: ``%`` any run, ``_`` one character, ``\\`` escapes; whole-string match.
+
+    Linear in the value for each piece of the pattern, whatever the pattern: no backtracking.
+    """
     if value is None or pattern is None:
         return False
-    return _like_regex(pattern, bool(case_insensitive)).fullmatch(value) is not None
+    like = _like_pattern(pattern, bool(case_insensitive))
+    first, last = like.pieces[0], like.pieces[-1]
+    if not like.has_wildcard:
+        return first.fullmatch(value) is not None
+    position, end = 0, len(value)
+    if like.anchored_end:  # the last piece must sit at the very end
+        end -= like.lengths[-1]
+        if end < 0 or last.fullmatch(value, end) is None:
+            return False
+    if like.anchored_start:
+        if like.lengths[0] > end or first.match(value, 0, end) is None:
+            return False
+        position = like.lengths[0]
+    for piece, length in zip(like.pieces[1:-1], like.lengths[1:-1], strict=True):
+        if length == 0:
+            continue
+        found = piece.search(value, position, end)
+        if found is None:
+            return False
+        position = found.end()  # the leftmost fit leaves the most room for the rest
+    return True
 
 
 @functools.lru_cache(maxsize=256)
@@ -211,9 +261,12 @@ def search_in_memory(
         check_max_results(max_results)
     predicate = compile_predicate(parse_filter(filter))
     keys = parse_order_by(order_by)
-    rows: list[tuple[list[Any], Trace]] = [
-        ([sort_value(t, k.field) for k in keys], t) for t in traces if predicate(t)
-    ]
+    rows: list[tuple[list[Any], Trace]] = []
+    for index, trace in enumerate(traces):
+        if index % 256 == 0:
+            check_deadline()  # a caller's time limit (the web UI sets one)
+        if predicate(trace):
+            rows.append(([sort_value(trace, k.field) for k in keys], trace))
     compare = functools.partial(_compare_keys, keys=keys)
 
     def by_key(a: tuple[list[Any], Trace], b: tuple[list[Any], Trace]) -> int:

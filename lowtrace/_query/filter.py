@@ -22,6 +22,7 @@ from typing import Final, Literal
 
 import attrs
 
+from lowtrace._query.literals import check_encodable, number_literal
 from lowtrace.errors import FilterError
 
 __all__ = [
@@ -202,13 +203,13 @@ def _tokenize(text: str) -> list[_Token]:
             raise FilterError(f"unexpected character {text[position]!r}", text, position)
         kind = match.lastgroup or ""
         raw = match.group()
+        check_encodable(raw, text, position)
         if kind == "string":
             tokens.append(_Token("string", raw, raw[1:-1].replace("''", "'"), position))
         elif kind == "dstring":  # MLflow's "double-quoted" strings, a quote inside doubled
             tokens.append(_Token("string", raw, raw[1:-1].replace('""', '"'), position))
         elif kind == "number":
-            value: float | int = float(raw) if any(c in raw for c in ".eE") else int(raw)
-            tokens.append(_Token("number", raw, value, position))
+            tokens.append(_Token("number", raw, number_literal(raw, text, position), position))
         elif kind == "op":
             tokens.append(_Token("op", raw, {"<>": "!=", "==": "="}.get(raw, raw), position))
         elif kind == "field":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from typing import Any, Final
@@ -81,6 +82,21 @@ def encode_token(filter: str | None, keys: tuple[OrderKey, ...], last: Sequence[
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+_INT64: Final = range(-(2**63), 2**63)
+
+
+def _fits(value: object, field: Field) -> bool:
+    """A sort-key value the field could really have: a forged token cannot smuggle in
+    an int beyond 64 bits (OverflowError in SQLite) or a str where numbers sort."""
+    if value is None:
+        return True
+    if field.kind == "str":
+        return type(value) is str
+    if type(value) is int:
+        return value in _INT64
+    return type(value) is float and math.isfinite(value)
+
+
 def decode_token(token: str, filter: str | None, keys: tuple[OrderKey, ...]) -> list[Any]:
     """The sort key a token continues after; rejects tokens of another query."""
     try:
@@ -91,7 +107,7 @@ def decode_token(token: str, filter: str | None, keys: tuple[OrderKey, ...]) -> 
             data["v"] == 1
             and isinstance(values, list)
             and len(values) == len(keys)
-            and all(v is None or type(v) in (str, int, float) for v in values)
+            and all(_fits(v, k.field) for v, k in zip(values, keys, strict=True))
         )
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         ok = False

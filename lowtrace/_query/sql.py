@@ -17,6 +17,7 @@ import attrs
 from lowtrace._model import Trace
 from lowtrace._query.evaluate import sort_value
 from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_filter
+from lowtrace._query.literals import storable_text
 from lowtrace._query.paging import (
     OrderKey,
     check_max_results,
@@ -80,6 +81,16 @@ _KEYED_TABLES: Final = {"tag": "trace_tags", "metadata": "trace_metadata"}
 _SPAN_COLUMNS: Final = {"span.name": "s.name", "span.type": "s.type", "span.status": "s.status"}
 
 
+def _native_pattern(pattern: str) -> str:
+    """A LIKE pattern for the database's own LIKE with ``ESCAPE '\\'``.
+
+    A trailing lone escape character means a literal backslash (as in ``like_match``);
+    PostgreSQL would match nothing, so it is doubled.
+    """
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    return pattern + "\\" if trailing % 2 else pattern
+
+
 @attrs.define
 class Query:
     """SQL fragments under construction, with their parameters in order."""
@@ -119,7 +130,7 @@ class Query:
             insensitive = op.endswith("ILIKE")
             if self.dialect.native_like:
                 word = "ILIKE" if insensitive else "LIKE"
-                mark = self.bind(value)
+                mark = self.bind(_native_pattern(value))
                 return f"{column} {'NOT ' if negate else ''}{word} {mark} ESCAPE '\\'"
             mark = self.bind(value)
             return f"lt_like({column}, {mark}, {int(insensitive)}, {int(negate)})"
@@ -294,7 +305,7 @@ def delete_statements(
     query = Query(dialect)
     conditions: list[str] = []
     if trace_ids is not None:
-        ids = list(trace_ids)
+        ids = [i for i in trace_ids if storable_text(i)]  # others cannot be stored ids
         if not ids:
             return []
         conditions.append(f"trace_id IN ({', '.join(query.bind(i) for i in ids)})")

@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from lowtrace._model import Trace, merge_traces
+from lowtrace._query.budget import remaining_s
 from lowtrace._query.filter import parse_filter
+from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
@@ -25,6 +27,7 @@ from lowtrace._stores.redact import redact
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import (
     MissingExtraError,
+    QueryTimeoutError,
     StoreError,
     StoreNotFoundError,
     TraceNotFoundError,
@@ -159,7 +162,7 @@ class PostgresStore(TraceStore):
         if conn is None or local.key != key or conn.closed:
             try:
                 conn = psycopg.connect(self.dsn, autocommit=True)
-            except psycopg.OperationalError as exc:
+            except (psycopg.Error, ValueError) as exc:  # down, or a malformed URI
                 raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
             with self._all_lock:
                 self._all.append(conn)
@@ -227,6 +230,8 @@ class PostgresStore(TraceStore):
             return cur.rowcount
 
     def get_trace(self, trace_id: str) -> Trace | None:
+        if not storable_text(trace_id):
+            return None  # no stored trace can have this id
         with self._conn.cursor() as cur:
             cur.execute("SELECT data FROM traces WHERE trace_id = %s", (trace_id,))
             row = cur.fetchone()
@@ -243,16 +248,28 @@ class PostgresStore(TraceStore):
         return search_page(POSTGRES, self._fetch, filter, order_by, max_results, page_token)
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        with self._conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
+        left = remaining_s()
+        conn = self._conn
+        if left is None:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        try:  # the caller's time limit, as this transaction's statement_timeout
+            with conn.transaction(), conn.cursor() as cur:
+                timeout = f"{max(1, int(left * 1000))}ms"
+                cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+                cur.execute(sql, params)
+                return cur.fetchall()
+        except psycopg.errors.QueryCanceled:
+            raise QueryTimeoutError(
+                f"the search of {self.uri} took longer than its time limit"
+            ) from None
 
     def count(self, filter: str | None = None) -> int:
         query = Query(POSTGRES)
         where = query.where(parse_filter(filter))
-        with self._conn.cursor() as cur:
-            cur.execute(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
-            return int(cur.fetchone()[0])  # type: ignore[index]
+        rows = self._fetch(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
+        return int(rows[0][0])
 
     def shutdown(self) -> None:
         """Close every connection; the store reconnects if it is used again."""

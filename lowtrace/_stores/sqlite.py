@@ -20,16 +20,29 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+import orjson
+import zstandard
+from cattrs.errors import BaseValidationError
 
 from lowtrace._model import Trace, merge_traces
+from lowtrace._query.budget import remaining_s, timed_out
 from lowtrace._query.evaluate import like_match, rlike_match
 from lowtrace._query.filter import parse_filter
+from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.forkgate import ForkGate, fork_gate
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
-from lowtrace.errors import StoreError, StoreNotFoundError, TraceNotFoundError
+from lowtrace.errors import (
+    LowtraceError,
+    QueryTimeoutError,
+    StoreError,
+    StoreNotFoundError,
+    TraceNotFoundError,
+)
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -97,6 +110,8 @@ _MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20
+#: Connections a forked child inherited: kept, never used or closed (see _after_fork_in_child).
+_ABANDONED: Final[list[sqlite3.Connection]] = []
 
 
 def _lt_like(value: str | None, pattern: str | None, insensitive: int, negate: int) -> int:
@@ -113,6 +128,20 @@ def _lt_rlike(value: str | None, pattern: str | None, negate: int) -> int:
     return int(not matched if negate else matched)
 
 
+@contextmanager
+def _as_store_error(path: Path) -> Iterator[None]:
+    """SQLite's and decoding's own errors (not a database, corrupted, a damaged row) as a
+    StoreError naming the file; lowtrace's own errors pass through."""
+    try:
+        yield
+    except LowtraceError:
+        raise
+    except (sqlite3.Error, zstandard.ZstdError, orjson.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    except (BaseValidationError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{path}: a stored trace is damaged: {exc!r}") from exc
+
+
 class SQLiteStore(TraceStore):
     """Traces in one SQLite file; every method may be called from any thread or process."""
 
@@ -126,8 +155,12 @@ class SQLiteStore(TraceStore):
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all
         self._all: list[sqlite3.Connection] = []
-        self._generation = 0  # bumped by shutdown(): later use reconnects
-        self._ensure_schema(create)
+        self._generation = 0  # bumped by shutdown() and in a forked child: later use reconnects
+        # Every use of SQLite runs inside the gate, so a fork never copies a connection
+        # in the middle of a statement or transaction.
+        self._gate = ForkGate(self._after_fork_in_child)
+        with _as_store_error(self.path):
+            self._ensure_schema(create)
 
     @classmethod
     def from_uri(cls, uri: str, *, create: bool = True) -> SQLiteStore:
@@ -139,6 +172,18 @@ class SQLiteStore(TraceStore):
         return cls(path, create=create)
 
     # -- connections ------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """Fresh locks and connections in a forked child; the parent's are never touched.
+
+        Closing a copied connection could roll back or checkpoint the parent's database
+        state, so the copies are kept (unused) for the child's lifetime instead.
+        """
+        self._all_lock = threading.Lock()
+        _ABANDONED.extend(self._all)
+        self._all = []
+        self._generation += 1
+        self._local = threading.local()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -169,6 +214,11 @@ class SQLiteStore(TraceStore):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, retried while another writer holds the lock."""
+        with fork_gate(self._gate), _as_store_error(self.path), self._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
         for attempt in range(_LOCK_RETRIES):
             try:
@@ -187,8 +237,27 @@ class SQLiteStore(TraceStore):
             raise
         conn.execute("COMMIT")
 
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one read, inside the fork gate and the caller's time limit."""
+        with fork_gate(self._gate), _as_store_error(self.path):
+            conn = self._conn
+            if remaining_s() is None:
+                return conn.execute(sql, params).fetchall()
+            # Interrupts the statement (every 1,000 VM steps it asks) once time is up.
+            conn.set_progress_handler(timed_out, 1000)
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if timed_out() and "interrupt" in str(exc):
+                    raise QueryTimeoutError(
+                        f"the search of {self.path} took longer than its time limit"
+                    ) from None
+                raise
+            finally:
+                conn.set_progress_handler(None, 0)
+
     def _ensure_schema(self, create: bool) -> None:
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        version = self._fetch("PRAGMA user_version")[0][0]
         if version == SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
@@ -268,10 +337,13 @@ class SQLiteStore(TraceStore):
     # -- reading ----------------------------------------------------------------------------
 
     def get_trace(self, trace_id: str) -> Trace | None:
-        row = self._conn.execute(
-            "SELECT data FROM traces WHERE trace_id = ?", (trace_id,)
-        ).fetchone()
-        return Trace.from_bytes(row[0]) if row else None
+        if not storable_text(trace_id):
+            return None  # no stored trace can have this id
+        rows = self._fetch("SELECT data FROM traces WHERE trace_id = ?", (trace_id,))
+        if not rows:
+            return None
+        with _as_store_error(self.path):
+            return Trace.from_bytes(rows[0][0])
 
     def search_traces(
         self,
@@ -281,28 +353,21 @@ class SQLiteStore(TraceStore):
         max_results: int = 100,
         page_token: str | None = None,
     ) -> TraceList:
-        return search_page(
-            SQLITE,
-            lambda sql, params: self._conn.execute(sql, params).fetchall(),
-            filter,
-            order_by,
-            max_results,
-            page_token,
-        )
+        with _as_store_error(self.path):  # a damaged row
+            return search_page(SQLITE, self._fetch, filter, order_by, max_results, page_token)
 
     def count(self, filter: str | None = None) -> int:
         query = Query(SQLITE)
         where = query.where(parse_filter(filter))
-        row = self._conn.execute(
-            f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params
-        ).fetchone()
-        return int(row[0])
+        rows = self._fetch(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
+        return int(rows[0][0])
 
     def shutdown(self) -> None:
         """Close every connection; the store reconnects if it is used again."""
-        with self._all_lock:
-            connections, self._all = self._all, []
-            self._generation += 1
-        for conn in connections:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        with fork_gate(self._gate):
+            with self._all_lock:
+                connections, self._all = self._all, []
+                self._generation += 1
+            for conn in connections:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from lowtrace._dataset import golden_lines
 from lowtrace._model import Trace, TraceInfo
+from lowtrace._query.budget import time_limit
 from lowtrace._query.filter import string_literal
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
@@ -34,7 +35,7 @@ from lowtrace._ui.pages import (
     trace_nav,
 )
 from lowtrace._view.html import trace_document
-from lowtrace.errors import FilterError, InvalidArgumentError, LowtraceError
+from lowtrace.errors import FilterError, InvalidArgumentError, LowtraceError, QueryTimeoutError
 
 try:
     from starlette.applications import Starlette
@@ -56,6 +57,8 @@ MAX_SELECTED: Final = 500
 _PAGE_SIZES: Final = range(1, 501)
 #: The longest filter, order or tag accepted in a URL.
 MAX_QUERY_CHARS: Final = 4096
+#: How long one list search or count may run before it is stopped.
+QUERY_TIMEOUT_S: Final = 10.0
 #: The largest delete form accepted (500 ids and a token take about 20 KB).
 MAX_FORM_BYTES: Final = 64 * 1024
 
@@ -111,14 +114,29 @@ class _UI:
     """The route handlers, holding the store and the page context."""
 
     def __init__(
-        self, store: TraceStore, *, read_only: bool, prices: Mapping[str, Any] | None
+        self,
+        store: TraceStore,
+        *,
+        read_only: bool,
+        prices: Mapping[str, Any] | None,
+        query_timeout_s: float | None,
     ) -> None:
         self.store = store
         self.prices = prices
+        self.query_timeout_s = query_timeout_s
         self.site = Site(store.uri, read_only, secrets.token_urlsafe(32))
 
     def _error(self, title: str, message: str, status: int) -> HTMLResponse:
         return HTMLResponse(error_page(self.site, title, message), status_code=status)
+
+    def _too_slow(self) -> HTMLResponse:
+        return self._error(
+            "Query too slow",
+            f"The search took longer than {self.query_timeout_s:g} s and was stopped, so "
+            "other pages stay responsive. Narrow the filter (a time range, an exact name) "
+            "and try again.",
+            503,
+        )
 
     def _read_only(self) -> HTMLResponse:
         return self._error("Read-only", "This UI was started read-only: nothing is deleted.", 403)
@@ -141,13 +159,16 @@ class _UI:
             count = request.query_params["deleted"]
             notice = f"Deleted {count} trace(s)." if count.isdigit() else None
         try:
-            page = self.store.search_traces(
-                query.q or None,
-                order_by=query.order or None,
-                max_results=query.size,
-                page_token=query.page or None,
-            )
-            total = self.store.count(query.q or None)
+            with time_limit(self.query_timeout_s):
+                page = self.store.search_traces(
+                    query.q or None,
+                    order_by=query.order or None,
+                    max_results=query.size,
+                    page_token=query.page or None,
+                )
+                total = self.store.count(query.q or None)
+        except QueryTimeoutError:
+            return self._too_slow()
         except (FilterError, InvalidArgumentError) as exc:  # the user's query, not the store
             html = list_page(
                 self.site, query, [], total=None, next_token=None, error=str(exc), notice=notice
@@ -231,7 +252,10 @@ class _UI:
             filter = params.get("q", "").strip() or None
             order = params.get("order", "").strip() or None
             try:  # a bad filter or order fails here, before the download starts
-                self.store.search_traces(filter, order_by=order, max_results=1)
+                with time_limit(self.query_timeout_s):
+                    self.store.search_traces(filter, order_by=order, max_results=1)
+            except QueryTimeoutError:
+                return self._too_slow()
             except (FilterError, InvalidArgumentError) as exc:
                 return self._error("Cannot export", str(exc), 400)
         # Streamed a page at a time: memory stays bounded however many traces match.
@@ -312,9 +336,14 @@ def create_app(
     read_only: bool = False,
     allowed_hosts: Collection[str] | None = None,
     prices: Mapping[str, Any] | None = None,
+    query_timeout_s: float | None = QUERY_TIMEOUT_S,
 ) -> Starlette:
-    """The UI for ``store``. ``allowed_hosts`` None accepts any Host header (remote use)."""
-    ui = _UI(store, read_only=read_only, prices=prices)
+    """The UI for ``store``. ``allowed_hosts`` None accepts any Host header (remote use).
+
+    A search running past ``query_timeout_s`` is stopped and answered with a 503 page, so
+    one costly filter cannot hold the server's threads (None: no limit).
+    """
+    ui = _UI(store, read_only=read_only, prices=prices, query_timeout_s=query_timeout_s)
     routes = [
         Route("/", ui.traces),
         Route("/traces/{trace_id}", ui.trace),

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 import attrs
 
+from lowtrace._controls import escape_controls, html_text
 from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.filter import string_literal
 from lowtrace._query.paging import parse_order_by
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 e = html.escape
+t = html_text  # text shown to a reader: control characters visibly escaped
 #: Sortable columns of the list: (header, filter-language field, first click descending?).
 _COLUMNS: Final = (
     ("Name", "name", False),
@@ -107,7 +109,7 @@ def _layout(site: Site, title: str, body: str) -> str:
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{e(title)} · lowtrace</title>"
+        f"<title>{e(escape_controls(title))} · lowtrace</title>"
         '<link rel="stylesheet" href="/static/ui/ui.css">'
         '<script src="/static/ui/ui.js" defer></script></head><body>'
         '<header class="ui-top"><a class="ui-brand" href="/">lowtrace</a>'
@@ -153,7 +155,7 @@ def _tags(info: TraceInfo, query: ListQuery | None = None) -> str:
     items = sorted(info.tags.items())
     chips = []
     for key, value in items[:_MAX_TAGS]:
-        text = f"{e(key)}={e(value)}"
+        text = f"{t(key)}={t(value)}"
         if query is None or tag_filter(key, value) is None:
             chips.append(f'<span class="ui-tag">{text}</span>')
             continue
@@ -224,7 +226,7 @@ def list_page(
     if notice:
         parts.append(f'<p class="ui-notice" role="status">{e(notice)}</p>')
     if error is not None:
-        parts.append(f'<pre class="ui-error" role="alert">{e(error)}</pre>')
+        parts.append(f'<pre class="ui-error" role="alert">{t(error)}</pre>')
     else:
         matched = "" if total is None else f"{total:,} trace{'' if total == 1 else 's'} match"
         export_params = urlencode(
@@ -267,8 +269,8 @@ def _list_table(query: ListQuery, traces: Sequence[Trace]) -> str:
         usage = info.token_usage
         rows.append(
             '<tr><td class="ui-check"><input type="checkbox" name="id" form="ui-selection" '
-            f'value="{e(info.trace_id)}" aria-label="Select {e(info.name)}"></td>'
-            f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{e(info.name)}</a>'
+            f'value="{e(info.trace_id)}" aria-label="Select {e(escape_controls(info.name))}"></td>'
+            f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{t(info.name)}</a>'
             f"</td><td>{_status(str(info.status))}</td><td>{_when(info.start_time_ns)}</td>"
             f'<td class="ui-num">{_duration(info.duration_ms)}</td>'
             f'<td class="ui-num">{info.span_count}</td>'
@@ -325,8 +327,8 @@ def compare_page(site: Site, a: Trace, b: Trace, rows: Sequence[Row]) -> str:
         '<table class="ui-pair"><thead><tr><th></th><th>A</th><th>B</th></tr></thead><tbody>'
         + _pair(
             "trace",
-            f'<a href="{e(_trace_href(ia.trace_id))}">{e(ia.name)}</a>',
-            f'<a href="{e(_trace_href(ib.trace_id))}">{e(ib.name)}</a>',
+            f'<a href="{e(_trace_href(ia.trace_id))}">{t(ia.name)}</a>',
+            f'<a href="{e(_trace_href(ib.trace_id))}">{t(ib.name)}</a>',
         )
         + _pair("id", f"<code>{e(ia.trace_id)}</code>", f"<code>{e(ib.trace_id)}</code>")
         + _pair("status", _status(str(ia.status)), _status(str(ib.status)))
@@ -341,7 +343,7 @@ def compare_page(site: Site, a: Trace, b: Trace, rows: Sequence[Row]) -> str:
     for row in rows:
         kind = " ui-only-a" if not row.b.count else " ui-only-b" if not row.a.count else ""
         body.append(
-            f'<tr class="ui-cmp-row{kind}"><td class="ui-name">{e(row.name)}</td>'
+            f'<tr class="ui-cmp-row{kind}"><td class="ui-name">{t(row.name)}</td>'
             + _cells(row.a, row.b, "count")
             + _cells(row.a, row.b, "duration_ms")
             + _cells(row.a, row.b, "tokens")
@@ -377,14 +379,16 @@ def confirm_delete_page(site: Site, found: Sequence[TraceInfo], missing: Sequenc
     """Asks before deleting; the form posts the ids and the CSRF token."""
     n = len(found)
     rows = "".join(
-        f'<tr><td class="ui-name">{e(t.name)}</td><td><code>{e(t.trace_id)}</code>'
-        f"</td><td>{_when(t.start_time_ns)}</td></tr>"
-        for t in found
+        f'<tr><td class="ui-name">{t(info.name)}</td><td><code>{e(info.trace_id)}</code>'
+        f"</td><td>{_when(info.start_time_ns)}</td></tr>"
+        for info in found
     )
-    hidden = "".join(f'<input type="hidden" name="id" value="{e(t.trace_id)}">' for t in found)
+    hidden = "".join(
+        f'<input type="hidden" name="id" value="{e(info.trace_id)}">' for info in found
+    )
     gone = (
         '<p class="ui-notice">Not in the store (already deleted?): '
-        + ", ".join(f"<code>{e(i)}</code>" for i in missing)
+        + ", ".join(f"<code>{t(i)}</code>" for i in missing)
         + "</p>"
         if missing
         else ""
@@ -411,6 +415,6 @@ def error_page(site: Site, title: str, message: str) -> str:
     return _layout(
         site,
         title,
-        f'<h1>{e(title)}</h1><pre class="ui-error" role="alert">{e(message)}</pre>'
+        f'<h1>{t(title)}</h1><pre class="ui-error" role="alert">{t(message)}</pre>'
         '<p><a href="/">Back to the traces</a></p>',
     )

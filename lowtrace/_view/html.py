@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import orjson
 
+from lowtrace._controls import escape_controls
+from lowtrace._controls import html_text as t
 from lowtrace._cost import ModelPrice, PriceTable, estimate_cost, price_table, span_cost
 from lowtrace._model import SpanRecord, Trace
 
@@ -151,12 +153,12 @@ def trace_document(
         script = f'<script src="{base}/view.js"></script>'
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
-        f"<title>{e(info.name)} · lowtrace</title>{style}</head>"
+        f"<title>{e(escape_controls(info.name))} · lowtrace</title>{style}</head>"
         f'<body><div class="lt-root">{nav}<div class="lt-head">'
-        f'<span class="lt-title">{e(info.name)}</span>'
+        f'<span class="lt-title">{t(info.name)}</span>'
         f'<span class="lt-badge {"lt-error" if status == "ERROR" else "lt-ok"}">{e(status)}'
         "</span>"
-        + "".join(f'<span class="lt-meta">{e(m)}</span>' for m in meta if m)
+        + "".join(f'<span class="lt-meta">{t(m)}</span>' for m in meta if m)
         + f'<span class="lt-meta">{e(info.trace_id)}</span>'
         '<input class="lt-search" type="search" placeholder="Search spans…" '
         'aria-label="Search spans"></div>' + annotations_html(trace) + '<div class="lt-main">'
@@ -172,7 +174,7 @@ def annotations_html(trace: Trace) -> str:
     info = trace.info
     e = html.escape
     rows = [
-        f"<tr><th>metadata</th><td>{e(key)}</td><td>{e(value)}</td><td></td></tr>"
+        f"<tr><th>metadata</th><td>{t(key)}</td><td>{t(value)}</td><td></td></tr>"
         for key, value in sorted(info.metadata.items())
     ]
     for a in info.assessments:
@@ -181,8 +183,8 @@ def annotations_html(trace: Trace) -> str:
         why = f" — {a.rationale}" if a.rationale else ""
         value = a.value_json.decode("utf-8", "replace")[:MAX_VALUE_CHARS]
         rows.append(
-            f'<tr class="lt-{e(a.kind)}"><th>{e(a.kind)}</th><td>{e(a.name)}</td>'
-            f"<td><code>{e(value)}</code></td><td>{e(who + why)}</td></tr>"
+            f'<tr class="lt-{e(a.kind)}"><th>{e(a.kind)}</th><td>{t(a.name)}</td>'
+            f"<td><code>{t(value)}</code></td><td>{t(who + why)}</td></tr>"
         )
     if not rows:
         return ""
@@ -209,12 +211,12 @@ def trace_list_html(traces: Iterable[Trace]) -> str:
         tags = ", ".join(f"{k}={v}" for k, v in sorted(info.tags.items()))
         rows.append(
             "<tr>"
-            f"<td><code>{e(info.trace_id)}</code></td><td>{e(info.name)}</td>"
+            f"<td><code>{e(info.trace_id)}</code></td><td>{t(info.name)}</td>"
             f"<td>{e(str(info.status))}</td><td>{start:%Y-%m-%d %H:%M:%S}</td>"
             f'<td style="text-align:right">{info.duration_ms:,.1f} ms</td>'
             f'<td style="text-align:right">'
             f"{info.token_usage.total_tokens if info.token_usage else ''}</td>"
-            f"<td>{e(tags)}</td></tr>"
+            f"<td>{t(tags)}</td></tr>"
         )
     return (
         "<table><thead><tr><th>trace id</th><th>name</th><th>status</th><th>start (UTC)</th>"

@@ -10,10 +10,41 @@
   };
   var ROW = 24;
 
+  // Bidi overrides, zero-width and other invisible characters in trace text are shown as
+  // marked escapes (\u202e), never obeyed: the same set as lowtrace/_controls.py.
+  var CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb]|\udb40[\udc00-\udc7f]/g;
+
+  function escapeCode(ch) {
+    var cp = ch.codePointAt(0), hex = cp.toString(16);
+    return cp > 0xffff ? "\\U" + ("0000000" + hex).slice(-8) : "\\u" + ("000" + hex).slice(-4);
+  }
+
+  function setText(node, text) {
+    CONTROL.lastIndex = 0;
+    if (!CONTROL.test(text)) { node.textContent = text; return; }
+    node.textContent = "";
+    var last = 0, m;
+    CONTROL.lastIndex = 0;
+    while ((m = CONTROL.exec(text)) !== null) {
+      if (m.index > last) node.appendChild(document.createTextNode(text.slice(last, m.index)));
+      var mark = document.createElement("span");
+      mark.className = "lt-ctl";
+      mark.title = "U+" + m[0].codePointAt(0).toString(16).toUpperCase();
+      mark.textContent = escapeCode(m[0]);
+      node.appendChild(mark);
+      last = m.index + m[0].length;
+    }
+    if (last < text.length) node.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function plain(text) {
+    return String(text).replace(CONTROL, escapeCode);
+  }
+
   function el(tag, cls, text) {
     var node = document.createElement(tag);
     if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (text !== undefined && text !== null) setText(node, String(text));
     return node;
   }
 
@@ -141,7 +172,7 @@
         bar.style.left = ((s.start - t0) / total) * 100 + "%";
         bar.style.width = Math.max((s.dur / total) * 100, 0.2) + "%";
         bar.style.background = COLORS[s.type] || COLORS.UNKNOWN;
-        bar.title = s.name + " " + fmtMs(s.dur / 1e6);
+        bar.title = plain(s.name) + " " + fmtMs(s.dur / 1e6);
         lane.appendChild(bar);
         row.appendChild(lane);
         spacer.appendChild(row);

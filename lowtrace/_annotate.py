@@ -67,7 +67,7 @@ class TraceEdits:
         """
         if not self.enabled:
             return
-        if trace_id in self._unsampled:
+        if self._unsampled_live(trace_id):
             return  # an unsampled trace records nothing, tags included
         try:
             values = string_map(tags, "tags")
@@ -87,7 +87,7 @@ class TraceEdits:
 
         Returns None; raises like ``set_trace_tags``.
         """
-        if not self.enabled:
+        if not self.enabled or self._unsampled_live(trace_id):
             return
         try:
             live = self._active(trace_id)
@@ -117,7 +117,7 @@ class TraceEdits:
         Returns None. Raises ``InvalidArgumentError`` for bad values, ``TraceNotFoundError``
         for an unknown trace and ``TraceEndedError`` for one that has ended.
         """
-        if not self.enabled:
+        if not self.enabled or self._unsampled_live(trace_id):
             return
         try:
             values = string_map(metadata, "metadata")
@@ -218,6 +218,10 @@ class TraceEdits:
             return self._violation(exc, None)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _unsampled_live(self, trace_id: object) -> bool:
+        """Whether ``trace_id`` names a live unsampled trace: changing it is a quiet no-op."""
+        return type(trace_id) is str and trace_id in self._unsampled
 
     def _active(self, trace_id: str) -> LiveTrace | None:
         live = self._registry.traces.get(trace_id) if isinstance(trace_id, str) else None

@@ -20,12 +20,12 @@ from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_
 from lowtrace._query.literals import storable_text
 from lowtrace._query.paging import (
     OrderKey,
+    TraceList,
     check_max_results,
     decode_token,
     encode_token,
     parse_order_by,
 )
-from lowtrace._stores.base import TraceList
 from lowtrace.errors import InvalidArgumentError
 
 __all__ = [

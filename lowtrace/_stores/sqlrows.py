@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lowtrace._model import Trace, merge_traces
+from lowtrace._model import Trace, counted_usage_spans, merge_traces
+from lowtrace._stores.overview import span_model
 
 __all__ = ["merged_by_id", "span_rows", "summary_row", "tag_rows"]
 
@@ -50,10 +51,25 @@ def tag_rows(traces: Mapping[str, Trace]) -> list[tuple[str, str, str]]:
     return [(tid, k, v) for tid, t in traces.items() for k, v in t.info.tags.items()]
 
 
-def span_rows(traces: Mapping[str, Trace]) -> list[tuple[str, str, str, str, str]]:
-    """``(trace_id, span_id, name, type, status)`` rows of ``spans``."""
-    return [
-        (tid, s.span_id, s.name, str(s.span_type), str(s.status))
-        for tid, t in traces.items()
-        for s in t.spans
-    ]
+def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
+    """The ``spans`` rows of a trace: what filters and the dashboard read. Token usage only
+    on the spans it counts for, so sums match the traces' totals."""
+    counted = {s.span_id for s in counted_usage_spans(trace.spans)}
+    rows = []
+    for s in trace.spans:
+        usage = s.token_usage if s.span_id in counted else None
+        rows.append(
+            (
+                trace_id,
+                s.span_id,
+                s.name,
+                str(s.span_type),
+                str(s.status),
+                (s.end_time_ns - s.start_time_ns) / 1e6,
+                span_model(s),
+                usage.input_tokens if usage else None,
+                usage.output_tokens if usage else None,
+                trace.info.start_time_ns // 1_000_000,
+            )
+        )
+    return rows

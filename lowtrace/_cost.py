@@ -11,10 +11,14 @@ ordinary input.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
-from lowtrace._model import SpanRecord, Trace, counted_usage_spans
+from lowtrace._records import SpanRecord, counted_usage_spans
+
+if TYPE_CHECKING:
+    from lowtrace._model import Trace
 
 __all__ = ["ModelPrice", "PriceTable", "TraceCost", "estimate_cost", "price_table", "span_cost"]
 

@@ -1,24 +1,33 @@
-"""The finished data model: immutable records of a trace once it has ended.
+"""The finished data model: ``Trace``, an immutable finished trace, and merging fragments.
 
-Frozen, slotted attrs classes with equality by value. Inputs and outputs are kept as the
-JSON bytes snapshotted when they were recorded (``JsonBlob``) and decoded into a fresh
-object on every access; tags, attributes and their nested values are read-only
-(``FrozenDict``/``FrozenList``: changing one raises ``TypeError``) and events a tuple, so a
-finished trace cannot be changed through what it returns.
+A trace is its summary (``TraceInfo``) and its spans (``SpanRecord``), defined in
+``lowtrace._records`` and re-exported here; tags, attributes and payloads are read-only, so
+a finished trace cannot be changed through what it returns.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, overload
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import attrs
-import orjson
 
 from lowtrace._assessment import Assessment
-from lowtrace._frozen import EMPTY, freeze_mapping
-from lowtrace._types import SpanStatus, SpanType
+from lowtrace._records import (
+    NULL_BLOB,
+    JsonBlob,
+    SpanEvent,
+    SpanList,
+    SpanRecord,
+    TokenUsage,
+    TraceInfo,
+    counted_usage_spans,
+    outermost_token_usage,
+    parents_first,
+    to_span_list,
+)
+from lowtrace._serde import compress, decompress, trace_parts_from_json, trace_to_json
+from lowtrace._view.html import trace_document, trace_html
 
 if TYPE_CHECKING:
     from lowtrace._cost import PriceTable
@@ -37,232 +46,6 @@ __all__ = [
     "outermost_token_usage",
     "parents_first",
 ]
-
-
-@attrs.frozen(repr=False)
-class JsonBlob:
-    """A JSON document kept as bytes; ``.value`` decodes a fresh copy each time."""
-
-    raw: bytes
-
-    @property
-    def value(self) -> Any:
-        return orjson.loads(self.raw)
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def __repr__(self) -> str:
-        text = self.raw[:80].decode("utf-8", "replace")
-        return f"JsonBlob({text}{'...' if len(self.raw) > 80 else ''})"
-
-    @classmethod
-    def of(cls, value: Any) -> JsonBlob:
-        """Wrap an already encoded blob as is; encode any other value (lossless for JSON)."""
-        if type(value) is cls:
-            return value
-        if value is None:
-            return NULL_BLOB
-        from lowtrace._values import encode_value
-
-        return cls(encode_value(value, 2**62)[0])
-
-
-NULL_BLOB: Final = JsonBlob(b"null")
-
-
-def to_blob(value: Any) -> JsonBlob:
-    """attrs converter: keep a JsonBlob, encode anything else."""
-    return JsonBlob.of(value)
-
-
-def to_event_tuple(events: Iterable[SpanEvent]) -> tuple[SpanEvent, ...]:
-    """attrs converter: a finished span's events as a tuple (read-only)."""
-    return events if type(events) is tuple else tuple(events)
-
-
-def to_span_list(spans: Iterable[SpanRecord]) -> SpanList:
-    """attrs converter: keep a SpanList, wrap any other iterable of records."""
-    return SpanList.of(spans)
-
-
-@attrs.frozen
-class TokenUsage:
-    """Tokens a model call consumed; ``total_tokens`` defaults to input + output.
-
-    ``cache_read_input_tokens`` / ``cache_creation_input_tokens``: the part of the input
-    read from / written to the provider's prompt cache (None when not reported).
-    """
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    cache_read_input_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-
-    def __add__(self, other: TokenUsage) -> TokenUsage:
-        return TokenUsage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.total_tokens + other.total_tokens,
-            _add_optional(self.cache_read_input_tokens, other.cache_read_input_tokens),
-            _add_optional(self.cache_creation_input_tokens, other.cache_creation_input_tokens),
-        )
-
-
-def _add_optional(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else a + b
-
-
-@attrs.frozen
-class SpanEvent:
-    """A point in time inside a span: a streamed token, a retry, an exception."""
-
-    name: str
-    time_ns: int
-    attributes: Mapping[str, Any] = attrs.field(default=EMPTY, converter=freeze_mapping)
-
-
-@attrs.frozen
-class SpanRecord:
-    """One finished step of a trace."""
-
-    trace_id: str
-    span_id: str
-    parent_id: str | None
-    name: str
-    span_type: str = SpanType.UNKNOWN
-    start_time_ns: int = 0
-    end_time_ns: int = 0
-    status: SpanStatus = SpanStatus.OK
-    status_message: str | None = None
-    _inputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=to_blob, alias="inputs")
-    _outputs: JsonBlob = attrs.field(default=NULL_BLOB, converter=to_blob, alias="outputs")
-    attributes: Mapping[str, Any] = attrs.field(default=EMPTY, converter=freeze_mapping)
-    events: tuple[SpanEvent, ...] = attrs.field(default=(), converter=to_event_tuple)
-    token_usage: TokenUsage | None = None
-
-    @property
-    def inputs(self) -> Any:
-        """The recorded inputs (a fresh copy on each access)."""
-        return orjson.loads(self._inputs.raw)
-
-    @property
-    def outputs(self) -> Any:
-        """The recorded outputs (a fresh copy on each access)."""
-        return orjson.loads(self._outputs.raw)
-
-    @property
-    def inputs_json(self) -> bytes:
-        """The inputs as the JSON bytes snapshotted when they were recorded."""
-        return self._inputs.raw
-
-    @property
-    def outputs_json(self) -> bytes:
-        """The outputs as the JSON bytes snapshotted when they were recorded."""
-        return self._outputs.raw
-
-    @property
-    def duration_ns(self) -> int:
-        return self.end_time_ns - self.start_time_ns
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.end_time_ns - self.start_time_ns) / 1e6
-
-
-@attrs.frozen
-class TraceInfo:
-    """The summary of a trace: what a traces list shows and what search filters on."""
-
-    trace_id: str
-    name: str
-    status: SpanStatus
-    status_message: str | None
-    start_time_ns: int
-    end_time_ns: int
-    tags: Mapping[str, str] = attrs.field(default=EMPTY, converter=freeze_mapping)
-    token_usage: TokenUsage | None = None
-    span_count: int = 0
-    #: Set while the trace is live (``start_trace(metadata=)``, ``update_current_trace``),
-    #: fixed once it ends; tags and assessments may still change on the stored trace.
-    metadata: Mapping[str, str] = attrs.field(default=EMPTY, converter=freeze_mapping)
-    session_id: str | None = None
-    user_id: str | None = None
-    assessments: tuple[Assessment, ...] = ()
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.end_time_ns - self.start_time_ns) / 1e6
-
-    @property
-    def start_time_ms(self) -> int:
-        return self.start_time_ns // 1_000_000
-
-
-class SpanList(Sequence[SpanRecord]):
-    """The spans of a finished trace: an immutable sequence in start order.
-
-    ``end_trace`` hands the ended live spans over as they are and the records are built on
-    first read (usually by the export worker), which keeps that cost off the request path.
-    Compares equal to another ``SpanList`` or a tuple with the same records.
-    """
-
-    __slots__ = ("_lock", "_records", "_source")
-
-    def __init__(
-        self,
-        records: Iterable[SpanRecord] = (),
-        source: Callable[[], Sequence[SpanRecord]] | None = None,
-    ) -> None:
-        self._records: tuple[SpanRecord, ...] | None = None if source else tuple(records)
-        self._source = source
-        self._lock = threading.Lock() if source else None
-
-    @classmethod
-    def of(cls, spans: Iterable[SpanRecord]) -> SpanList:
-        """The value itself if it is a SpanList, else a SpanList of the given records."""
-        return spans if isinstance(spans, SpanList) else cls(spans)
-
-    def _get(self) -> tuple[SpanRecord, ...]:
-        records = self._records
-        if records is None:
-            assert self._lock is not None and self._source is not None
-            with self._lock:
-                records = self._records
-                if records is None:
-                    records = self._records = tuple(self._source())
-                    self._source = None
-        return records
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    @overload
-    def __getitem__(self, index: int) -> SpanRecord: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[SpanRecord, ...]: ...
-    def __getitem__(self, index: int | slice) -> SpanRecord | tuple[SpanRecord, ...]:
-        return self._get()[index]
-
-    def __iter__(self) -> Iterator[SpanRecord]:
-        return iter(self._get())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, SpanList):
-            return self._get() == other._get()
-        if isinstance(other, tuple):
-            return self._get() == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._get())
-
-    def __repr__(self) -> str:
-        return f"SpanList({list(self._get())!r})"
-
-    def __reduce__(self) -> tuple[type[SpanList], tuple[tuple[SpanRecord, ...]]]:
-        return (SpanList, (self._get(),))
 
 
 @attrs.frozen
@@ -307,27 +90,22 @@ class Trace:
 
     def to_json(self) -> bytes:
         """The whole trace as JSON bytes; ``Trace.from_json`` restores an equal trace."""
-        from lowtrace._serde import trace_to_json
-
         return trace_to_json(self)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Trace:
-        from lowtrace._serde import trace_from_json
-
-        return trace_from_json(data)
+        """The trace ``to_json`` wrote."""
+        info, spans = trace_parts_from_json(data)
+        return cls(info, spans)
 
     def to_bytes(self) -> bytes:
         """The compact binary form (zstd-compressed JSON) for storage and transport."""
-        from lowtrace._serde import trace_to_bytes
-
-        return trace_to_bytes(self)
+        return compress(trace_to_json(self))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Trace:
-        from lowtrace._serde import trace_from_bytes
-
-        return trace_from_bytes(data)
+        """The trace ``to_bytes`` wrote."""
+        return cls.from_json(decompress(data))
 
     def to_html(self, prices: PriceTable | None = None) -> str:
         """A self-contained HTML page showing this trace (tree, timeline, details).
@@ -335,41 +113,11 @@ class Trace:
         ``prices`` (model name -> per-million-token prices, as for ``estimate_cost``) adds
         the cost of each model call and of the whole trace.
         """
-        from lowtrace._view.html import trace_document
-
         return trace_document(self, prices=prices)
 
     def _repr_html_(self) -> str:
         """The trace view inline in a Jupyter notebook."""
-        from lowtrace._view.html import trace_html
-
         return trace_html(self)
-
-
-def counted_usage_spans(spans: Iterable[SpanRecord]) -> Iterator[SpanRecord]:
-    """The spans whose token usage counts: each model call once, the outermost report.
-
-    Where a span and one of its descendants both report usage (a framework's model span
-    wrapping an autologged client call), only the outermost one counts. ``spans`` must list
-    every parent before its children (start order does).
-    """
-    covered: dict[str, bool] = {}
-    for span in spans:
-        above = covered.get(span.parent_id, False) if span.parent_id is not None else False
-        usage = span.token_usage
-        covered[span.span_id] = above or usage is not None
-        if usage is not None and not above:
-            yield span
-
-
-def outermost_token_usage(spans: Iterable[SpanRecord]) -> TokenUsage | None:
-    """Token usage summed over ``counted_usage_spans``; None when no span reported any."""
-    total: TokenUsage | None = None
-    for span in counted_usage_spans(spans):
-        usage = span.token_usage
-        assert usage is not None
-        total = usage if total is None else total + usage
-    return total
 
 
 def merge_traces(fragments: Sequence[Trace]) -> Trace:
@@ -416,27 +164,3 @@ def merge_traces(fragments: Sequence[Trace]) -> Trace:
 def _ids(fragments: Sequence[Trace], name: str) -> Iterator[str]:
     """The non-empty session or user ids of the fragments, in order."""
     return (v for f in fragments if (v := getattr(f.info, name)))
-
-
-def parents_first(spans: list[SpanRecord]) -> list[SpanRecord]:
-    """Start order, except that a parent always precedes its children (clock skew)."""
-    ids = {s.span_id for s in spans}
-    placed: set[str] = set()
-    out: list[SpanRecord] = []
-    pending: dict[str, list[SpanRecord]] = {}
-
-    def place(span: SpanRecord) -> None:
-        out.append(span)
-        placed.add(span.span_id)
-        for child in pending.pop(span.span_id, ()):
-            place(child)
-
-    for span in spans:
-        parent = span.parent_id
-        if parent is None or parent not in ids or parent in placed:
-            place(span)
-        else:
-            pending.setdefault(parent, []).append(span)
-    for waiting in pending.values():  # cycles or broken links: keep them, at the end
-        out.extend(s for s in waiting if s.span_id not in placed)
-    return out

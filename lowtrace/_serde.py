@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import cattrs
@@ -17,16 +17,19 @@ import zstandard
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from lowtrace._assessment import Assessment
-from lowtrace._model import JsonBlob, SpanEvent, SpanList, SpanRecord, TokenUsage, Trace
+from lowtrace._records import JsonBlob, SpanEvent, SpanList, SpanRecord, TokenUsage, TraceInfo
 from lowtrace._types import SpanStatus, normalize_span_type
+
+if TYPE_CHECKING:
+    from lowtrace._model import Trace
 
 __all__ = [
     "FORMAT",
     "chunked",
+    "compress",
     "converter",
-    "trace_from_bytes",
-    "trace_from_json",
-    "trace_to_bytes",
+    "decompress",
+    "trace_parts_from_json",
     "trace_to_dict",
     "trace_to_json",
 ]
@@ -168,19 +171,22 @@ _local = threading.local()
 
 def trace_to_dict(trace: Trace) -> dict[str, Any]:
     """A JSON-ready dict (payloads as ``orjson.Fragment``) with the format tag."""
-    data: dict[str, Any] = converter.unstructure(trace)
-    data["format"] = FORMAT
-    return data
+    return {
+        "info": converter.unstructure(trace.info, TraceInfo),
+        "spans": converter.unstructure(trace.spans, SpanList),
+        "format": FORMAT,
+    }
 
 
 def trace_to_json(trace: Trace) -> bytes:
     return orjson.dumps(trace_to_dict(trace))
 
 
-def trace_from_json(data: bytes | str) -> Trace:
+def trace_parts_from_json(data: bytes | str) -> tuple[TraceInfo, SpanList]:
+    """The summary and the spans of a trace ``trace_to_json`` wrote (``Trace.from_json``
+    puts them together: the codec stays below the class)."""
     obj = orjson.loads(data)
-    obj.pop("format", None)
-    return converter.structure(obj, Trace)
+    return converter.structure(obj["info"], TraceInfo), converter.structure(obj["spans"], SpanList)
 
 
 def _compressor() -> zstandard.ZstdCompressor:
@@ -205,14 +211,6 @@ def compress(data: bytes) -> bytes:
 
 def decompress(data: bytes) -> bytes:
     return _decompressor().decompress(data)
-
-
-def trace_to_bytes(trace: Trace) -> bytes:
-    return compress(trace_to_json(trace))
-
-
-def trace_from_bytes(data: bytes) -> Trace:
-    return trace_from_json(decompress(data))
 
 
 def chunked(lines: Iterable[bytes], size: int = 256 * 1024) -> Iterator[bytes]:

@@ -30,7 +30,6 @@ from typing import Any, Final
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.paging import OrderKey, decode_token, parse_order_by
-from lowtrace._serde import trace_from_json
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace.errors import MissingExtraError, StoreError, StoreNotFoundError
 
@@ -278,7 +277,7 @@ class DeltaStore(TraceStore):
         rows = dataset.to_table(columns=["trace_id", "trace"], filter=where)
         groups: dict[str, list[Trace]] = {}
         for data in rows.column("trace").to_pylist():
-            trace = trace_from_json(str(data))
+            trace = Trace.from_json(str(data))
             groups.setdefault(trace.info.trace_id, []).append(trace)
         if where is not None and not exact and groups:
             # Other fragments of these traces (written by another process) may not match
@@ -295,7 +294,7 @@ class DeltaStore(TraceStore):
                 for tid in more:
                     groups[tid] = []
                 for data in extra.to_pylist():
-                    trace = trace_from_json(str(data))
+                    trace = Trace.from_json(str(data))
                     groups[trace.info.trace_id].append(trace)
         return [merge_traces(g) for g in groups.values()]
 

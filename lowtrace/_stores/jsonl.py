@@ -27,7 +27,7 @@ from cattrs.errors import BaseValidationError
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.budget import check_deadline
-from lowtrace._serde import trace_from_json, trace_to_dict
+from lowtrace._serde import trace_to_dict
 from lowtrace._stores.forkgate import ForkGate, fork_gate
 from lowtrace._stores.rowframes import Damage, encode_row, iter_lines
 from lowtrace._stores.scanning import ScanningStore
@@ -176,7 +176,7 @@ class JsonlStore(ScanningStore):
         for row in iter_rows(self.path, damage):
             check_deadline()  # a caller's time limit (the web UI sets one)
             try:
-                trace = trace_from_json(orjson.dumps(row["trace"]))
+                trace = Trace.from_json(orjson.dumps(row["trace"]))
             except (KeyError, TypeError, ValueError, LowtraceError, BaseValidationError):
                 damage.good_lines -= 1
                 damage.bad_lines += 1  # JSON, but not a row this store wrote

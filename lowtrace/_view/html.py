@@ -13,14 +13,17 @@ import datetime as dt
 import html
 from collections.abc import Iterable, Mapping
 from importlib import resources
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from lowtrace._controls import escape_controls
 from lowtrace._controls import html_text as t
 from lowtrace._cost import ModelPrice, PriceTable, estimate_cost, price_table, span_cost
-from lowtrace._model import SpanRecord, Trace
+from lowtrace._records import SpanRecord
+
+if TYPE_CHECKING:
+    from lowtrace._model import Trace
 
 __all__ = ["annotations_html", "trace_document", "trace_html", "trace_list_html"]
 

@@ -5,16 +5,20 @@ span started in the pool's thread with an explicit parent), a fake chat model wr
 answer and reports token usage, and one tool fails on purpose. The trace goes to the
 default store (``sqlite:///lowtrace.db`` in the working directory, or ``LOWTRACE_URI``).
 
-    python examples/demo_agent.py
-    lowtrace list
-    lowtrace show <trace id>
+    .venv/bin/python examples/demo_agent.py
+    .venv/bin/lowtrace list
+    .venv/bin/lowtrace show <trace id>
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
+import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient
 
@@ -111,6 +115,19 @@ def run_agent(question: str) -> str:
     return trace.info.trace_id
 
 
+def lowtrace_command() -> str:
+    """How to run the ``lowtrace`` command from here: the bare name only if PATH finds this one."""
+    script = Path(sys.executable).parent / "lowtrace"
+    if not script.exists():
+        return f"{Path(sys.executable).name} -m lowtrace"
+    found = shutil.which("lowtrace")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "lowtrace"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))  # .venv/bin/lowtrace
+    return str(script)
+
+
 def main() -> None:
     from lowtrace._textview import format_tree
 
@@ -122,8 +139,9 @@ def main() -> None:
     print(format_tree(stored))
     print(f"\nStored in {client.uri}. Look at it with:")
     uri = "" if client.uri == "sqlite:///lowtrace.db" else f" --uri {client.uri}"
-    print(f"  lowtrace list{uri}\n  lowtrace show{uri} {trace_id}")
-    print(f"  lowtrace search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")
+    cmd = lowtrace_command()
+    print(f"  {cmd} list{uri}\n  {cmd} show{uri} {trace_id}")
+    print(f"  {cmd} search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")
     client.close()
 
 

@@ -61,7 +61,7 @@ class TraceEdits:
         """Add or replace tags (values are stored as strings) of a live or stored trace."""
         if not self.enabled:
             return
-        if trace_id in self._unsampled:
+        if self._unsampled_live(trace_id):
             return  # an unsampled trace records nothing, tags included
         try:
             values = string_map(tags, "tags")
@@ -78,7 +78,7 @@ class TraceEdits:
 
     def delete_trace_tag(self, trace_id: str, key: str) -> None:
         """Remove one tag of a live or stored trace (a missing tag is not an error)."""
-        if not self.enabled:
+        if not self.enabled or self._unsampled_live(trace_id):
             return
         try:
             live = self._active(trace_id)
@@ -104,7 +104,7 @@ class TraceEdits:
         user_id: str | None = None,
     ) -> None:
         """Add metadata, set the session or user id of a live trace (fixed once it ends)."""
-        if not self.enabled:
+        if not self.enabled or self._unsampled_live(trace_id):
             return
         try:
             values = string_map(metadata, "metadata")
@@ -192,6 +192,10 @@ class TraceEdits:
             return self._violation(exc, None)  # type: ignore[no-any-return]
 
     # -- internals --------------------------------------------------------------------------
+
+    def _unsampled_live(self, trace_id: object) -> bool:
+        """Whether ``trace_id`` names a live unsampled trace: changing it is a quiet no-op."""
+        return type(trace_id) is str and trace_id in self._unsampled
 
     def _active(self, trace_id: str) -> LiveTrace | None:
         live = self._registry.traces.get(trace_id) if isinstance(trace_id, str) else None

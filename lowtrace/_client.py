@@ -241,9 +241,13 @@ class TracingClient(TraceEdits):
             live = self._registry.traces.get(trace_id)
             if live is None or live.state is not _ACTIVE:
                 if live is None and type(trace_id) is str and trace_id in self._unsampled:
-                    child = self._unsampled.child(
-                        trace_id, self._ids.span_id(), parent_id, str(name)
-                    )
+                    if type(name) is not str or not name or name.isspace():
+                        _check_name(name)
+                    if type(parent_id) is not str:
+                        raise InvalidArgumentError(
+                            f"parent_id must be the str span_id of a span, got {parent_id!r}"
+                        )
+                    child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)
                     if child is not None:
                         return child
                 live = self._live(trace_id)  # raises the right error
@@ -278,6 +282,9 @@ class TracingClient(TraceEdits):
             return live.add_span(
                 self._ids.span_id(), parent_id, name, kind, start, blob, values, cut
             )
+        except NotSampled:  # the unsampled trace started after the first look (another thread)
+            child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)
+            return child if child is not None else NOOP_SPAN
         except SpanNotFoundError as exc:
             return self._violation(self._explain_missing(exc, trace_id, parent_id), NOOP_SPAN)  # type: ignore[no-any-return]
         except TypeError as exc:
@@ -508,7 +515,7 @@ class TracingClient(TraceEdits):
                 raise InvalidArgumentError(
                     f"trace_id must be 32 lowercase hex digits, got {trace_id!r}"
                 )
-            if self._registry.was_ended(trace_id):
+            if self._registry.was_ended(trace_id) or self._unsampled.was_ended(trace_id):
                 raise TraceEndedError(f"trace {trace_id} has already ended; it cannot change")
             raise TraceNotFoundError(
                 f"no live trace {trace_id} in this client; start it with start_trace() first"

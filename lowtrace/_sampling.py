@@ -13,6 +13,8 @@ and hands ``-00`` on to the next hop. The client remembers the live unsampled tr
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import os
 import threading
@@ -149,6 +151,8 @@ class UnsampledTraces:
         # A plain dict: a lookup or pop is atomic in CPython, and it keeps insertion order,
         # so the oldest entry is the first.
         self._live: dict[str, UnsampledSpan] = {}
+        # Recently ended ones, so a late call says "ended" as it does for a sampled trace.
+        self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def start(
         self,
@@ -164,8 +168,11 @@ class UnsampledTraces:
         with self._lock:
             self.started += 1
             live[trace_id] = root
-            if len(live) > self.capacity:
-                del live[next(iter(live))]
+            while len(live) > self.capacity:
+                # discard() does not lock: a trace ending meanwhile may take the oldest
+                # first (KeyError) or change the dict under the iterator (RuntimeError).
+                with contextlib.suppress(KeyError, RuntimeError):
+                    del live[next(iter(live))]
         return root
 
     def child(self, trace_id: str, span_id: str, parent_id: str, name: str) -> UnsampledSpan | None:
@@ -194,5 +201,16 @@ class UnsampledTraces:
             self.discard(trace_id)
 
     def discard(self, trace_id: str) -> bool:
-        """Forget a trace (its root ended); True if it was live."""
-        return self._live.pop(trace_id, None) is not None
+        """Forget a trace (its root ended), remembering it as ended; True if it was live."""
+        if self._live.pop(trace_id, None) is None:
+            return False
+        ended = self._ended
+        ended[trace_id] = None
+        if len(ended) > self.capacity:
+            with contextlib.suppress(KeyError):  # another thread may have trimmed it
+                ended.popitem(last=False)
+        return True
+
+    def was_ended(self, trace_id: str) -> bool:
+        """Whether this recently was a live unsampled trace whose root has ended."""
+        return trace_id in self._ended

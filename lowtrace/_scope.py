@@ -16,7 +16,9 @@ from lowtrace._context import Current, current
 from lowtrace._default import get_default_client
 from lowtrace._noop import NOOP_SPAN
 from lowtrace._sampling import UnsampledSpan
+from lowtrace._traceparent import parse_traceparent_fields
 from lowtrace._types import SpanStatus, SpanType
+from lowtrace.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from lowtrace._client import TracingClient
@@ -52,9 +54,12 @@ class Scope:
         """Start the span; None if tracing failed (reported) and the code should run bare.
 
         With a ``traceparent`` the span continues that remote trace as a new local trace,
-        whatever span is current.
+        whatever span is current; one that does not parse starts a new trace (as the W3C
+        spec asks: remote input must not turn tracing off).
         """
         parent = None if traceparent is not None else current.get()
+        if traceparent is not None and not _parses(traceparent):
+            traceparent = tracestate = None  # its tracestate belonged to it: dropped too
         if parent is not None and (
             parent.span.ended
             or not (parent.span.is_recording or isinstance(parent.span, UnsampledSpan))
@@ -109,6 +114,15 @@ class Scope:
             return
         self.done = True
         finish(self.client, self.span, self.owns_trace, outputs, error, attributes, self.where)
+
+
+def _parses(traceparent: object) -> bool:
+    """Whether a ``traceparent`` header value is valid W3C trace context."""
+    try:
+        parse_traceparent_fields(traceparent)  # type: ignore[arg-type]
+    except InvalidArgumentError:
+        return False
+    return True
 
 
 def finish(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, Final, NamedTuple, Protocol, TypeAlias
+from typing import Any, Final, NamedTuple, Protocol, TypeAlias, cast
 
 from lowtrace.errors import InvalidArgumentError
 
@@ -170,7 +170,8 @@ def inject(
     span's own) into headers.
 
     A handle that records nothing (tracing disabled: all-zero ids) writes nothing; an
-    invalid ``tracestate`` is left out rather than propagated.
+    invalid ``tracestate`` is left out rather than propagated. Headers already there under
+    these names, in any spelling, are replaced.
     """
     value = getattr(span, "traceparent", None)
     if not isinstance(value, str):
@@ -179,6 +180,11 @@ def inject(
         parse_traceparent_fields(value)
     except InvalidArgumentError:
         return
+    # Forwarded headers may hold the incoming pair in another spelling ("Traceparent"):
+    # two conflicting values would make the next hop drop the trace context.
+    stale = [k for k in headers if isinstance(k, str) and k.lower() in _NAMES]
+    for key in stale:
+        del headers[key]
     headers[TRACEPARENT_HEADER] = value
     if tracestate is None:
         tracestate = getattr(span, "tracestate", None)
@@ -195,19 +201,43 @@ def inject(
         headers[TRACESTATE_HEADER] = ",".join(f"{k}={v}" for k, v in entries)
 
 
+def _text(value: object) -> str | None:
+    """A header name or value as text (bytes, as HTTP servers hand them over, are latin-1)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("latin-1")
+    return None
+
+
 def _values(headers: Headers, name: str) -> list[str]:
-    """Every value of one header in a mapping, an ``HTTPMessage`` or (key, value) pairs."""
-    items: Iterable[tuple[str, Any]] = headers.items() if hasattr(headers, "items") else headers
+    """Every value of one header in a mapping, an ``HTTPMessage`` or (key, value) pairs
+    (str or bytes, as in an ASGI scope); anything else raises ``InvalidArgumentError``."""
+    if isinstance(headers, str | bytes | bytearray) or not (
+        hasattr(headers, "items") or hasattr(headers, "__iter__")
+    ):
+        raise InvalidArgumentError(
+            f"headers must be a mapping or (name, value) pairs, got {type(headers).__name__}"
+        )
+    items: Iterable[Any] = (
+        headers.items() if hasattr(headers, "items") else cast("Iterable[Any]", headers)
+    )
     names = _NAMES[name]
     found: list[str] = []
-    for key, value in items:
-        if isinstance(key, str) and key.lower() in names:
-            if isinstance(value, bytes):
-                found.append(value.decode("latin-1"))
-            elif isinstance(value, str):
-                found.append(value)
-            elif isinstance(value, list | tuple):  # multi-valued mappings
-                found.extend(v for v in value if isinstance(v, str))
+    for pair in items:
+        try:
+            key, value = pair
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(
+                f"headers must be (name, value) pairs, got an item {pair!r:.80}"
+            ) from None
+        text_key = _text(key)
+        if text_key is None or text_key.lower() not in names:
+            continue
+        for item in value if isinstance(value, list | tuple) else (value,):  # multi-valued
+            text = _text(item)
+            if text is not None:
+                found.append(text)
     return found
 
 

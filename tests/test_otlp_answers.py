@@ -187,3 +187,32 @@ def test_large_batches_are_split_and_never_resent(receiver: FakeReceiver) -> Non
     assert sorted(sent) == sorted(t.info.trace_id for t in traces)  # each exactly once
     assert len(receiver.received) > 3
     assert all(len(r.raw) <= 8000 for r in receiver.received)
+
+
+PAST = email.utils.formatdate(time.time() - 60, usegmt=True)
+
+
+@pytest.mark.parametrize("retry_after", ["0", PAST])
+def test_retry_after_zero_or_past_does_not_hammer_an_overloaded_receiver(
+    receiver: FakeReceiver, retry_after: str
+) -> None:
+    for _ in range(500):
+        receiver.then(429, {"Retry-After": retry_after})
+    exporter = OTLPExporter(receiver.url, timeout=1.5)
+    with pytest.raises(OTLPRetryableError):
+        exporter.export(make_traces(1))
+    assert len(receiver.received) <= 2  # resent after a second at most once, not in a loop
+
+
+@pytest.mark.parametrize("claimed", [1000, -5])
+def test_a_partial_success_count_out_of_range_is_bounded_by_the_request(
+    receiver: FakeReceiver, claimed: int
+) -> None:
+    answer = pb.ExportTraceServiceResponse()
+    answer.partial_success.rejected_spans = claimed  # more than sent, or negative
+    receiver.then(200, body=answer.SerializeToString())
+    exporter = OTLPExporter(receiver.url)
+    exporter.export(make_traces(1))  # three spans
+    stats = exporter.stats()
+    assert 0 <= stats.rejected_spans <= 3 and 0 <= stats.exported_spans <= 3
+    assert stats.rejected_spans + stats.exported_spans == 3

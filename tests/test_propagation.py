@@ -42,6 +42,28 @@ def test_extract_from_other_header_containers() -> None:
     assert remote is not None and not remote.sampled and remote.tracestate is None
 
 
+def test_extract_from_raw_asgi_headers() -> None:
+    # An ASGI scope's "headers": (name, value) pairs of bytes.
+    scope_headers = [
+        (b"host", b"tools.internal"),
+        (b"traceparent", INCOMING["traceparent"].encode()),
+        (b"tracestate", b"a=1"),
+    ]
+    remote = propagation.extract(scope_headers)
+    assert remote is not None and (remote.trace_id, remote.tracestate) == (TRACE, "a=1")
+    multi = {"traceparent": [INCOMING["traceparent"].encode()], "tracestate": [b"a=1", "b=2"]}
+    remote = propagation.extract(multi)
+    assert remote is not None and remote.tracestate == "a=1,b=2"
+
+
+@pytest.mark.parametrize("headers", [INCOMING["traceparent"], None, 42, [("only-one",)]])
+def test_extract_from_something_that_is_not_headers_raises_invalid_argument(
+    headers: object,
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="headers"):
+        propagation.extract(headers)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "headers", [{}, {"traceparent": "junk"}, {"tracestate": "a=1"}, {"traceparent": ""}]
 )
@@ -140,3 +162,37 @@ def test_fluent_start_span_with_a_not_sampled_caller_records_nothing() -> None:
         assert client.flush(5)
         assert client.stats().unsampled_traces == 1
     assert recorder.traces == []
+
+
+def test_inject_into_forwarded_headers_replaces_the_incoming_ones() -> None:
+    # A service passing its request's headers on (Flask spells them "Traceparent").
+    incoming = {"Traceparent": INCOMING["traceparent"], "TraceState": "old=1", "X-Req": "7"}
+    with TracingClient("memory://") as client:
+        span = client.start_trace("proxy", **propagation.extract(incoming).start_args())  # type: ignore[union-attr]
+        outgoing = dict(incoming)
+        propagation.inject(span, outgoing)
+        span.end()
+    assert outgoing == {
+        "X-Req": "7",
+        "traceparent": span.traceparent,
+        "tracestate": "old=1",
+    }
+    remote = propagation.extract(outgoing)  # the next hop continues the trace
+    assert remote is not None and remote.span_id == span.span_id
+
+
+@pytest.mark.parametrize("header", ["garbage-from-a-client", "", f"ff-{TRACE}-{PARENT}-01"])
+def test_fluent_start_span_with_an_invalid_traceparent_starts_a_new_trace(header: str) -> None:
+    # W3C: a caller context that does not parse restarts the trace; it must not turn
+    # tracing off for the request.
+    recorder = RecordingExporter()
+    with TracingClient("memory://", exporters=[recorder]) as client:
+        with lowtrace.start_span(
+            "handler", client=client, traceparent=header, tracestate="a=1"
+        ) as span:
+            assert span.is_recording
+            assert span.parent_id is None and span.trace_id != TRACE
+            assert span.tracestate is None  # it belonged to the context that was dropped
+        client.flush(10)
+        assert [t.info.name for t in recorder.traces] == ["handler"]
+        assert client.stats().violations == {}

@@ -11,6 +11,7 @@ import lowtrace
 from lowtrace import (
     InvalidArgumentError,
     SpanType,
+    TraceEndedError,
     TraceNotFoundError,
     TracingClient,
     UnsampledSpan,
@@ -135,7 +136,28 @@ def test_an_ended_unsampled_trace_is_forgotten() -> None:
     with TracingClient("memory://", sample_ratio=0.0) as client:
         root = client.start_trace("agent")
         root.end()
-        with pytest.raises(TraceNotFoundError):
+        assert root.trace_id not in client._unsampled
+        with pytest.raises(TraceEndedError):
+            client.start_span("late", trace_id=root.trace_id, parent_id=root.span_id)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 0.0])
+def test_strict_lifecycle_errors_do_not_depend_on_sampling(ratio: float) -> None:
+    """The same misuse raises the same error whether or not the trace was sampled."""
+    with TracingClient("memory://", sample_ratio=ratio) as client:
+        root = client.start_trace("agent")
+        child = client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id)
+        with pytest.raises(InvalidArgumentError):
+            client.start_span(7, trace_id=root.trace_id, parent_id=root.span_id)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            client.start_span("x", trace_id=root.trace_id, parent_id=None)  # type: ignore[arg-type]
+        client.end_span(child.trace_id, child.span_id)
+        client.end_trace(root.trace_id)
+        with pytest.raises(TraceEndedError):
+            client.end_trace(root.trace_id)
+        with pytest.raises(TraceEndedError):
+            client.end_span(child.trace_id, child.span_id)
+        with pytest.raises(TraceEndedError):
             client.start_span("late", trace_id=root.trace_id, parent_id=root.span_id)
 
 
@@ -150,3 +172,28 @@ def test_the_set_of_live_unsampled_traces_is_bounded() -> None:
             assert isinstance(child, UnsampledSpan)
         with pytest.raises(TraceNotFoundError):
             client.start_span("c", trace_id=roots[0].trace_id, parent_id=roots[0].span_id)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_trace_annotations_on_an_unsampled_trace_are_quiet_no_ops(strict: bool) -> None:
+    with TracingClient("memory://", sample_ratio=0.0, strict=strict) as client:
+        root = client.start_trace("agent")
+        client.set_trace_tags(root.trace_id, {"env": "prod"})
+        client.delete_trace_tag(root.trace_id, "env")
+        client.set_trace_metadata(root.trace_id, {"k": "v"}, session_id="s-1", user_id="u-1")
+        with lowtrace.start_span("step", client=client):
+            lowtrace.update_current_trace(tags={"a": "b"})
+        root.end()
+        assert client.stats().violations == {}
+
+
+@pytest.mark.parametrize("bad_id", [["not", "an", "id"], {"a": 1}])
+def test_an_unhashable_trace_id_is_an_invalid_argument(bad_id: object) -> None:
+    with TracingClient("memory://") as client:
+        with pytest.raises(InvalidArgumentError):
+            client.set_trace_tags(bad_id, {"env": "prod"})  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError):
+            client.set_trace_metadata(bad_id, {"k": "v"})  # type: ignore[arg-type]
+    with TracingClient("memory://", strict=False) as client:
+        client.set_trace_tags(bad_id, {"env": "prod"})  # type: ignore[arg-type]
+        assert client.stats().violations == {"InvalidArgumentError": 1}

@@ -27,6 +27,7 @@ from lowtrace._otlp.mapping import (
     trace_attributes,
     trace_state,
 )
+from lowtrace._otlp.scrub import ENCODE_ERRORS, scrub_trace, scrub_value
 from lowtrace.errors import MissingExtraError
 
 __all__ = [
@@ -330,7 +331,10 @@ def split_encode(
     out: list[tuple[list[Trace], bytes]] = []
     while pending:
         group = pending.pop()
-        body = encode(group, resource, receiver)
+        try:
+            body = encode(group, resource, receiver)
+        except ENCODE_ERRORS:  # text UTF-8 cannot carry: send it repaired, not lose the batch
+            body = encode([scrub_trace(t) for t in group], scrub_value(resource), receiver)
         if len(body) > max_bytes and len(group) > 1:
             half = len(group) // 2
             pending.append(group[half:])

@@ -137,6 +137,9 @@ MLFLOW_TRACE_NAME: Final = "mlflow.traceName"
 RECEIVERS: Final = ("any", "mlflow", "openinference")
 # lowtrace's own bookkeeping that OTLP carries elsewhere (trace_state, dropped counts).
 _NOT_ATTRIBUTES: Final = frozenset({TRACESTATE_ATTRIBUTE})
+# Deeper typed values go as JSON text: each level is 2-3 protobuf messages (4 JSON objects),
+# and receivers refuse a whole request past ~100 (upb, Java) or 254 (orjson) levels.
+_MAX_TYPED_DEPTH: Final = 24
 
 
 def span_kind(span_type: str) -> int:
@@ -224,6 +227,22 @@ def _first(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
     return None
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether a JSON value nests lists and dicts more than ``limit`` levels deep."""
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        inner: list[Any] = []
+        for item in level:
+            if type(item) is dict:
+                inner.extend(item.values())
+            elif type(item) is list:
+                inner.extend(item)
+        if not inner:
+            return False
+        level = inner
+    return True
+
+
 def _loads(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
@@ -284,7 +303,10 @@ def span_attributes(
         if found is not None:
             values[prefix] = value = _loads(raw)
             if typed_copy:
-                setdefault(typed, TypedJson(value))
+                if _deeper_than(value, _MAX_TYPED_DEPTH):
+                    setdefault(typed, raw.decode("utf-8", "replace"))
+                else:
+                    setdefault(typed, TypedJson(value))
             if text_copy:
                 setdefault(f"{prefix}.value", found[0])
                 setdefault(f"{prefix}.mime_type", found[1])

@@ -13,6 +13,7 @@ Anything in another shape is left to ``input.value`` / ``output.value``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -47,7 +48,10 @@ _MAX_ITEMS: Final = 1_000  # documents or messages flattened per span at most
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # an int past 64 bits, a key orjson cannot write: never fail the batch
+        return json.dumps(value, default=repr, skipkeys=True)
 
 
 def _text(value: Any) -> str:

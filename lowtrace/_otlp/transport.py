@@ -46,7 +46,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²" or other Unicode digits
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -80,16 +80,30 @@ class HttpTransport:
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
 
     def post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> HttpResponse:
-        """Send one POST and read the answer; OSError/HTTPException on transport failures."""
+        """Send one POST and read the answer within ``timeout`` seconds in all;
+        OSError/HTTPException on transport failures (TimeoutError past the deadline).
+
+        A socket timeout alone bounds each read, not the answer: a receiver trickling a
+        byte at a time would hold the exporter for ever. A watchdog cuts the socket at the
+        deadline; a 2xx whose body was cut short still counts (the status said it all).
+        """
+        deadline = time.monotonic() + timeout
         for attempt in (1, 2):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the OTLP request timed out")
             with self._lock:
                 conn = self._conn
                 reused = conn is not None
                 if conn is None:
-                    conn = self._conn = self._connect(timeout)
-            conn.timeout = timeout
+                    conn = self._conn = self._connect(remaining)
+            conn.timeout = remaining
             if conn.sock is not None:
-                conn.sock.settimeout(timeout)
+                conn.sock.settimeout(remaining)
+            expired = threading.Event()
+            watchdog = threading.Timer(remaining, _cut, (conn, expired))
+            watchdog.daemon = True
+            watchdog.start()
             try:
                 conn.request("POST", self.path, body, dict(headers))
                 response = conn.getresponse()
@@ -97,13 +111,19 @@ class HttpTransport:
                 complete = response.isclosed()
             except _STALE:
                 self.close()
+                if expired.is_set():
+                    raise TimeoutError("the OTLP receiver did not answer in time") from None
                 if reused and attempt == 1:
                     continue  # the server closed the idle kept-alive connection
                 raise
-            except BaseException:
+            except BaseException as exc:
                 self.close()
+                if expired.is_set() and isinstance(exc, Exception):
+                    raise TimeoutError("the OTLP receiver did not answer in time") from exc
                 raise
-            if response.will_close or not complete:
+            finally:
+                watchdog.cancel()
+            if response.will_close or not complete or expired.is_set():
                 self.close()
             names = {k.lower(): v for k, v in response.getheaders()}
             return HttpResponse(response.status, names, data)
@@ -125,3 +145,12 @@ class HttpTransport:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         self.close()
+
+
+def _cut(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """The watchdog: the deadline passed, so the socket is shut (the blocked read ends)."""
+    expired.set()
+    sock = conn.sock
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -12,8 +12,9 @@ messages) or OTLP/JSON, optionally gzip-compressed::
 Delivery, per the OTLP/HTTP spec, with lowtrace's export pipeline doing the backoff:
 
 * 2xx: delivered (spans the receiver reports as rejected in a partial success are counted).
-* 429, 502, 503, 504 (retryable): a ``Retry-After`` (seconds or HTTP date) that fits in
-  what is left of this batch's ``timeout`` is waited out and the request is sent again;
+* 429, 502, 503, 504 (retryable): a ``Retry-After`` (seconds or HTTP date; at least one
+  second, so "0" is no busy loop, at most 300) that fits in what is left of this batch's
+  ``timeout`` is waited out and the request is sent again;
   otherwise ``export`` raises ``OTLPRetryableError`` and the pipeline retries the batch
   with backoff, and the next attempt first waits until the ``Retry-After`` time has passed
   (raising again at once, without sending, if that does not fit in its ``timeout``).
@@ -73,6 +74,7 @@ log = logging.getLogger("lowtrace")
 
 RETRYABLE_STATUS: Final = frozenset({429, 502, 503, 504})
 _MAX_RETRY_AFTER_S: Final = 300.0
+_MIN_RETRY_AFTER_S: Final = 1.0  # Retry-After's own resolution
 _MLFLOW_EXPERIMENT_HEADER: Final = "x-mlflow-experiment-id"
 _CONTENT_TYPES: Final = {"protobuf": "application/x-protobuf", "json": "application/json"}
 
@@ -299,8 +301,8 @@ class OTLPExporter:
             if status in RETRYABLE_STATUS:
                 self._count(failed_requests=1)
                 delay = parse_retry_after(response.headers.get("retry-after"))
-                if delay is not None:
-                    delay = min(delay, _MAX_RETRY_AFTER_S)
+                if delay is not None:  # "0" or a past date: still not a busy loop on a 429
+                    delay = min(max(delay, _MIN_RETRY_AFTER_S), _MAX_RETRY_AFTER_S)
                     now = time.monotonic()
                     if now + delay < deadline and not self._closed.is_set():
                         self._count(retried_requests=1)
@@ -320,6 +322,7 @@ class OTLPExporter:
     def _delivered(self, group: list[Trace], response: HttpResponse) -> None:
         spans = count_spans(group)
         rejected, message = rejected_spans(response.body, response.headers.get("content-type", ""))
+        rejected = min(max(rejected, 0), spans)  # a receiver's count, not trusted past the request
         self._count(exported_traces=len(group), exported_spans=spans - rejected)
         if rejected:
             self._count(rejected_spans=rejected)

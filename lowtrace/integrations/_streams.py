@@ -58,7 +58,11 @@ class _StreamBase:
         finish_run(run, outputs, error, attributes=attributes, where=self._where)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
+        try:
+            stream = object.__getattribute__(self, "_stream")
+        except AttributeError:  # half-built (copy, pickle): not an endless lookup of _stream
+            raise AttributeError(name) from None
+        return getattr(stream, name)
 
     def __del__(self) -> None:
         if not getattr(self, "_done", True):

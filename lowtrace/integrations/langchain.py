@@ -105,6 +105,12 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
     def _end(self, run_id: UUID, outputs: Any = None, error: BaseException | None = None) -> None:
         with self._lock:
             run = self._runs.pop(run_id, None)
+            if run is not None and run.owns_trace:
+                # Runs still open in its trace are closed with it (an abandoned stream ends
+                # the outer run first): forget them, so their late callbacks are ignored.
+                trace_id = run.trace_id
+                for other in [k for k, r in self._runs.items() if r.trace_id == trace_id]:
+                    del self._runs[other]
         if run is not None:
             finish_run(run, outputs, error, where=_WHERE)
 

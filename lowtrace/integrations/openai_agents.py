@@ -144,6 +144,7 @@ class LowtraceTracingProcessor(TracingProcessor):
         self._client = client
         self._lock = threading.Lock()  # guards _runs
         self._runs: dict[str, Run] = {}  # SDK trace and span ids -> live lowtrace spans
+        self._members: dict[str, list[str]] = {}  # SDK trace id -> ids of its spans
         self.enabled = True
 
     def _begin(
@@ -214,6 +215,12 @@ class LowtraceTracingProcessor(TracingProcessor):
                 run.client.report_error(exc, _WHERE)
 
     def on_trace_end(self, trace: Any) -> None:
+        # Spans the SDK never ended are closed now and forgotten: a late on_span_end then
+        # finds nothing, and _runs does not keep them for ever.
+        with self._lock:
+            members = self._members.pop(trace.trace_id, [])
+        for span_id in reversed(members):
+            self._finish(span_id, None, {}, {"message": "span was still open when its trace ended"})
         self._finish(trace.trace_id, None, {})
 
     def on_span_start(self, span: Any) -> None:
@@ -223,6 +230,9 @@ class LowtraceTracingProcessor(TracingProcessor):
         kind = _TYPES.get(str(getattr(data, "type", "")), SpanType.UNKNOWN)
         parent = span.parent_id or span.trace_id
         self._begin(span.span_id, parent, _name(data), kind, _start_attributes(data))
+        with self._lock:
+            if span.span_id in self._runs:
+                self._members.setdefault(span.trace_id, []).append(span.span_id)
 
     def on_span_end(self, span: Any) -> None:
         with self._lock:

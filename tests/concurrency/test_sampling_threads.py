@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from lowtrace import TracingClient, UnsampledSpan
+from lowtrace._sampling import UnsampledTraces
 from lowtrace.testing import RecordingExporter
 
 pytestmark = pytest.mark.timeout(60)
@@ -57,3 +58,67 @@ def test_threads_mixing_sampled_and_unsampled_traces() -> None:
     assert stats.finished_traces == sum(kept) == len(recorder.traces)
     assert stats.unsampled_traces == total - sum(kept)
     assert 0 < sum(kept) < total
+
+
+class _DiscardWhilePicking(dict):  # type: ignore[type-arg]
+    """The live set, where another thread ends the oldest unsampled trace exactly while
+    ``start`` (at capacity) is picking the oldest one to forget."""
+
+    def __init__(self, traces: UnsampledTraces) -> None:
+        super().__init__(traces._live)
+        self.traces = traces
+        self.armed = True
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        inner = super().__iter__()
+        if not self.armed:
+            return inner
+        self.armed = False
+        oldest = next(iter(list(self)))
+        ender = threading.Thread(target=self.traces.discard, args=(oldest,))
+
+        class Interleaved:
+            def __next__(self) -> str:
+                ender.start()  # the other thread's root.end() lands here
+                ender.join(10)
+                return next(inner)
+
+        return Interleaved()
+
+
+@pytest.mark.parametrize("capacity", [1, 3])
+def test_an_unsampled_trace_ending_while_the_oldest_is_evicted(capacity: int) -> None:
+    traces = UnsampledTraces(capacity)
+    for i in range(capacity):
+        traces.start(f"{i:032x}", f"{i + 1:016x}", None, "old", None)
+    traces._live = _DiscardWhilePicking(traces)
+
+    root = traces.start(f"{99:032x}", f"{99:016x}", None, "new", None)  # at capacity: evicts
+
+    assert root.trace_id in traces
+    assert len(traces) <= capacity
+    assert traces.started == capacity + 1
+
+
+class _StartedMeanwhile(UnsampledTraces):
+    """Live unsampled traces where another thread starts the named trace (a ``-00``
+    caller) just after ``start_span`` first looked: the first lookup misses."""
+
+    looked = False
+
+    def __contains__(self, trace_id: object) -> bool:
+        if not self.looked:
+            self.looked = True
+            return False
+        return super().__contains__(trace_id)
+
+
+def test_start_span_racing_the_start_of_the_unsampled_trace_it_names() -> None:
+    with TracingClient("memory://", sample_ratio=0.0) as client:
+        traces = _StartedMeanwhile(16)
+        root = traces.start("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None, "r", None)
+        client._unsampled = traces
+
+        child = client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id)
+
+        assert isinstance(child, UnsampledSpan) and child.trace_id == root.trace_id

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -245,6 +247,44 @@ def test_tracing_errors_never_reach_langchain(
 
     assert answer == "Paris."
     assert sum(client.stats().violations.values()) >= 1
+
+
+def test_an_abandoned_stream_leaves_no_runs_and_reports_nothing(
+    client: TracingClient, handler: LowtraceCallbackHandler
+) -> None:
+    chain = RunnableLambda(lambda text: text) | model("one two three four") | StrOutputParser()
+    stream = chain.stream("hi", config={"callbacks": [handler]})
+    first = next(stream)
+    stream.close()  # the caller stops reading: inner runs end after the outer one
+    del stream
+    gc.collect()
+
+    (trace,) = finished_traces(client)
+    assert first == "one"
+    assert trace.info.name == "RunnableSequence"
+    assert handler._runs == {}
+    assert client.stats().violations == {}
+
+
+def test_callbacks_after_the_top_run_ended_are_ignored(
+    client: TracingClient, handler: LowtraceCallbackHandler
+) -> None:
+    top, child = uuid.uuid4(), uuid.uuid4()
+    handler.on_chain_start({"name": "agent"}, {"q": 1}, run_id=top)
+    handler.on_chain_start({"name": "step"}, {"q": 1}, run_id=child, parent_run_id=top)
+    handler.on_chain_end({"a": 1}, run_id=top)  # out of order: the parent first
+    handler.on_llm_new_token("late", run_id=child)
+    handler.on_chain_end({"a": 2}, run_id=child)
+    handler.on_chain_error(ValueError("after the end"), run_id=top)
+    handler.on_chain_end({}, run_id=uuid.uuid4())  # never started
+
+    (trace,) = finished_traces(client)
+    assert [(s.name, s.status) for s in trace.spans] == [
+        ("agent", SpanStatus.OK),
+        ("step", SpanStatus.ERROR),  # still open when its trace ended
+    ]
+    assert handler._runs == {}
+    assert client.stats().violations == {}
 
 
 @pytest.fixture(autouse=True)

@@ -230,3 +230,21 @@ def test_responses_model_against_a_local_server_gives_a_response_span(
     assert response.outputs[0]["content"][0]["text"] == REPLY
     assert (response.token_usage.input_tokens, response.token_usage.output_tokens) == (11, 6)
     assert trace.info.token_usage.total_tokens == 17
+
+
+def test_a_span_left_open_when_its_trace_ends_is_closed_and_forgotten(
+    client: TracingClient,
+) -> None:
+    processor = lt_agents._Autolog.processor
+    assert processor is not None
+    with trace("Background work"):
+        late = custom_span("still running", {"step": 1})
+        late.start(mark_as_current=False)
+    late.finish()  # after its trace: nothing left to record, nothing reported
+
+    (recorded,) = finished_traces(client)
+    span = named(recorded, "still running")
+    assert span.status is SpanStatus.ERROR
+    assert "still open" in (span.status_message or "")
+    assert processor._runs == {}  # no leak of spans whose end never matters any more
+    assert client.stats().violations == {}

@@ -340,4 +340,4 @@ def test_delete_older_than_no_number_of_days_is_a_usage_error(store: str, days: 
 def test_delete_older_than_before_the_epoch_deletes_nothing(store: str) -> None:
     result = lowtrace("delete", "--older-than-days", "1e308", "--yes", "--uri", store)
     assert result.returncode == 0, result.stderr
-    assert "deleted 0 trace(s)" in result.stdout
+    assert result.stdout.startswith("deleted 0 trace")

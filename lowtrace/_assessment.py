@@ -109,26 +109,26 @@ def make_assessment(
     """A new assessment with a fresh id and the current time, arguments checked."""
     if not isinstance(name, str) or not name.strip():
         raise InvalidArgumentError(f"an assessment needs a non-empty str name, got {name!r}")
-    if source is not None:
-        if not isinstance(source, Mapping):
-            raise InvalidArgumentError(
-                f"source must be a mapping such as {{'type': 'HUMAN', 'id': 'alice'}}, "
-                f"got {source!r}"
-            )
-        source = {str(k): str(v) for k, v in source.items()}
+    if source is not None and not isinstance(source, Mapping):
+        raise InvalidArgumentError(
+            f"source must be a mapping such as {{'type': 'HUMAN', 'id': 'alice'}}, got {source!r}"
+        )
     if rationale is not None and not isinstance(rationale, str):
         raise InvalidArgumentError(f"rationale must be a str or None, got {rationale!r}")
     if span_id is not None and not isinstance(span_id, str):
         raise InvalidArgumentError(f"span_id must be a str or None, got {span_id!r}")
-    from lowtrace._values import encode_value
+    from lowtrace._values import clean_str, encode_value
 
+    # Lone surrogates become U+FFFD as in the value: no database can store them as text.
+    if source is not None:
+        source = {clean_str(str(k)): clean_str(str(v)) for k, v in source.items()}
     return Assessment(
         assessment_id=secrets.token_hex(16),
-        name=name,
+        name=clean_str(name),
         kind=kind,
         value=encode_value(value, MAX_VALUE_BYTES)[0],
         source=source,
-        rationale=rationale,
+        rationale=None if rationale is None else clean_str(rationale),
         span_id=span_id,
         created_time_ns=time.time_ns(),
     )

@@ -24,6 +24,8 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from lowtrace.errors import InvalidArgumentError
+
 __all__ = [
     "ENTRY_BYTES",
     "EVENT_BYTES",
@@ -33,6 +35,8 @@ __all__ = [
     "clean_int",
     "clean_str",
     "encode_value",
+    "safe_repr",
+    "safe_str",
     "snapshot_mapping",
     "snapshot_value",
     "truncation_marker",
@@ -82,6 +86,19 @@ def _safe_repr(obj: object) -> str:
         return _REPR.repr(obj)
     except Exception:  # noqa: BLE001 - a broken __repr__ must not reach the caller
         return f"<unrepresentable {type(obj).__qualname__} object>"
+
+
+def safe_repr(obj: object) -> str:
+    """``repr(obj)`` for an error message, shortened; never raises (a broken ``__repr__``)."""
+    return _safe_repr(obj)
+
+
+def safe_str(obj: object) -> str:
+    """``str(obj)`` as valid Unicode; a value whose ``__str__`` raises is named instead."""
+    try:
+        return clean_str(obj if type(obj) is str else str(obj))
+    except Exception:  # noqa: BLE001 - a broken __str__ must not reach the caller
+        return f"<unprintable {type(obj).__qualname__}>"
 
 
 def _default(obj: Any) -> Any:
@@ -225,12 +242,14 @@ def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any]
         else:
             return values.copy(), 0
     elif not isinstance(values, collections.abc.Mapping):
-        raise TypeError(f"{what} must be a mapping of str to values, got {type(values).__name__}")
+        raise InvalidArgumentError(
+            f"{what} must be a mapping of str to values, got {type(values).__name__}"
+        )
     out: dict[str, Any] = {}
     truncated = 0
     for key, value in values.items():
         if not isinstance(key, str):
-            raise TypeError(f"{what} keys must be str, got {key!r}")
+            raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
         out[clean_str(str(key))], cut = snapshot_value(value, limit)
         truncated += cut
     return out, truncated

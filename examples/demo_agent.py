@@ -13,10 +13,15 @@ default store (``sqlite:///lowtrace.db`` in the working directory, or ``LOWTRACE
 from __future__ import annotations
 
 import random
+import shlex
+import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient
+from lowtrace._stores.uri import redact
 
 client = TracingClient()
 
@@ -120,11 +125,31 @@ def main() -> None:
     stored = client.get_trace(trace_id)
     assert stored is not None
     print(format_tree(stored))
-    print(f"\nStored in {client.uri}. Look at it with:")
-    uri = "" if client.uri == "sqlite:///lowtrace.db" else f" --uri {client.uri}"
-    print(f"  lowtrace list{uri}\n  lowtrace show{uri} {trace_id}")
-    print(f"  lowtrace search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")
+    print(f"\nStored in {redact(client.uri)}. Look at it with:")
+    command = lowtrace_command()
+    if client.uri == "sqlite:///lowtrace.db":
+        uri = ""
+    elif redact(client.uri) != client.uri:  # never print a password
+        uri = ' --uri "$LOWTRACE_URI"'
+    else:
+        uri = f" --uri {shlex.quote(client.uri)}"
+    print(f"  {command} list{uri}\n  {command} show{uri} {trace_id}")
+    print(f"  {command} search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")
     client.close()
+
+
+def lowtrace_command() -> str:
+    """How to run the ``lowtrace`` command from this shell: the one installed beside this
+    Python (e.g. ``.venv/bin/lowtrace`` when the virtualenv is not activated)."""
+    beside = Path(sys.executable).with_name("lowtrace")
+    on_path = shutil.which("lowtrace")
+    if not beside.exists() or (on_path is not None and Path(on_path).samefile(beside)):
+        return "lowtrace"
+    try:
+        relative = beside.relative_to(Path.cwd())
+    except ValueError:
+        return shlex.quote(str(beside))
+    return shlex.quote(str(relative) if relative.parent != Path(".") else f"./{relative}")
 
 
 if __name__ == "__main__":

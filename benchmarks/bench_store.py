@@ -28,9 +28,11 @@ SPANS_PER_TRACE = 5
 TEXT = ("Retrieved passage about the capital of France and its history. " * 8)[:480]
 
 
-def ingest(uri: str, traces: int) -> tuple[float, float]:
+def ingest(uri: str, traces: int, spread_s: float = 0.0) -> tuple[float, float]:
     """(traces/s, spans/s) from the first start to the end of flush().
 
+    ``spread_s`` back-dates the traces evenly over that many seconds before now (as a day
+    of traffic looks to a dashboard); 0 stamps each with the time it is recorded.
     Also prints spans per CPU-second of this process (caller and worker threads together):
     on a loaded machine the wall-clock rate says more about the neighbours than about us.
     """
@@ -43,7 +45,7 @@ def ingest(uri: str, traces: int) -> tuple[float, float]:
             "agent",
             inputs={"question": TEXT},
             tags={"env": ("prod", "dev")[n % 2], "user": f"u{n % 100}"},
-            start_time_ns=time.time_ns(),
+            start_time_ns=time.time_ns() - int(spread_s * 1e9 * (1 - n / traces)),
         )
         for k in range(SPANS_PER_TRACE - 1):
             span = client.start_span(

@@ -5,13 +5,14 @@ span started in the pool's thread with an explicit parent), a fake chat model wr
 answer and reports token usage, and one tool fails on purpose. The trace goes to the
 default store (``sqlite:///lowtrace.db`` in the working directory, or ``LOWTRACE_URI``).
 
-    python examples/demo_agent.py
-    lowtrace list
-    lowtrace show <trace id>
+    .venv/bin/python examples/demo_agent.py
+    .venv/bin/lowtrace list
+    .venv/bin/lowtrace show <trace id>
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shlex
 import shutil
@@ -116,6 +117,19 @@ def run_agent(question: str) -> str:
     return trace.info.trace_id
 
 
+def lowtrace_command() -> str:
+    """How to run the ``lowtrace`` command from here: the bare name only if PATH finds this one."""
+    script = Path(sys.executable).parent / "lowtrace"
+    if not script.exists():
+        return f"{Path(sys.executable).name} -m lowtrace"
+    found = shutil.which("lowtrace")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "lowtrace"
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(script.relative_to(Path.cwd())))  # .venv/bin/lowtrace
+    return shlex.quote(str(script))
+
+
 def main() -> None:
     from lowtrace._textview import format_tree
 
@@ -126,30 +140,16 @@ def main() -> None:
     assert stored is not None
     print(format_tree(stored))
     print(f"\nStored in {redact(client.uri)}. Look at it with:")
-    command = lowtrace_command()
     if client.uri == "sqlite:///lowtrace.db":
         uri = ""
     elif redact(client.uri) != client.uri:  # never print a password
         uri = ' --uri "$LOWTRACE_URI"'
-    else:
+    else:  # quoted: paths with spaces, delta://...?a=1&b=2
         uri = f" --uri {shlex.quote(client.uri)}"
-    print(f"  {command} list{uri}\n  {command} show{uri} {trace_id}")
-    print(f"  {command} search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")
+    cmd = lowtrace_command()
+    print(f"  {cmd} list{uri}\n  {cmd} show{uri} {trace_id}")
+    print(f"  {cmd} search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")
     client.close()
-
-
-def lowtrace_command() -> str:
-    """How to run the ``lowtrace`` command from this shell: the one installed beside this
-    Python (e.g. ``.venv/bin/lowtrace`` when the virtualenv is not activated)."""
-    beside = Path(sys.executable).with_name("lowtrace")
-    on_path = shutil.which("lowtrace")
-    if not beside.exists() or (on_path is not None and Path(on_path).samefile(beside)):
-        return "lowtrace"
-    try:
-        relative = beside.relative_to(Path.cwd())
-    except ValueError:
-        return shlex.quote(str(beside))
-    return shlex.quote(str(relative) if relative.parent != Path(".") else f"./{relative}")
 
 
 if __name__ == "__main__":

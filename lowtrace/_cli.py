@@ -23,13 +23,14 @@ from lowtrace._assessment import make_assessment
 from lowtrace._config import env_uri
 from lowtrace._controls import escape_controls
 from lowtrace._dataset import golden_row
+from lowtrace._model import Trace
 from lowtrace._query.filter import string_literal
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._stores.jsonl import inference_row
 from lowtrace._stores.uri import open_store
 from lowtrace._textview import format_assessment, format_table, format_tree
-from lowtrace.errors import LowtraceError
+from lowtrace.errors import LowtraceError, StoreNotFoundError
 
 __all__ = ["main"]
 
@@ -74,11 +75,25 @@ def _cmd_list(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def _traces(count: int) -> str:
+    return f"{count:,} trace{'' if count == 1 else 's'}"
+
+
 def _cmd_show(args: argparse.Namespace, out: IO[str]) -> int:
-    trace = _store(args).get_trace(args.trace_id)
+    store = _store(args)
+    if args.trace_id is None:  # the newest trace
+        newest = store.search_traces(max_results=1)
+        if not newest:
+            raise _Failure(f"no traces in {args.uri or env_uri()} yet")
+        trace: Trace | None = newest[0]
+    else:
+        trace = store.get_trace(args.trace_id)
     if trace is None:
         raise _Failure(f"no trace {args.trace_id!r} in {args.uri or env_uri()}")
-    if args.json:
+    if args.html:
+        Path(args.html).write_text(trace.to_html(), encoding="utf-8")
+        print(f"wrote {args.html} (trace {trace.info.trace_id})", file=sys.stderr)
+    elif args.json:
         out.write(orjson.dumps(orjson.loads(trace.to_json()), option=orjson.OPT_INDENT_2).decode())
         out.write("\n")
     else:
@@ -139,7 +154,7 @@ def _cmd_export(args: argparse.Namespace, out: IO[str]) -> int:
         if bar is not None:
             bar.close()
     if target is not None:
-        print(f"exported {count} trace(s) to {target}", file=sys.stderr)
+        print(f"exported {_traces(count)} to {target}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -176,7 +191,7 @@ def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
         else None
     )
     deleted = _store(args).delete_traces(args.trace_ids or None, older_than_ms=older)
-    out.write(f"deleted {deleted} trace(s)\n")
+    out.write(f"deleted {_traces(deleted)}\n")
     return EXIT_OK
 
 
@@ -259,7 +274,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--expectation", action="store_true", help="log the expected answer instead")
     p.set_defaults(run=_cmd_feedback)
     p = sub.add_parser("show", parents=[common], help="show one trace as a tree")
-    p.add_argument("trace_id")
+    p.add_argument("trace_id", nargs="?", help="default: the newest trace")
+    p.add_argument("--html", metavar="FILE", help="write the trace as a self-contained page")
     p.add_argument("--io", action="store_true", help="also show each span's inputs and outputs")
     p.add_argument("--json", action="store_true", help="the full trace as JSON")
     p.set_defaults(run=_cmd_show)
@@ -325,6 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Failure as exc:
         _say(str(exc))
         return exc.code
+    except StoreNotFoundError as exc:
+        print(f"lowtrace: {exc}", file=sys.stderr)
+        print(
+            "  Give the store with --uri (e.g. --uri sqlite:///path/to/traces.db) or "
+            "LOWTRACE_URI, or run this where your app records traces.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     except LowtraceError as exc:
         # The first line says it all (a FilterError's first line names the position).
         first = (str(exc).splitlines() or [""])[0]

@@ -225,6 +225,11 @@ def comparisons(draw: st.DrawFn) -> str:
     )
     if op in ("IS NULL", "IS NOT NULL"):
         return f"{field} {op}"
+    if field in ("status", "span.status", "trace.status") and op in ("=", "!=", "IN"):
+        # A status outside UNSET/OK/ERROR is a FilterError, not a comparison: stay valid.
+        literal = draw(st.sampled_from(["OK", "ERROR", "UNSET", "error"]))
+        if op == "IN":
+            return f"{field} IN ({_quote(literal)}, 'UNSET')"
     if op == "IN":
         return f"{field} IN ({_quote(literal)}, 'prod')"
     if draw(st.integers(0, 4)) == 0:

@@ -76,7 +76,7 @@ def test_export_all_and_rows(store: str, tmp_path: Path) -> None:
     target = tmp_path / "golden.jsonl.zst"
     result = lowtrace("export", "--uri", store, "--filter", "tags.batch = '2'", "-o", str(target))
     assert result.returncode == 0, result.stderr
-    assert "exported 10 trace(s)" in result.stderr
+    assert "exported 10 traces" in result.stderr
     with zstandard.ZstdDecompressor().stream_reader(target.open("rb")) as reader:
         lines = reader.read().splitlines()
     assert len(lines) == 10
@@ -97,7 +97,7 @@ def test_delete_needs_yes_and_deletes(tmp_path: Path) -> None:
     refused = lowtrace("delete", ids[0], "--uri", uri)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     done = lowtrace("delete", ids[0], ids[1], "--uri", uri, "--yes")
-    assert done.returncode == 0 and "deleted 2 trace(s)" in done.stdout
+    assert done.returncode == 0 and "deleted 2 traces" in done.stdout
     assert len(lowtrace("list", "--uri", uri).stdout.strip().splitlines()) == 2
 
 
@@ -107,6 +107,8 @@ def test_delete_needs_yes_and_deletes(tmp_path: Path) -> None:
         (["search", "status = 'ERROR' AND"], "FilterError"),
         (["search", "colour = 'red'"], "unknown field 'colour'"),
         (["show", "f" * 32], "no trace"),
+        (["search", "status = 'EROR'"], "status is one of UNSET, OK, ERROR, not 'EROR'"),
+        (["search", "span.type = 'TOLL'"], "unknown span type 'TOLL' (did you mean 'TOOL'?)"),
     ],
 )
 def test_errors_are_short_messages_not_tracebacks(
@@ -124,6 +126,58 @@ def test_a_missing_store_is_an_error_and_is_not_created(tmp_path: Path) -> None:
     assert "no lowtrace store" in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
     assert lowtrace("list", "--uri", "bogus://x").returncode == 1
+
+
+def test_a_missing_store_names_its_absolute_path_and_the_way_out(tmp_path: Path) -> None:
+    result = lowtrace("list", cwd=tmp_path)
+    assert f"no lowtrace store at {tmp_path.resolve() / 'lowtrace.db'}" in result.stderr
+    assert "--uri" in result.stderr and "LOWTRACE_URI" in result.stderr
+
+
+def test_show_html_writes_the_newest_trace_as_a_page(store: str, tmp_path: Path) -> None:
+    result = lowtrace("show", "--uri", store, "--html", str(tmp_path / "trace.html"))
+    assert result.returncode == 0, result.stderr
+    newest = lowtrace("list", "--uri", store, "--limit", "1").stdout.splitlines()[1].split()[0]
+    page = (tmp_path / "trace.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and newest in page and "agent2" in page
+    # The README's one-liner in a folder with no store: a message, no file, no traceback.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = lowtrace("show", "--html", "trace.html", cwd=empty)
+    assert nothing.returncode == 1 and "no lowtrace store" in nothing.stderr
+    assert "Traceback" not in nothing.stderr and list(empty.iterdir()) == []
+
+
+def test_the_demo_hint_is_a_command_that_runs(tmp_path: Path) -> None:
+    import os
+    import shlex
+
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo_agent.py"
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "LOWTRACE_URI": ""}  # no venv on PATH
+    env.pop("LOWTRACE_URI")
+    ran = subprocess.run(
+        [sys.executable, str(demo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    hint = ran.stdout.split("Look at it with:\n", 1)[1].splitlines()[0].strip()
+    assert hint.endswith(" list")
+    listed = subprocess.run(
+        shlex.split(hint),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+        check=False,
+    )
+    assert listed.returncode == 0, (hint, listed.stderr)
+    assert "weather" in listed.stdout or "agent" in listed.stdout
 
 
 def test_environment_uri_is_the_default(store: str, tmp_path: Path) -> None:

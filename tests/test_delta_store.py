@@ -204,12 +204,15 @@ FILTERS = (
         for field in ("name", "status", "status_message", "trace_id")
         for op in ("=", "!=", "<", "<=", ">", ">=", "LIKE")
         for value in ("agent", "ERROR", "OK", "boom", f"{2:032x}", "a%")
+        # a status is one of UNSET, OK, ERROR: any other is a FilterError, not a comparison
+        if field != "status" or op not in ("=", "!=") or value in ("ERROR", "OK")
     ]
     + [
         f"{field} {op} ('agent', 'OK', 'boom', '{3:032x}')"
-        for field in ("name", "status", "status_message", "trace_id")
+        for field in ("name", "status_message", "trace_id")
         for op in ("IN", "NOT IN")
     ]
+    + [f"status {op} ('OK', 'UNSET')" for op in ("IN", "NOT IN")]
     + [
         "status_message IS NULL",
         "status_message IS NOT NULL AND start_time_ms >= 1700006400000",

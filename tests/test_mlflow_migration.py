@@ -27,6 +27,7 @@ from lowtrace import (
     TracingClient,
     estimate_cost,
 )
+from lowtrace._stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 
 V2_STORE = Path(__file__).parent / "data" / "sqlite_v2.db"
 WRITABLE = ["memory", "sqlite", "postgres"]
@@ -410,7 +411,7 @@ def test_a_version_2_sqlite_store_with_traces_is_migrated_in_place(tmp_path: Pat
         assert client.count_traces() == 4
 
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SQLITE_SCHEMA_VERSION
 
 
 def test_a_version_1_postgres_store_with_traces_is_migrated_in_place(postgres_uri: str) -> None:
@@ -432,8 +433,10 @@ def test_a_version_1_postgres_store_with_traces_is_migrated_in_place(postgres_ur
         client.log_feedback(kept, "correct", True)
         assert found(client, "feedback.correct = 'true'") == {kept}
         assert found(client, "session_id IS NULL AND tags.env = 'prod'") == {kept}
+    from lowtrace._stores.postgres import SCHEMA_VERSION
+
     with psycopg.connect(postgres_uri, autocommit=True) as conn:
-        assert conn.execute("SELECT version FROM lowtrace_schema").fetchone() == (2,)
+        assert conn.execute("SELECT version FROM lowtrace_schema").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_a_store_that_keeps_nothing_says_so_when_asked_to_change_a_trace() -> None:

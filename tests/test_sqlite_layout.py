@@ -60,13 +60,16 @@ def test_a_file_with_the_older_span_table_is_read_and_written_as_before(
     with TracingClient(uri) as client:
         first = record(client, "search", SpanType.RETRIEVER, "u1")
         assert client.flush(5)
-    with contextlib.closing(sqlite3.connect(path)) as conn:  # back to the older layout
-        conn.execute("ALTER TABLE spans RENAME TO new_spans")
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # back to a version-3 file
+        conn.execute("ALTER TABLE spans RENAME TO new_spans")  # of the older layout
         conn.execute("DROP INDEX spans_trace")
         for statement in _OLD_SPANS:
             conn.execute(statement)
-        conn.execute("INSERT INTO spans SELECT * FROM new_spans")
-        conn.execute("DROP TABLE new_spans")
+        conn.execute(
+            "INSERT INTO spans SELECT trace_id, span_id, name, type, status FROM new_spans"
+        )
+        conn.execute("DROP TABLE new_spans")  # and the dashboard's indexes with it
+        conn.execute("PRAGMA user_version = 3")
         conn.commit()
     assert "WITHOUT ROWID" in table_sql(path)["spans"].upper()
 
@@ -80,3 +83,4 @@ def test_a_file_with_the_older_span_table_is_read_and_written_as_before(
         assert client.delete_traces([first.info.trace_id]) == 1
         assert client.search_traces("tags.user = 'u1'") == []
         assert client.search_traces() == [second]
+    assert "WITHOUT ROWID" in table_sql(path)["spans"].upper()  # upgraded in place, kept

@@ -28,6 +28,7 @@ from lowtrace import (
 )
 from lowtrace._query.evaluate import search_in_memory
 from lowtrace._stores.base import TraceStore
+from lowtrace._stores.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from lowtrace._stores.uri import open_store
 from tests.strategies import filters, orders, traces
 
@@ -375,7 +376,8 @@ def test_sqlite_file_survives_a_fresh_store_object(tmp_path: Path) -> None:
         assert client.flush(5)
     reopened = open_store(uri, create=False)
     assert reopened.get_trace(root.trace_id) == trace
-    assert sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0] == 3
+    version = sqlite3.connect(tmp_path / "t.db").execute("PRAGMA user_version").fetchone()[0]
+    assert version == SQLITE_SCHEMA_VERSION
 
 
 def test_sqlite_file_of_an_older_version_is_upgraded_in_place(tmp_path: Path) -> None:
@@ -390,11 +392,18 @@ def test_sqlite_file_of_an_older_version_is_upgraded_in_place(tmp_path: Path) ->
     store = open_store(uri, create=False)
     [failed] = store.search_traces("status = 'ERROR'")
     assert failed.info.name == "v2-agent-2" and failed.info.tags == {"env": "prod"}
+    # The dashboard's span columns are filled in for the traces already stored.
+    overview = store.overview()
+    assert overview.traces == store.count() and overview.slowest
+    spans = sum(t.info.span_count for t in store.search_traces(max_results=1000))
+    assert sum(s.count for s in store.overview(top=1000).slowest) == spans
     store.shutdown()
     with contextlib.closing(sqlite3.connect(tmp_path / "t.db")) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SQLITE_SCHEMA_VERSION
         columns = [row[2] for row in conn.execute("PRAGMA index_info(traces_status)")]
         assert columns == ["status", "start_time_ns"]
+        missing = conn.execute("SELECT COUNT(*) FROM spans WHERE duration_ms IS NULL")
+        assert missing.fetchone()[0] == 0
 
 
 def test_jsonl_table_is_append_only(tmp_path: Path) -> None:

@@ -17,12 +17,14 @@ Every syntax error is a ``FilterError`` that says what was expected and where.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Final, Literal
 
 import attrs
 
 from lowtrace._query.literals import check_encodable, number_literal
+from lowtrace._types import SpanStatus, SpanType
 from lowtrace.errors import FilterError
 
 __all__ = [
@@ -104,6 +106,32 @@ _KEYED: Final[tuple[tuple[str, Scope], ...]] = (
 #: Prefixes MLflow writes before trace-level fields (``trace.status``, ``attributes.name``).
 _TRACE_PREFIXES: Final = ("trace.", "attributes.")
 _STATUS_FIELDS: Final = frozenset({"status", "span.status"})
+_STATUSES: Final = tuple(s.value for s in SpanStatus)
+_SPAN_TYPES: Final = tuple(t.value for t in SpanType)
+
+
+def _check_value(field: Field, value: Value, text: str, position: int) -> None:
+    """A misspelled status or span type is an error naming the valid values, not no match.
+
+    Statuses are a closed set. Span types may be custom, so only a value that looks like a
+    known type but is not one (``'TOLL'``, ``'tool'``) is refused.
+    """
+    if not isinstance(value, str):
+        return
+    if field.name in _STATUS_FIELDS and value not in _STATUSES:
+        raise FilterError(
+            f"{field.name} is one of {', '.join(_STATUSES)}, not {value!r}", text, position
+        )
+    if field.name == "span.type" and value not in _SPAN_TYPES:
+        close = difflib.get_close_matches(value.upper(), _SPAN_TYPES, n=1, cutoff=0.75)
+        if close:
+            raise FilterError(
+                f"unknown span type {value!r} (did you mean {close[0]!r}?); the built-in "
+                f"types are {', '.join(_SPAN_TYPES)} (custom types match exactly)",
+                text,
+                position,
+            )
+
 
 Value = str | int | float
 
@@ -307,7 +335,8 @@ class _Parser:
                 token.position,
             )
 
-    def literal(self, field: Field) -> Value:
+    def literal(self, field: Field, *, exact: bool = True) -> Value:
+        """The next literal, of the field's kind; ``exact`` values must name a known status."""
         token = self.token
         if token.kind not in ("string", "number"):
             raise self.fail("a quoted string or a number")
@@ -328,6 +357,8 @@ class _Parser:
         if field.name in _STATUS_FIELDS and isinstance(value, str):
             value = value.upper()
         assert isinstance(value, (str, int, float))
+        if exact:
+            _check_value(field, value, self.text, token.position)
         return value
 
     def parse_comparison(self) -> Comparison:
@@ -379,7 +410,7 @@ class _Parser:
                     self.tokens[self.index - 1].position,
                 )
             start = self.token
-            value = self.literal(field)
+            value = self.literal(field, exact=False)
             if not isinstance(value, str):
                 raise FilterError(f"{op} takes a quoted pattern", self.text, start.position)
             if op == "RLIKE":
@@ -392,7 +423,7 @@ class _Parser:
             raise self.fail("an operator (= != < <= > >= LIKE ILIKE RLIKE IN IS)")
         op = str(self.token.value)
         self.index += 1
-        return Comparison(field, op, self.literal(field))
+        return Comparison(field, op, self.literal(field, exact=op in ("=", "!=")))
 
 
 #: Guards against regular expressions that take exponential time (``RLIKE``): a length

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from lowtrace._model import Trace
 from lowtrace.errors import StoreError
+
+if TYPE_CHECKING:
+    from lowtrace._stores.overview import Overview
+    from lowtrace._stores.sessions import SessionSummary
 
 __all__ = ["ScanningStore", "TraceList", "TraceStore", "iter_traces"]
 
@@ -76,6 +81,37 @@ class TraceStore(abc.ABC):
         older_than_ms: int | None = None,
     ) -> int:
         """Delete by ids and/or start time before ``older_than_ms``; returns how many went."""
+
+    def overview(
+        self,
+        filter: str | None = None,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        buckets: int = 30,
+        top: int = 8,
+    ) -> Overview:
+        """Dashboard numbers for traces started in ``[start_ms, end_ms)`` that match ``filter``.
+
+        An open end of the range is the first or last matching trace. This default reads
+        every matching trace; SQL stores answer with aggregates instead.
+        """
+        from lowtrace._stores.overview import scan_overview
+
+        return scan_overview(
+            lambda full: iter_traces(self, full), filter, start_ms, end_ms, buckets, top
+        )
+
+    def sessions(
+        self, filter: str | None = None, *, max_results: int = 100
+    ) -> list[SessionSummary]:
+        """Conversations (traces sharing a ``session_id``), most recently active first.
+
+        Only traces matching ``filter`` count. This default reads them; SQL stores group.
+        """
+        from lowtrace._stores.sessions import scan_sessions
+
+        return scan_sessions(lambda full: iter_traces(self, full), filter, max_results)
 
     def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
         """Replace a stored trace by ``change(trace)`` atomically; returns the new trace.

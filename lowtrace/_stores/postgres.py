@@ -23,7 +23,9 @@ from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
-from lowtrace._stores.sqlite import summary_row
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
+from lowtrace._stores.sessions import SessionSummary, sql_sessions
+from lowtrace._stores.sqlite import span_rows, summary_row
 from lowtrace._stores.uri import redact
 from lowtrace.errors import (
     MissingExtraError,
@@ -96,8 +98,45 @@ def _migrate_to_2(cur: psycopg.Cursor[Any]) -> None:
         cur.execute(statement.format(text='TEXT COLLATE "C"', real="DOUBLE PRECISION", rowid=""))
 
 
+def _migrate_to_3(cur: psycopg.Cursor[Any]) -> None:
+    # What the dashboard sums per span (duration, model, counted token usage, the trace's
+    # start), filled in for the traces already stored; covering indexes for its queries.
+    cur.execute(
+        "ALTER TABLE spans ADD COLUMN IF NOT EXISTS duration_ms DOUBLE PRECISION, "
+        'ADD COLUMN IF NOT EXISTS model TEXT COLLATE "C", '
+        "ADD COLUMN IF NOT EXISTS input_tokens BIGINT, "
+        "ADD COLUMN IF NOT EXISTS output_tokens BIGINT, "
+        "ADD COLUMN IF NOT EXISTS trace_start_ms BIGINT"
+    )
+    for statement in OVERVIEW_INDEXES:
+        cur.execute(statement)
+    last = ""
+    while True:
+        cur.execute(
+            "SELECT trace_id, data FROM traces WHERE trace_id > %s ORDER BY trace_id LIMIT 500",
+            (last,),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        cur.executemany(
+            "UPDATE spans SET duration_ms = %s, model = %s, input_tokens = %s, "
+            "output_tokens = %s, trace_start_ms = %s WHERE trace_id = %s AND span_id = %s",
+            [
+                (*row[5:], tid, row[1])
+                for tid, data in rows
+                for row in span_rows(tid, Trace.from_bytes(bytes(data)))
+            ],
+        )
+
+
 #: ``_MIGRATIONS[i]`` upgrades a database from schema version i to i + 1.
-_MIGRATIONS: Final[list[Callable[[psycopg.Cursor[Any]], None]]] = [_migrate_to_1, _migrate_to_2]
+_MIGRATIONS: Final[list[Callable[[psycopg.Cursor[Any]], None]]] = [
+    _migrate_to_1,
+    _migrate_to_2,
+    _migrate_to_3,
+]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 
@@ -131,13 +170,13 @@ def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: se
         [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
     )
     cur.executemany(
-        "INSERT INTO spans (trace_id, span_id, name, type, status) "
-        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        [
-            (tid, s.span_id, s.name, str(s.span_type), str(s.status))
-            for tid, t in fresh.items()
-            for s in t.spans
-        ],
+        "INSERT INTO spans (trace_id, span_id, name, type, status, duration_ms, model, "
+        "input_tokens, output_tokens, trace_start_ms) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (trace_id, span_id) DO UPDATE SET "
+        "duration_ms = EXCLUDED.duration_ms, model = EXCLUDED.model, "
+        "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
+        "trace_start_ms = EXCLUDED.trace_start_ms",
+        [row for tid, t in fresh.items() for row in span_rows(tid, t)],
     )
     write_annotations(cur.executemany, "%s", fresh, stored)
 
@@ -277,6 +316,22 @@ class PostgresStore(TraceStore):
         where = query.where(parse_filter(filter))
         rows = self._fetch(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
         return int(rows[0][0])
+
+    def overview(
+        self,
+        filter: str | None = None,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        buckets: int = 30,
+        top: int = 8,
+    ) -> Overview:
+        return sql_overview(POSTGRES, self._fetch, filter, start_ms, end_ms, buckets, top)
+
+    def sessions(
+        self, filter: str | None = None, *, max_results: int = 100
+    ) -> list[SessionSummary]:
+        return sql_sessions(POSTGRES, self._fetch, filter, max_results)
 
     def shutdown(self) -> None:
         """Close every connection; the store reconnects if it is used again."""

@@ -26,7 +26,7 @@ import orjson
 import zstandard
 from cattrs.errors import BaseValidationError
 
-from lowtrace._model import Trace, merge_traces
+from lowtrace._model import Trace, counted_usage_spans, merge_traces
 from lowtrace._query.budget import remaining_s, timed_out
 from lowtrace._query.evaluate import like_match, rlike_match
 from lowtrace._query.filter import parse_filter
@@ -35,6 +35,8 @@ from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, span_model, sql_overview
+from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace.errors import (
     LowtraceError,
     QueryTimeoutError,
@@ -43,7 +45,7 @@ from lowtrace.errors import (
     TraceNotFoundError,
 )
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore", "summary_row"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore", "span_rows", "summary_row"]
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -104,11 +106,45 @@ def _migrate_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement.format(text="TEXT", real="REAL", rowid=" WITHOUT ROWID"))
 
 
+def _migrate_to_4(conn: sqlite3.Connection) -> None:
+    # What the dashboard sums per span (duration, model, counted token usage, the trace's
+    # start), filled in for the traces already stored; covering indexes for its queries.
+    for column in (
+        "duration_ms REAL",
+        "model TEXT",
+        "input_tokens INTEGER",
+        "output_tokens INTEGER",
+        "trace_start_ms INTEGER",
+    ):
+        conn.execute(f"ALTER TABLE spans ADD COLUMN {column}")
+    for statement in OVERVIEW_INDEXES:
+        conn.execute(statement)
+    last = -1
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, trace_id, data FROM traces WHERE rowid > ? ORDER BY rowid LIMIT 500",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return
+        last = rows[-1][0]
+        conn.executemany(
+            "UPDATE spans SET duration_ms = ?, model = ?, input_tokens = ?, output_tokens = ?, "
+            "trace_start_ms = ? WHERE trace_id = ? AND span_id = ?",
+            [
+                (*row[5:], tid, row[1])
+                for _, tid, data in rows
+                for row in span_rows(tid, Trace.from_bytes(data))
+            ],
+        )
+
+
 #: ``_MIGRATIONS[i]`` upgrades a file from schema version i to i + 1.
 _MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [
     _migrate_to_1,
     _migrate_to_2,
     _migrate_to_3,
+    _migrate_to_4,
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20
@@ -152,6 +188,30 @@ def summary_row(trace: Trace) -> tuple[Any, ...]:
     )
 
 
+def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
+    """The ``spans`` rows of a trace (shared with PostgreSQL): what filters and the dashboard
+    read. Token usage only on the spans it counts for, so sums match the traces' totals."""
+    counted = {s.span_id for s in counted_usage_spans(trace.spans)}
+    rows = []
+    for s in trace.spans:
+        usage = s.token_usage if s.span_id in counted else None
+        rows.append(
+            (
+                trace_id,
+                s.span_id,
+                s.name,
+                str(s.span_type),
+                str(s.status),
+                (s.end_time_ns - s.start_time_ns) / 1e6,
+                span_model(s),
+                usage.input_tokens if usage else None,
+                usage.output_tokens if usage else None,
+                trace.info.start_time_ns // 1_000_000,
+            )
+        )
+    return rows
+
+
 @contextmanager
 def _as_store_error(path: Path) -> Iterator[None]:
     """SQLite's and decoding's own errors (not a database, corrupted, a damaged row) as a
@@ -174,7 +234,7 @@ class SQLiteStore(TraceStore):
         self.uri = f"sqlite:///{self.path}"
         if not self.path.exists():
             if not create:
-                raise StoreNotFoundError(f"no lowtrace store at {self.path}")
+                raise StoreNotFoundError(f"no lowtrace store at {self.path.resolve()}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all
@@ -344,13 +404,10 @@ class SQLiteStore(TraceStore):
             [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
         )
         conn.executemany(
-            "INSERT OR IGNORE INTO spans (trace_id, span_id, name, type, status) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [
-                (tid, s.span_id, s.name, str(s.span_type), str(s.status))
-                for tid, t in fresh.items()
-                for s in t.spans
-            ],
+            "INSERT OR REPLACE INTO spans (trace_id, span_id, name, type, status, "
+            "duration_ms, model, input_tokens, output_tokens, trace_start_ms) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [row for tid, t in fresh.items() for row in span_rows(tid, t)],
         )
         write_annotations(conn.executemany, "?", fresh, stored)
 
@@ -392,6 +449,30 @@ class SQLiteStore(TraceStore):
         where = query.where(parse_filter(filter))
         rows = self._fetch(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
         return int(rows[0][0])
+
+    def overview(
+        self,
+        filter: str | None = None,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        buckets: int = 30,
+        top: int = 8,
+    ) -> Overview:
+        return sql_overview(
+            SQLITE,
+            self._fetch,
+            filter,
+            start_ms,
+            end_ms,
+            buckets,
+            top,
+        )
+
+    def sessions(
+        self, filter: str | None = None, *, max_results: int = 100
+    ) -> list[SessionSummary]:
+        return sql_sessions(SQLITE, self._fetch, filter, max_results)
 
     def shutdown(self) -> None:
         """Close every connection; the store reconnects if it is used again."""

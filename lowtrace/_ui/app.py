@@ -10,11 +10,15 @@ page elsewhere cannot reach a loopback server through DNS rebinding.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
+import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
+from lowtrace._annotate import with_info
+from lowtrace._assessment import make_assessment
 from lowtrace._dataset import golden_lines
 from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.budget import time_limit
@@ -22,7 +26,8 @@ from lowtrace._query.filter import string_literal
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._ui.compare import compare_traces
-from lowtrace._ui.guard import Guard
+from lowtrace._ui.dashboard import RANGES, DashboardQuery, dashboard_page
+from lowtrace._ui.guard import Guard, read_body, same_origin
 from lowtrace._ui.pages import (
     MAX_TRAIL,
     ListQuery,
@@ -31,11 +36,19 @@ from lowtrace._ui.pages import (
     confirm_delete_page,
     error_page,
     list_page,
+    plural,
     tag_filter,
     trace_nav,
 )
+from lowtrace._ui.review import MAX_TURNS, feedback_value, review_panel, session_page, sessions_page
 from lowtrace._view.html import trace_document
-from lowtrace.errors import FilterError, InvalidArgumentError, LowtraceError, QueryTimeoutError
+from lowtrace.errors import (
+    FilterError,
+    InvalidArgumentError,
+    LowtraceError,
+    QueryTimeoutError,
+    TraceNotFoundError,
+)
 
 try:
     from starlette.applications import Starlette
@@ -59,6 +72,8 @@ _PAGE_SIZES: Final = range(1, 501)
 MAX_QUERY_CHARS: Final = 4096
 #: How long one list search or count may run before it is stopped.
 QUERY_TIMEOUT_S: Final = 10.0
+#: Sessions listed on /sessions (most recently active first).
+_SESSIONS: Final = 200
 #: The largest delete form accepted (500 ids and a token take about 20 KB).
 MAX_FORM_BYTES: Final = 64 * 1024
 
@@ -92,6 +107,26 @@ def _too_long(request: Request) -> str | None:
         if len(params.get(name, "")) > MAX_QUERY_CHARS:
             return f"{name} is longer than {MAX_QUERY_CHARS} characters"
     return None
+
+
+#: The tab icon: a waterfall of three bars, served as SVG (every current browser takes it).
+_FAVICON: Final = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<rect width="16" height="16" rx="3" fill="#1570ef"/>'
+    b'<rect x="3" y="3.5" width="10" height="2" rx="1" fill="#fff"/>'
+    b'<rect x="5" y="7" width="6" height="2" rx="1" fill="#fff"/>'
+    b'<rect x="7" y="10.5" width="5" height="2" rx="1" fill="#fff"/></svg>'
+)
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition naming the download (only letters, digits, ``.-_`` kept)."""
+    safe = re.sub(r"[^\w.-]", "_", filename, flags=re.ASCII)
+    return f'attachment; filename="{safe}"'
+
+
+def _trace_path(trace_id: str) -> str:
+    return "/traces/" + quote(trace_id, safe="")
 
 
 def _int(text: str | None, default: int) -> int:
@@ -157,7 +192,7 @@ class _UI:
         notice = None
         if "deleted" in request.query_params:
             count = request.query_params["deleted"]
-            notice = f"Deleted {count} trace(s)." if count.isdigit() else None
+            notice = f"Deleted {plural(int(count), 'trace')}." if count.isdigit() else None
         try:
             with time_limit(self.query_timeout_s):
                 page = self.store.search_traces(
@@ -191,13 +226,69 @@ class _UI:
         trace = self._path_trace(request)
         if isinstance(trace, Response):
             return trace
+        notice = "Feedback saved." if "saved" in request.query_params else None
         page = trace_document(
             trace,
             prices=self.prices,
             assets_url="/static/view",
             nav=trace_nav(trace.info.trace_id),
+            review=review_panel(self.site, trace, notice=notice),
         )
         return HTMLResponse(page)
+
+    async def feedback(self, request: Request) -> Response:
+        """A reviewer's feedback from the trace page's form, stored as a HUMAN assessment."""
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        trace_id = request.path_params["trace_id"]
+        name = form.get("name", "").strip()
+        verdict = form.get("verdict", "")
+        if not name or verdict not in ("true", "false", "custom"):
+            return self._error("Incomplete feedback", "Give a name and a value.", 400)
+        if verdict == "custom" and not form.get("custom", "").strip():
+            return self._error("Incomplete feedback", "Type a value, or use Yes or No.", 400)
+        source = {"type": "HUMAN", "id": form.get("reviewer", "").strip() or "lowtrace-ui"}
+        try:
+            assessment = make_assessment(
+                "feedback",
+                name,
+                feedback_value(verdict, form.get("custom", "")),
+                source,
+                form.get("rationale", "").strip() or None,
+                None,
+            )
+        except InvalidArgumentError as exc:
+            return self._error("Invalid feedback", str(exc), 400)
+
+        def add(trace: Trace) -> Trace:
+            return with_info(trace, assessments=(*trace.info.assessments, assessment))
+
+        try:
+            await run_in_threadpool(self.store.update_trace, trace_id, add)
+        except TraceNotFoundError:
+            return self._error("Trace not found", f"No trace {trace_id!r} in this store.", 404)
+        return RedirectResponse(f"{_trace_path(trace_id)}?saved=1", status_code=303)
+
+    def sessions(self, request: Request) -> Response:
+        try:
+            with time_limit(self.query_timeout_s):
+                found = self.store.sessions(max_results=_SESSIONS)
+        except QueryTimeoutError:
+            return self._too_slow()
+        return HTMLResponse(sessions_page(self.site, found, limit=_SESSIONS))
+
+    def session(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        turns = self.store.search_traces(
+            f"session_id = {string_literal(session_id)}",
+            order_by="start_time_ms ASC",
+            max_results=MAX_TURNS,
+        )
+        if not turns:
+            return self._error("Session not found", f"No traces in session {session_id!r}.", 404)
+        more = turns.next_page_token is not None
+        return HTMLResponse(session_page(self.site, session_id, turns, more=more))
 
     def trace_json(self, request: Request) -> Response:
         trace = self._path_trace(request)
@@ -206,7 +297,29 @@ class _UI:
         return Response(
             trace.to_json(),
             media_type="application/json",
-            headers={"Content-Disposition": 'attachment; filename="trace.json"'},
+            headers={"Content-Disposition": _attachment(f"{trace.info.trace_id}.json")},
+        )
+
+    def dashboard(self, request: Request) -> Response:
+        if (problem := _too_long(request)) is not None:
+            return self._error("Query too long", problem, 400)
+        params = request.query_params
+        span = params.get("range", "all")
+        query = DashboardQuery(span if span in RANGES else "all", params.get("q", "").strip())
+        start_ms, end_ms = query.bounds(int(time.time() * 1000))
+        try:
+            with time_limit(self.query_timeout_s):
+                overview = self.store.overview(query.q or None, start_ms=start_ms, end_ms=end_ms)
+        except QueryTimeoutError:
+            return self._too_slow()
+        except (FilterError, InvalidArgumentError) as exc:
+            html = dashboard_page(self.site, query, None, self.prices, error=str(exc))
+            return HTMLResponse(html, status_code=400)
+        return HTMLResponse(dashboard_page(self.site, query, overview, self.prices))
+
+    async def favicon(self, request: Request) -> Response:
+        return Response(
+            _FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
         )
 
     def _infos(self, ids: Sequence[str]) -> tuple[list[TraceInfo], list[str]]:
@@ -277,16 +390,21 @@ class _UI:
         infos, missing = self._infos(ids)
         return HTMLResponse(confirm_delete_page(self.site, infos, missing))
 
-    async def delete(self, request: Request) -> Response:
+    async def _posted(self, request: Request) -> dict[str, list[str]] | Response:
+        """A form this UI's own page posted with its CSRF token, or the refusal page.
+
+        Refused in read-only mode, from other origins, as anything but a urlencoded form,
+        over ``MAX_FORM_BYTES``, and without the token.
+        """
         if self.site.read_only:
             return self._read_only()
-        if not _same_origin(request):
-            return self._error("Refused", "Deleting is only allowed from this UI's own pages.", 403)
+        if not same_origin(request):
+            return self._error("Refused", "Changes are only allowed from this UI's own pages.", 403)
         if request.headers.get("content-type", "").split(";")[0].strip() != (
             "application/x-www-form-urlencoded"
         ):
             return self._error("Refused", "Expected a form submission.", 415)
-        body = await _read_body(request, MAX_FORM_BYTES)
+        body = await read_body(request, MAX_FORM_BYTES)
         if body is None:
             return self._error("Refused", "The form is too large.", 413)
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
@@ -295,39 +413,24 @@ class _UI:
             return self._error(
                 "Refused", "The form is stale or did not come from this UI; reload it.", 403
             )
+        return form
+
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        """Like ``_posted``, each field's first value."""
+        form = await self._posted(request)
+        if isinstance(form, Response):
+            return form
+        return {key: values[0] for key, values in form.items() if values}
+
+    async def delete(self, request: Request) -> Response:
+        form = await self._posted(request)
+        if isinstance(form, Response):
+            return form
         ids = _ids(form.get("id", []))
         if not ids or len(ids) > MAX_SELECTED:
             return self._error("Pick traces", f"Between 1 and {MAX_SELECTED} traces.", 400)
         deleted = await run_in_threadpool(self.store.delete_traces, ids)
         return RedirectResponse(f"/?deleted={deleted}", status_code=303)
-
-
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _same_origin(request: Request) -> bool:
-    """False when the browser says the request came from another site or origin."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True
-    if origin == "null":
-        return False
-    return origin.split("://", 1)[-1] == request.headers.get("host", "")
 
 
 def create_app(
@@ -346,8 +449,13 @@ def create_app(
     ui = _UI(store, read_only=read_only, prices=prices, query_timeout_s=query_timeout_s)
     routes = [
         Route("/", ui.traces),
+        Route("/dashboard", ui.dashboard),
+        Route("/favicon.ico", ui.favicon),
         Route("/traces/{trace_id}", ui.trace),
         Route("/traces/{trace_id}/json", ui.trace_json),
+        Route("/traces/{trace_id}/feedback", ui.feedback, methods=["POST"]),
+        Route("/sessions", ui.sessions),
+        Route("/sessions/{session_id:path}", ui.session),
         Route("/compare", ui.compare),
         Route("/export", ui.export),
         Route("/delete", ui.confirm_delete, methods=["GET"]),

@@ -6,7 +6,8 @@ Requests another site's page makes in the background (``Sec-Fetch-Site: cross-si
 without a top-level navigation) are refused too. The headers forbid inline and foreign
 script and style, framing, MIME sniffing and caching of pages that show trace contents;
 referrers leave only for this origin. An unexpected error becomes a plain, logged 500 that
-still carries the headers.
+still carries the headers. ``same_origin`` and ``read_body`` are the checks every form post
+(delete, feedback) passes before its CSRF token is compared.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from starlette.requests import Request
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CSP", "Guard", "host_name"]
+__all__ = ["CSP", "Guard", "host_name", "read_body", "same_origin"]
 
 _log = logging.getLogger("lowtrace.ui")
 
@@ -115,3 +117,31 @@ async def _plain(send: Send, status: int, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def same_origin(request: Request) -> bool:
+    """False when the browser says the request came from another site or origin."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    if origin == "null":
+        return False
+    return origin.split("://", 1)[-1] == request.headers.get("host", "")

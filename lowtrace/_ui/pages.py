@@ -22,6 +22,7 @@ from lowtrace._query.filter import string_literal
 from lowtrace._query.paging import parse_order_by
 from lowtrace._stores.uri import redact
 from lowtrace._ui.compare import NameStats, Row
+from lowtrace._ui.frame import Site, layout, plural, preview
 from lowtrace.errors import LowtraceError
 
 __all__ = [
@@ -31,7 +32,10 @@ __all__ = [
     "compare_page",
     "confirm_delete_page",
     "error_page",
+    "layout",
     "list_page",
+    "plural",
+    "preview",
     "tag_filter",
     "trace_nav",
 ]
@@ -50,15 +54,6 @@ _COLUMNS: Final = (
 _MAX_TAGS: Final = 6
 #: Page tokens kept for "Previous" (about 120 bytes each): URLs stay well under server limits.
 MAX_TRAIL: Final = 20
-
-
-@attrs.frozen
-class Site:
-    """What every page shows or needs: the store, whether deleting is allowed, the CSRF token."""
-
-    uri: str
-    read_only: bool
-    csrf_token: str
 
 
 @attrs.frozen
@@ -104,18 +99,7 @@ class ListQuery:
         return "/?" + urlencode(params) if params else "/"
 
 
-def _layout(site: Site, title: str, body: str) -> str:
-    mode = '<span class="ui-mode">read-only</span>' if site.read_only else ""
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{e(escape_controls(title))} · lowtrace</title>"
-        '<link rel="stylesheet" href="/static/ui/ui.css">'
-        '<script src="/static/ui/ui.js" defer></script></head><body>'
-        '<header class="ui-top"><a class="ui-brand" href="/">lowtrace</a>'
-        f'<span class="ui-store" title="store">{e(redact(site.uri))}</span>{mode}</header>'
-        f"<main>{body}</main></body></html>"
-    )
+_FAILED_ROW: Final = ' class="ui-has-failed"'
 
 
 def _trace_href(trace_id: str) -> str:
@@ -228,7 +212,11 @@ def list_page(
     if error is not None:
         parts.append(f'<pre class="ui-error" role="alert">{t(error)}</pre>')
     else:
-        matched = "" if total is None else f"{total:,} trace{'' if total == 1 else 's'} match"
+        matched = (
+            ""
+            if total is None
+            else plural(total, "trace") + (" matches" if total == 1 else " match")
+        )
         export_params = urlencode(
             [("q", query.q)] * bool(query.q) + [("order", query.order)] * bool(query.order)
         )
@@ -252,33 +240,57 @@ def list_page(
         )
         parts.append(_list_table(query, traces))
         parts.append(_pager(query, next_token))
-    return _layout(site, "Traces", "".join(parts))
+    return layout(site, "Traces", "".join(parts))
+
+
+def _failed_spans(trace: Trace) -> int:
+    return sum(1 for span in trace.spans if span.status == "ERROR")
+
+
+def _list_row(query: ListQuery, trace: Trace) -> str:
+    info = trace.info
+    usage = info.token_usage
+    root = trace.root
+    request = preview(root.inputs_json) if root else ""
+    response = preview(root.outputs_json) if root else ""
+    failed = _failed_spans(trace)
+    mark = (
+        f'<span class="ui-failed" title="Spans that ended in ERROR">'
+        f"⚠ {plural(failed, 'span')} failed</span>"
+        if failed
+        else ""
+    )
+    return (
+        f'<tr{_FAILED_ROW if failed else ""}><td class="ui-check">'
+        '<input type="checkbox" name="id" form="ui-selection" '
+        f'value="{e(info.trace_id)}" aria-label="Select {e(escape_controls(info.name))}"></td>'
+        f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{t(info.name)}</a>'
+        f'<code class="ui-id" title="trace id">{e(info.trace_id)}</code></td>'
+        f"<td>{_status(str(info.status))}{mark}</td>"
+        f'<td class="ui-preview" title="{e(escape_controls(request))}">{t(request)}</td>'
+        f'<td class="ui-preview" title="{e(escape_controls(response))}">{t(response)}</td>'
+        f"<td>{_when(info.start_time_ns)}</td>"
+        f'<td class="ui-num">{_duration(info.duration_ms)}</td>'
+        f'<td class="ui-num">{info.span_count}</td>'
+        f'<td class="ui-num">{usage.total_tokens if usage else ""}</td>'
+        f'<td class="ui-tags">{_tags(info, query)}</td></tr>'
+    )
 
 
 def _list_table(query: ListQuery, traces: Sequence[Trace]) -> str:
+    headers = [_sort_header(query, *column) for column in _COLUMNS]
     head = (
         '<table class="ui-traces"><thead><tr><th class="ui-check">'
         '<input type="checkbox" class="ui-all" aria-label="Select all" form="ui-selection">'
         "</th>"
-        + "".join(_sort_header(query, *column) for column in _COLUMNS)
+        + "".join(headers[:2])
+        + "<th>Request</th><th>Response</th>"
+        + "".join(headers[2:])
         + "<th>Tags</th></tr></thead><tbody>"
     )
-    rows = []
-    for trace in traces:
-        info = trace.info
-        usage = info.token_usage
-        rows.append(
-            '<tr><td class="ui-check"><input type="checkbox" name="id" form="ui-selection" '
-            f'value="{e(info.trace_id)}" aria-label="Select {e(escape_controls(info.name))}"></td>'
-            f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{t(info.name)}</a>'
-            f"</td><td>{_status(str(info.status))}</td><td>{_when(info.start_time_ns)}</td>"
-            f'<td class="ui-num">{_duration(info.duration_ms)}</td>'
-            f'<td class="ui-num">{info.span_count}</td>'
-            f'<td class="ui-num">{usage.total_tokens if usage else ""}</td>'
-            f'<td class="ui-tags">{_tags(info, query)}</td></tr>'
-        )
+    rows = [_list_row(query, trace) for trace in traces]
     if not rows:
-        rows.append('<tr><td colspan="8" class="ui-empty">No traces match.</td></tr>')
+        rows.append('<tr><td colspan="10" class="ui-empty">No traces match.</td></tr>')
     return head + "".join(rows) + "</tbody></table>"
 
 
@@ -359,7 +371,7 @@ def compare_page(site: Site, a: Trace, b: Trace, rows: Sequence[Row]) -> str:
         + "".join(body)
         + "</tbody></table>"
     )
-    return _layout(
+    return layout(
         site,
         "Compare traces",
         f"<h1>Compare traces</h1>{summary}<h2>Per span name</h2>{table}",
@@ -407,12 +419,12 @@ def confirm_delete_page(site: Site, found: Sequence[TraceInfo], missing: Sequenc
         f'{gone}<table class="ui-traces"><thead><tr><th>Name</th><th>Trace id</th>'
         f"<th>Started (UTC)</th></tr></thead><tbody>{rows}</tbody></table>{form}"
     )
-    return _layout(site, "Delete traces", body)
+    return layout(site, "Delete traces", body)
 
 
 def error_page(site: Site, title: str, message: str) -> str:
     """A page that says what went wrong and links back to the list."""
-    return _layout(
+    return layout(
         site,
         title,
         f'<h1>{t(title)}</h1><pre class="ui-error" role="alert">{t(message)}</pre>'

@@ -110,25 +110,64 @@ def _span_data(span: SpanRecord, prices: dict[str, ModelPrice]) -> dict[str, Any
     }
 
 
+#: Span types with their own colour in the view (the rest share UNKNOWN's).
+_COLOURED: Final = frozenset(
+    {"AGENT", "CHAIN", "TOOL", "LLM", "CHAT_MODEL", "RETRIEVER", "EMBEDDING", "RERANKER", "PARSER"}
+)
+
+
+def _ms_label(ms: float) -> str:
+    if ms < 10:
+        return f"{ms:.3g} ms"  # 0 ms, 0.0025 ms, 2.5 ms, 7.12 ms
+    return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
+
+
+def _axis(total_ns: int) -> str:
+    """The waterfall's header row: column names and a time axis in five ticks."""
+    ticks = "".join(
+        f'<span class="lt-tick lt-tick-{i}">{_ms_label(total_ns * i / 4 / 1e6)}</span>'
+        for i in range(5)
+    )
+    return (
+        '<div class="lt-axis-row"><div class="lt-name">Span</div><div class="lt-dur">Duration'
+        f'</div><div class="lt-lane lt-axis" aria-label="time since the trace started">{ticks}'
+        "</div></div>"
+    )
+
+
+def _legend(trace: Trace) -> str:
+    """The span types of this trace with their waterfall colours."""
+    types = sorted({str(s.span_type) for s in trace.spans})
+    items = "".join(
+        f'<li><span class="lt-key lt-k-{kind if kind in _COLOURED else "UNKNOWN"}"></span>'
+        f"{t(kind)}</li>"
+        for kind in types
+    )
+    return f'<ul class="lt-legend" aria-label="Span types">{items}</ul>'
+
+
 def trace_document(
     trace: Trace,
     *,
     prices: PriceTable | None = None,
     assets_url: str | None = None,
     nav: str = "",
+    review: str = "",
 ) -> str:
     """A complete HTML page showing one trace.
 
     By default the page is self-contained (CSS and script inline). With ``assets_url`` it
     links ``view.css`` and ``view.js`` from there instead, so a server can send a
     Content-Security-Policy that forbids inline script. ``nav`` is trusted markup put above
-    the trace header; ``prices`` (model -> per-1M-token prices) adds costs.
+    the trace header and ``review`` trusted markup below it; ``prices`` (model -> per-1M-token
+    prices) adds costs.
     """
     info = trace.info
     table = price_table(prices) if prices else {}
+    end = max([info.end_time_ns, *(s.end_time_ns for s in trace.spans)])
     data = {
         "start": info.start_time_ns,
-        "end": max([info.end_time_ns, *(s.end_time_ns for s in trace.spans)]),
+        "end": end,
         "spans": [_span_data(s, table) for s in trace.spans],
     }
     usage = info.token_usage
@@ -136,7 +175,7 @@ def trace_document(
     cost = estimate_cost(trace, table) if table else None
     meta = [
         f"{info.duration_ms:,.1f} ms",
-        f"{info.span_count} spans",
+        f"{info.span_count} span{'' if info.span_count == 1 else 's'}",
         f"{usage.total_tokens} tokens" if usage else "",
         f"cost {cost.total:.6f}" if cost is not None and cost.by_model else "",
         " ".join(f"{k}={v}" for k, v in sorted(info.tags.items())),
@@ -159,10 +198,13 @@ def trace_document(
         f'<span class="lt-badge {"lt-error" if status == "ERROR" else "lt-ok"}">{e(status)}'
         "</span>"
         + "".join(f'<span class="lt-meta">{t(m)}</span>' for m in meta if m)
-        + f'<span class="lt-meta">{e(info.trace_id)}</span>'
+        + f'<span class="lt-meta">{e(info.trace_id)}</span>{_legend(trace)}'
         '<input class="lt-search" type="search" placeholder="Search spans…" '
-        'aria-label="Search spans"></div>' + annotations_html(trace) + '<div class="lt-main">'
-        '<div class="lt-list" tabindex="0"><div class="lt-spacer"></div></div>'
+        'aria-label="Search spans"></div>'
+        + annotations_html(trace)
+        + f'{review}<div class="lt-main">'
+        f'<div class="lt-list" tabindex="0">{_axis(end - info.start_time_ns)}'
+        '<div class="lt-spacer"></div></div>'
         '<div class="lt-detail"></div></div>'
         f'<script type="application/json" class="lt-data">{_json_for_script(data)}</script>'
         f"</div>{script}</body></html>"

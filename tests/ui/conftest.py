@@ -69,15 +69,20 @@ def http(seeded: Seeded) -> Iterator[TestClient]:
         yield client
 
 
-@pytest.fixture
-def live_ui(seeded: Seeded) -> Iterator[str]:
-    """A real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+@contextmanager
+def serving(uri: str, *, read_only: bool = False) -> Iterator[str]:
+    """A real uvicorn server over ``uri`` on a free loopback port, in a thread; its base URL."""
     import uvicorn
 
     from lowtrace._ui.server import bind, uvicorn_config
 
-    store = open_store(seeded.uri, create=False)
-    app = create_app(store, allowed_hosts=LOOPBACK_NAMES)
+    store = open_store(uri, create=False)
+    app = create_app(
+        store,
+        read_only=read_only,
+        allowed_hosts=LOOPBACK_NAMES,
+        prices={"small-model": (1.0, 4.0)},
+    )
     sock = bind("127.0.0.1", 0)  # listening now: requests wait in the backlog until uvicorn runs
     server = uvicorn.Server(uvicorn_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -91,3 +96,9 @@ def live_ui(seeded: Seeded) -> Iterator[str]:
         sock.close()
         store.shutdown()
     assert not thread.is_alive(), "the UI server did not stop"
+
+
+@pytest.fixture
+def live_ui(seeded: Seeded) -> Iterator[str]:
+    with serving(seeded.uri) as url:
+        yield url

@@ -8,6 +8,7 @@ injected markup tried to run. Screenshots go to ``test-artifacts/ui/``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import orjson
 import pytest
 
 from tests.samples import XSS
-from tests.ui.conftest import Seeded
+from tests.ui.conftest import Seeded, serving
+from tests.ui.test_review import Chats, record_chats
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
@@ -70,6 +72,28 @@ def ui(browser: Any, live_ui: str) -> Iterator[Watched]:
     yield watched
     watched.assert_clean()
     context.close()
+
+
+@pytest.fixture
+def chats(tmp_path: Path) -> Chats:
+    return record_chats(f"sqlite:///{tmp_path}/chats.db")
+
+
+@contextmanager
+def watched(browser: Any, url: str) -> Iterator[Watched]:
+    """A fresh 1280 px page on ``url`` that may reach nothing else, checked when done."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.route(
+        "**/*",
+        lambda route: route.continue_() if route.request.url.startswith(url) else route.abort(),
+    )
+    page = Watched(context.new_page())
+    page.goto(url + "/")
+    try:
+        yield page
+        page.assert_clean()
+    finally:
+        context.close()
 
 
 def rows(ui: Watched) -> list[str]:
@@ -211,6 +235,130 @@ def test_delete_asks_then_deletes(ui: Watched, seeded: Seeded) -> None:
     ui.shot("delete-confirm")
     ui.page.click("button:has-text('Delete 1 trace')")
     ui.settle()
-    assert ui.page.locator(".ui-notice").inner_text() == "Deleted 1 trace(s)."
+    assert ui.page.locator(".ui-notice").inner_text() == "Deleted 1 trace."
     assert ui.page.locator(".ui-count").inner_text() == "12 traces match"
     assert victim not in rows(ui)
+
+
+def test_the_list_tells_traces_apart(ui: Watched, seeded: Seeded) -> None:
+    row = ui.page.locator(f"tr:has(input[value='{seeded.agents[3].info.trace_id}'])")
+    cells = row.locator("td.ui-preview")
+    assert cells.nth(0).inner_text() == "question 3"
+    assert cells.nth(1).inner_text() == "answer to question 3"
+    assert row.locator(".ui-id").inner_text() == seeded.agents[3].info.trace_id
+    hostile = ui.page.locator(f"tr:has(input[value='{seeded.hostile.info.trace_id}'])")
+    assert hostile.locator(".ui-failed").inner_text() == "⚠ 1 span failed"
+    assert ui.page.locator(".ui-failed").count() == 2  # the failed agent run and the hostile one
+    width = ui.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280  # readable at 1280 px: no sideways scrolling
+    ui.shot("list-previews")
+
+
+def test_the_dashboard_by_keyboard(ui: Watched, seeded: Seeded, live_ui: str) -> None:
+    page = ui.page
+    with page.expect_navigation():
+        page.click("nav.ui-nav a:has-text('Dashboard')")
+    ui.settle()
+    values = page.locator(".db-value").all_inner_texts()
+    assert values[:2] == ["13", "1"]  # traces, errors: as the store counts them
+    assert page.locator("svg.ch").count() == 4
+    assert page.locator("svg.ch rect.ch-err").count() == 1  # one bucket holds the error
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    ui.shot("dashboard")
+    page.focus("select[name=range]")
+    page.keyboard.press("ArrowDown")  # "Last 24 hours" after... any range holds today's traces
+    page.keyboard.press("Tab")
+    page.keyboard.type("tags.`app.version` = 'v2'")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    ui.settle()
+    assert page.locator(".db-value").first.inner_text() == "6"
+    with page.expect_navigation():  # the span name that failed, to its traces
+        page.locator(".ch-rank a:has-text('chat')").last.click()
+    ui.settle()
+    assert rows(ui) == [seeded.agents[7].info.trace_id]
+    ui.goto(live_ui + "/dashboard?q=" + "name%20%3D%20'%3Cscript%3E'")
+    assert page.locator(".ui-q").input_value() == "name = '<script>'"
+    ui.shot("dashboard-empty")
+
+
+def test_the_waterfall_has_a_time_axis_and_a_legend(ui: Watched, seeded: Seeded) -> None:
+    trace = seeded.agents[7]
+    with ui.page.expect_navigation():
+        ui.page.click(f"a[href='/traces/{trace.info.trace_id}']")
+    ui.settle()
+    ticks = ui.page.locator(".lt-tick").all_inner_texts()
+    assert len(ticks) == 5 and ticks[0] == "0 ms"
+    assert ui.page.locator(".lt-legend li").all_inner_texts() == [
+        "AGENT",
+        "CHAT_MODEL",
+        "RETRIEVER",
+    ]
+    first_bar = ui.page.locator(".lt-bar").first.bounding_box()
+    axis = ui.page.locator(".lt-axis").bounding_box()
+    assert first_bar is not None and axis is not None
+    assert abs(first_bar["x"] - axis["x"]) < 2  # the axis starts where the root's bar starts
+    ui.shot("trace-axis")
+
+
+def test_a_conversation_turn_by_turn_then_feedback_by_keyboard(browser: Any, chats: Chats) -> None:
+    with serving(chats.uri) as url, watched(browser, url) as ui:
+        page = ui.page
+        with page.expect_navigation():
+            page.click("nav.ui-nav a:has-text('Sessions')")
+        ui.settle()
+        ui.shot("sessions")
+        with page.expect_navigation():
+            page.click("a[href='/sessions/chat-1']")
+        ui.settle()
+        assert page.locator(".ss-in").all_inner_texts() == [
+            "Request\nhello",
+            "Request\nweather in Paris?",
+            "Request\nthanks",
+        ]
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        ui.shot("session")
+        with page.expect_navigation():
+            page.locator(".ss-turn a", has_text="chat").nth(1).click()
+        ui.settle()
+        page.click(".lt-review summary")
+        page.fill("input[name=reviewer]", "alice")
+        page.focus("input[name=rationale]")
+        page.keyboard.type("right city")
+        page.keyboard.press("Tab")  # to the Yes button
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        ui.settle()
+        assert page.locator(".lt-review .ui-notice").inner_text() == "Feedback saved."
+        assert "right city" in page.locator(".lt-annotations").inner_text()
+        ui.shot("trace-feedback")
+    from lowtrace import TracingClient
+
+    with TracingClient(chats.uri) as client:
+        stored = client.get_trace(chats.first[1])
+        assert stored is not None
+        [feedback] = stored.info.assessments
+        assert (feedback.name, feedback.value, feedback.source) == (
+            "correct",
+            True,
+            {"type": "HUMAN", "id": "alice"},
+        )
+
+
+def test_read_only_pages_offer_no_feedback_form(browser: Any, chats: Chats) -> None:
+    with serving(chats.uri, read_only=True) as url, watched(browser, url) as ui:
+        ui.goto(f"{url}/traces/{chats.first[0]}")
+        assert ui.page.locator("form.lt-feedback-form").count() == 0
+        assert ui.page.locator(".lt-review").count() == 0
+        ui.goto(f"{url}/sessions/{chats.first[0]}")  # not a session: a 404 page, no crash
+        assert "Session not found" in ui.page.inner_text("h1")
+
+
+def test_injection_payloads_on_sessions_pages(browser: Any, chats: Chats) -> None:
+    with serving(chats.uri) as url, watched(browser, url) as ui:
+        ui.goto(f"{url}/sessions")
+        assert XSS[0] in ui.page.inner_text("table")
+        ui.page.click(f"a:has-text('{XSS[0][:20]}')")
+        ui.settle()
+        assert XSS[1] in ui.page.inner_text(".ss-in")
+        ui.shot("session-hostile")

@@ -187,7 +187,7 @@ def test_delete_asks_first_and_needs_the_forms_token(http: TestClient, seeded: S
     assert done.status_code == 303 and done.headers["location"] == "/?deleted=1"
     assert http.get(f"/traces/{victim}").status_code == 404
     after = http.get("/?deleted=1").text
-    assert "Deleted 1 trace(s)." in after and victim not in listed(after)
+    assert "Deleted 1 trace." in after and victim not in listed(after)
     assert http.get("/delete", params={"id": victim}).text.count("already deleted") == 1
 
 
@@ -232,6 +232,8 @@ def test_hostile_contents_are_escaped_on_every_page(http: TestClient, seeded: Se
         http.get("/", params={"q": f"trace_id = '{hostile}'"}).text,
         http.get("/compare", params=[("id", hostile), ("id", other)]).text,
         http.get("/delete", params={"id": hostile}).text,
+        http.get("/dashboard").text,
+        http.get("/dashboard", params={"q": f"name = '{XSS[3]}'"}).text,
     ]
     for page in pages:
         body = page.split("</head>", 1)[1]

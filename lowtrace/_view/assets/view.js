@@ -125,6 +125,7 @@
     var list = root.querySelector(".lt-list"), spacer = root.querySelector(".lt-spacer");
     var detail = root.querySelector(".lt-detail"), search = root.querySelector(".lt-search");
     var rows = [];
+    var axis = root.querySelector(".lt-axis-row"), head = axis ? axis.offsetHeight : 0;  // sticky
 
     function matches(s) { return s.name.toLowerCase().indexOf(query) >= 0; }
 
@@ -228,8 +229,8 @@
         for (var i = 0; i < rows.length; i++) if (rows[i][0] === selected) {
           var top = i * ROW;
           if (top < list.scrollTop) list.scrollTop = top;
-          else if (top + ROW > list.scrollTop + list.clientHeight)
-            list.scrollTop = top + ROW - list.clientHeight;
+          else if (top + ROW > list.scrollTop + list.clientHeight - head)
+            list.scrollTop = top + ROW - list.clientHeight + head;
           break;
         }
       }

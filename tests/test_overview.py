@@ -1,0 +1,195 @@
+"""Dashboard numbers: every store's ``overview`` agrees with reading every trace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lowtrace import SpanType, Trace, TracingClient
+from lowtrace._stores.base import TraceStore
+from lowtrace._stores.overview import Overview, SpanNameStats, plan_buckets, scan_overview
+from lowtrace._stores.uri import open_store
+from lowtrace.errors import FilterError
+from tests.strategies import traces
+
+STORES = ["memory", "sqlite", "jsonl", "postgres"]
+
+
+def _open(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> TraceStore:
+    if kind == "postgres":
+        return open_store(request.getfixturevalue("postgres_uri"))
+    return open_store(
+        {
+            "memory": "memory://",
+            "sqlite": f"sqlite:///{tmp_path}/t.db",
+            "jsonl": f"jsonl://{tmp_path}/t.jsonl.zst",
+        }[kind]
+    )
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    store = _open(request.param, request, tmp_path)
+    yield store
+    store.shutdown()
+
+
+def _comparable(overview: Overview) -> Overview:
+    """Summed durations rounded: SQL adds floats in another order than Python."""
+    import attrs
+
+    def rounded(stats: tuple[SpanNameStats, ...]) -> tuple[SpanNameStats, ...]:
+        return tuple(attrs.evolve(s, total_ms=round(s.total_ms, 6)) for s in stats)
+
+    return attrs.evolve(
+        overview, slowest=rounded(overview.slowest), failing=rounded(overview.failing)
+    )
+
+
+def _reference(data: list[Trace], filter: str | None = None, **kwargs: int) -> Overview:
+    from lowtrace._query.evaluate import search_in_memory
+
+    return scan_overview(
+        lambda full: search_in_memory(data, full, max_results=None),
+        filter,
+        kwargs.get("start_ms"),
+        kwargs.get("end_ms"),
+        kwargs.get("buckets", 30),
+        kwargs.get("top", 8),
+    )
+
+
+def _minute(n: int) -> int:
+    return 1_700_000_000_000 + n * 60_000
+
+
+def _record(
+    client: TracingClient,
+    minute: int,
+    duration_ms: int,
+    *,
+    fail_tool: bool = False,
+    error: bool = False,
+    tokens: tuple[int, int] = (0, 0),
+) -> Trace:
+    start_ns = _minute(minute) * 1_000_000
+    root = client.start_trace("agent", inputs={"q": minute}, start_time_ns=start_ns)
+    tool = client.start_span(
+        "lookup",
+        trace_id=root.trace_id,
+        parent_id=root.span_id,
+        span_type=SpanType.TOOL,
+        start_time_ns=start_ns,
+    )
+    tool.end(status="ERROR" if fail_tool else "OK", end_time_ns=start_ns + 1_000_000)
+    if tokens != (0, 0):
+        llm = client.start_span(
+            "chat",
+            trace_id=root.trace_id,
+            parent_id=root.span_id,
+            span_type=SpanType.CHAT_MODEL,
+            attributes={"model": "m1"},
+            start_time_ns=start_ns,
+        )
+        llm.set_token_usage(input_tokens=tokens[0], output_tokens=tokens[1])
+        llm.end(end_time_ns=start_ns + 2_000_000)
+    trace = client.end_trace(
+        root.trace_id,
+        status="ERROR" if error else "OK",
+        end_time_ns=start_ns + duration_ms * 1_000_000,
+    )
+    assert trace is not None
+    return trace
+
+
+def test_buckets_count_traces_errors_percentiles_and_tokens(store: TraceStore) -> None:
+    with TracingClient("memory://") as client:
+        data = [  # minute 0: five traces; minute 2: one OK trace whose tool failed
+            *(
+                _record(client, 0, d, error=d == 1000, tokens=(100, 10))
+                for d in (10, 20, 30, 40, 1000)
+            ),
+            _record(client, 2, 7, fail_tool=True),
+        ]
+    store.export(data)
+    got = store.overview(start_ms=_minute(0), end_ms=_minute(3), buckets=3)
+    assert (got.bucket_ms, [b.start_ms for b in got.buckets]) == (
+        60_000,
+        [_minute(0), _minute(1), _minute(2)],
+    )
+    first, empty, last = got.buckets
+    assert (first.traces, first.errors, first.p50_ms, first.p95_ms) == (5, 1, 30.0, 1000.0)
+    assert (first.input_tokens, first.output_tokens) == (500, 50)
+    assert (empty.traces, empty.p50_ms) == (0, None)
+    assert (last.traces, last.errors, last.p50_ms, last.p95_ms) == (1, 0, 7.0, 7.0)
+    assert [(m.bucket, m.model, m.input_tokens) for m in got.models] == [(0, "m1", 500)]
+    assert got.slowest[0].name == "agent" and got.slowest[0].count == 6
+    assert [(s.name, s.errors) for s in got.failing] == [("agent", 1), ("lookup", 1)]
+    assert (got.traces, got.errors) == (6, 1)
+
+
+def test_the_filter_and_an_open_range(store: TraceStore) -> None:
+    with TracingClient("memory://") as client:
+        store.export([_record(client, 0, 5), _record(client, 10, 50, error=True)])
+    got = store.overview("status = 'ERROR'")  # open range: from the first to the last match
+    assert (got.start_ms, got.traces, got.errors) == (_minute(10), 1, 1)
+    assert store.overview().traces == 2
+    assert store.overview(start_ms=_minute(20), end_ms=_minute(30)).traces == 0
+    with pytest.raises(FilterError, match="UNSET, OK, ERROR"):
+        store.overview("status = 'EROR'")
+
+
+def test_an_empty_store_has_an_empty_overview(store: TraceStore) -> None:
+    got = store.overview()
+    assert (got.buckets, got.slowest, got.traces) == ((), (), 0)
+
+
+def test_plan_buckets_covers_the_range() -> None:
+    assert plan_buckets(0, 100, 30) == (4, 25)
+    assert plan_buckets(0, 1, 30) == (1, 1)
+    assert plan_buckets(0, 10**9, 10**6) == (5_000_000, 200)  # at most 200 buckets
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.lists(traces(), min_size=1, max_size=10, unique_by=lambda t: t.info.trace_id),
+    filter=st.sampled_from([None, "status = 'ERROR'", "span.type = 'TOOL'", "tags.env = 'prod'"]),
+    buckets=st.integers(1, 12),
+    top=st.integers(1, 4),
+    half=st.booleans(),
+)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sql_aggregates_match_reading_every_trace(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    backend: str,
+    data: list[Trace],
+    filter: str | None,
+    buckets: int,
+    top: int,
+    half: bool,
+) -> None:
+    starts = [t.info.start_time_ns // 1_000_000 for t in data]
+    window = {}  # the open range, or a closed one over the first half of the data's span
+    if half:
+        window = {"start_ms": min(starts), "end_ms": (min(starts) + max(starts)) // 2 + 1}
+    if backend == "sqlite":
+        store = open_store(f"sqlite:///{tmp_path_factory.mktemp('ov')}/o.db")
+    else:  # one database for every example, emptied before each
+        store = open_store(request.getfixturevalue("postgres_uri"))
+        store.delete_traces(older_than_ms=2**62)
+    try:
+        store.export(data)
+        got = store.overview(filter, buckets=buckets, top=top, **window)
+    finally:
+        store.shutdown()
+    expected = _reference(data, filter, buckets=buckets, top=top, **window)
+    assert _comparable(got) == _comparable(expected)

@@ -1,0 +1,59 @@
+"""``store.sessions()``: conversations summarised alike by every store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lowtrace import TracingClient
+from lowtrace._stores.base import TraceStore
+
+WRITABLE = ["memory", "sqlite", "postgres"]  # session ids are set on stored traces
+
+
+@pytest.fixture(params=WRITABLE)
+def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_uri"))
+    return {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/s.db"}[request.param]
+
+
+@pytest.fixture
+def client(uri: str) -> Iterator[TracingClient]:
+    with TracingClient(uri) as client:
+        yield client
+
+
+def store_of(client: TracingClient) -> TraceStore:
+    return client._require_store()  # the client's own store: each memory:// is its own
+
+
+def turn(
+    client: TracingClient, session: str | None, user: str | None, *, fail: bool = False
+) -> str:
+    root = client.start_trace("chat", inputs={"q": session})
+    if session is not None:
+        client.set_trace_metadata(root.trace_id, session_id=session, user_id=user)
+    llm = client.start_span("llm", trace_id=root.trace_id, parent_id=root.span_id)
+    llm.set_token_usage(input_tokens=10, output_tokens=5)
+    llm.end()
+    client.end_trace(root.trace_id, status="ERROR" if fail else "OK")
+    return root.trace_id
+
+
+def test_sessions_count_turns_errors_and_tokens(client: TracingClient) -> None:
+    turn(client, "a", "alice")
+    turn(client, "b", "bob")
+    turn(client, "a", "alice", fail=True)
+    turn(client, None, None)
+    assert client.flush(10)
+    store = store_of(client)
+    sessions = store.sessions()
+    assert [s.session_id for s in sessions] == ["a", "b"]  # "a" was active last
+    a = sessions[0]
+    assert (a.traces, a.errors, a.total_tokens, a.user_id) == (2, 1, 30, "alice")
+    assert a.first_start_ns < a.last_start_ns
+    assert [s.session_id for s in store.sessions("status = 'OK'")] == ["b", "a"]
+    assert [s.session_id for s in store.sessions(max_results=1)] == ["a"]

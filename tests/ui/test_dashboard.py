@@ -1,0 +1,111 @@
+"""The dashboard, the list's previews and marks, and the small pages, through TestClient."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from starlette.testclient import TestClient
+
+from lowtrace._stores.uri import open_store
+from lowtrace._ui.app import create_app
+from tests.ui.conftest import Seeded
+
+
+def card(page: str, label: str) -> str:
+    """The value shown on the dashboard card with this label."""
+    found = re.search(
+        rf'<span class="db-label">{label}</span><span class="db-value">([^<]*)</span>', page
+    )
+    assert found is not None, label
+    return html.unescape(found.group(1))
+
+
+def row_of(page: str, trace_id: str) -> str:
+    return page.split(f'value="{trace_id}"')[1].split("</tr>", maxsplit=1)[0]
+
+
+def test_list_rows_show_previews_the_id_and_failed_spans(http: TestClient, seeded: Seeded) -> None:
+    page = http.get("/").text
+    ok, failed = seeded.agents[3].info, seeded.agents[7].info
+    row = row_of(page, ok.trace_id)
+    assert "question 3" in row and "answer to question 3" in row  # request and response
+    assert f'<code class="ui-id" title="trace id">{ok.trace_id}</code>' in row
+    assert "failed" not in row
+    assert "⚠ 2 spans failed" in row_of(page, failed.trace_id)  # the model call and the root
+    # An OK trace whose tool span failed is marked too: it is not a clean run.
+    hostile = row_of(page, seeded.hostile.info.trace_id)
+    assert ">OK<" in hostile and "⚠ 1 span failed" in hostile
+
+
+def test_counts_read_in_the_singular_for_one(http: TestClient, seeded: Seeded) -> None:
+    one = http.get("/", params={"q": f"trace_id = '{seeded.hostile.info.trace_id}'"}).text
+    assert "1 trace matches" in one
+    assert "13 traces match" in http.get("/").text
+
+
+def test_dashboard_numbers_are_the_stores(http: TestClient, seeded: Seeded) -> None:
+    page = http.get("/dashboard")
+    assert page.status_code == 200
+    text = page.text
+    store = open_store(seeded.uri, create=False)
+    try:
+        overview = store.overview()
+        assert card(text, "Traces") == f"{store.count():,}" == "13"
+        errors = store.count("status = 'ERROR'")
+        assert card(text, "Errors") == str(errors) == "1"
+    finally:
+        store.shutdown()
+    tokens = sum(t.info.token_usage.total_tokens for t in seeded.all if t.info.token_usage)
+    assert card(text, "Tokens") == f"{tokens:,}"
+    # small-model costs 1.0 in / 4.0 out per million tokens; the hostile trace has no model.
+    priced = [t for t in seeded.agents if t.info.token_usage]
+    cost = (
+        sum(
+            t.info.token_usage.input_tokens * 1.0 + t.info.token_usage.output_tokens * 4.0  # type: ignore[union-attr]
+            for t in priced
+        )
+        / 1e6
+    )
+    assert card(text, "Cost") == f"{cost:,.4f}"
+    assert "15 tokens unpriced" in text
+    assert text.count('<svg class="ch"') == 4  # volume, latency, tokens, cost
+    assert overview.slowest[0].name in text
+    assert 'href="/?q=span.name+%3D+%27chat%27+AND+span.status+%3D+%27ERROR%27"' in text
+
+
+def test_dashboard_filter_and_range(http: TestClient, seeded: Seeded) -> None:
+    page = http.get("/dashboard", params={"q": "tags.`app.version` = 'v1'", "range": "24h"})
+    assert page.status_code == 200 and card(page.text, "Traces") == "6"
+    assert '<option value="24h" selected>' in page.text
+    old = http.get("/dashboard", params={"range": "1h", "q": "start_time_ms < 1000"})
+    assert card(old.text, "Traces") == "0" and "No traces in this range" in old.text
+    bad = http.get("/dashboard", params={"q": "status = 'EROR'"})
+    assert bad.status_code == 400
+    assert "status is one of UNSET, OK, ERROR, not &#x27;EROR&#x27;" in bad.text
+
+
+def test_favicon_and_a_download_named_after_the_trace(http: TestClient, seeded: Seeded) -> None:
+    icon = http.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+    assert icon.content.startswith(b"<svg")
+    trace_id = seeded.agents[0].info.trace_id
+    download = http.get(f"/traces/{trace_id}/json")
+    assert download.headers["content-disposition"] == f'attachment; filename="{trace_id}.json"'
+
+
+def test_the_trace_page_has_a_time_axis_and_a_legend(http: TestClient, seeded: Seeded) -> None:
+    page = http.get(f"/traces/{seeded.agents[1].info.trace_id}").text
+    assert '<div class="lt-lane lt-axis"' in page and page.count('class="lt-tick ') == 5
+    legend = page.split('<ul class="lt-legend"', 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r"</span>([A-Z_]+)</li>", legend) == ["AGENT", "CHAT_MODEL", "RETRIEVER"]
+
+
+def test_the_dashboard_works_read_only(seeded: Seeded) -> None:
+    store = open_store(seeded.uri, create=False)
+    app = create_app(store, read_only=True, allowed_hosts={"127.0.0.1"})
+    with TestClient(app, base_url="http://127.0.0.1") as http:
+        page = http.get("/dashboard").text
+        assert "read-only" in page and card(page, "Traces") == "13"
+        assert "start the UI with --prices" in page
+    store.shutdown()

@@ -27,13 +27,15 @@ from lowtrace._default import (
     search_traces,
     set_default_client,
 )
+from lowtrace._handle import Span
 from lowtrace._live import TraceState
 from lowtrace._model import SpanEvent, SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._noop import NoopSpan
 from lowtrace._pipeline import Exporter, ExporterStats
 from lowtrace._sampling import UnsampledSpan
 from lowtrace._scope import start_span
-from lowtrace._span import DroppedSpan, LiveSpan, SpanState
+from lowtrace._span import DroppedSpan, LiveSpan
+from lowtrace._spandata import SpanState
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._textview import format_tree
 from lowtrace._types import SpanStatus, SpanType
@@ -75,6 +77,7 @@ __all__ = [
     "OpenSpansError",
     "PipelineConfig",
     "QueryTimeoutError",
+    "Span",
     "SpanEndedError",
     "SpanEvent",
     "SpanNotFoundError",

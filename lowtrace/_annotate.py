@@ -10,7 +10,7 @@ store's atomic ``update_trace``, so concurrent writers never lose one another's 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
@@ -37,6 +37,7 @@ __all__ = ["TraceEdits", "string_map", "with_info"]
 #: How long a read or a change of a stored trace waits for the store to take the traces
 #: ended before it; a store that is down must not hang readers forever.
 SETTLE_TIMEOUT_S: Final = 10.0
+_T = TypeVar("_T")
 
 
 class TraceEdits:
@@ -51,14 +52,19 @@ class TraceEdits:
         _pipeline: ExportPipeline
         _unsampled: UnsampledTraces
 
-        def _violation(self, exc: LowtraceError, fallback: Any) -> Any: ...
+        def _violation(self, exc: LowtraceError, fallback: _T) -> _T: ...
         def _require_store(self) -> TraceStore: ...
         def _live(self, trace_id: str) -> LiveTrace: ...
 
     # -- tags, metadata, session and user ---------------------------------------------------
 
     def set_trace_tags(self, trace_id: str, tags: Mapping[str, Any]) -> None:
-        """Add or replace tags (values are stored as strings) of a live or stored trace."""
+        """Add or replace tags (values are stored as strings) of a live or stored trace.
+
+        Returns None. Raises ``InvalidArgumentError`` for tags that are not a mapping with
+        non-empty str keys, ``TraceNotFoundError`` for a trace neither live nor stored, and
+        ``StoreError`` from a store that cannot change (the append-only ``jsonl://``).
+        """
         if not self.enabled:
             return
         if self._unsampled_live(trace_id):
@@ -77,7 +83,10 @@ class TraceEdits:
             self._violation(exc, None)
 
     def delete_trace_tag(self, trace_id: str, key: str) -> None:
-        """Remove one tag of a live or stored trace (a missing tag is not an error)."""
+        """Remove one tag of a live or stored trace (a missing tag is not an error).
+
+        Returns None; raises like ``set_trace_tags``.
+        """
         if not self.enabled or self._unsampled_live(trace_id):
             return
         try:
@@ -103,7 +112,11 @@ class TraceEdits:
         session_id: str | None = None,
         user_id: str | None = None,
     ) -> None:
-        """Add metadata, set the session or user id of a live trace (fixed once it ends)."""
+        """Add metadata, set the session or user id of a live trace (fixed once it ends).
+
+        Returns None. Raises ``InvalidArgumentError`` for bad values, ``TraceNotFoundError``
+        for an unknown trace and ``TraceEndedError`` for one that has ended.
+        """
         if not self.enabled or self._unsampled_live(trace_id):
             return
         try:
@@ -131,7 +144,13 @@ class TraceEdits:
         rationale: str | None = None,
         span_id: str | None = None,
     ) -> Assessment | None:
-        """Attach feedback (a verdict, a score, a comment) to a stored trace."""
+        """Attach feedback (a verdict, a score, a comment) to a stored trace.
+
+        Returns the new ``Assessment`` (None when tracing is disabled or, non-strict, when
+        the call was refused). Raises ``InvalidArgumentError`` for a bad name, value, source
+        or span id, ``TraceNotFoundError`` for a trace not stored (or still being recorded),
+        and ``StoreError`` from a store that cannot change (the append-only ``jsonl://``).
+        """
         return self._assess("feedback", trace_id, name, value, source, rationale, span_id)
 
     def log_expectation(
@@ -143,11 +162,18 @@ class TraceEdits:
         source: Mapping[str, Any] | None = None,
         span_id: str | None = None,
     ) -> Assessment | None:
-        """Attach an expected answer to a stored trace (``export --golden`` uses it)."""
+        """Attach an expected answer to a stored trace (``export --golden`` uses it).
+
+        Returns and raises like ``log_feedback``.
+        """
         return self._assess("expectation", trace_id, name, value, source, None, span_id)
 
     def delete_assessment(self, trace_id: str, assessment_id: str) -> None:
-        """Remove an assessment from a stored trace; an unknown id is an error."""
+        """Remove an assessment from a stored trace; an unknown id is an error.
+
+        Returns None. Raises ``InvalidArgumentError`` for an unknown assessment id, and
+        ``TraceNotFoundError`` / ``StoreError`` like ``log_feedback``.
+        """
         if not self.enabled:
             return
 
@@ -189,7 +215,7 @@ class TraceEdits:
             self._update_stored(trace_id, add)
             return assessment
         except LowtraceError as exc:
-            return self._violation(exc, None)  # type: ignore[no-any-return]
+            return self._violation(exc, None)
 
     # -- internals --------------------------------------------------------------------------
 

@@ -15,27 +15,27 @@ import threading
 import time
 import weakref
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
 from lowtrace import _forksafe
 from lowtrace._annotate import TraceEdits, string_map
 from lowtrace._config import Limits, PipelineConfig, env_enabled, env_uri
+from lowtrace._handle import Span
 from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
-from lowtrace._live import LiveTrace, TraceState, snapshot_attributes
+from lowtrace._live import LiveTrace, TraceState
 from lowtrace._model import NULL_BLOB, Trace
-from lowtrace._noop import NOOP_SPAN, NoopSpan
+from lowtrace._noop import NOOP_SPAN
 from lowtrace._pipeline import Exporter, ExporterStats, ExportPipeline, describe
 from lowtrace._registry import LiveRegistry
 from lowtrace._sampling import (
     NotSampled,
-    UnsampledSpan,
     UnsampledTraces,
     ratio_bound,
     resolve_sample_ratio,
 )
-from lowtrace._span import DroppedSpan, LiveSpan, check_time, make_blob
+from lowtrace._span import LiveSpan, check_time, make_blob
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.discard import DiscardStore
 from lowtrace._stores.uri import open_store
@@ -63,8 +63,7 @@ log = logging.getLogger("lowtrace")
 _time_ns = time.time_ns
 _UNKNOWN: Final = SpanType.UNKNOWN
 _ACTIVE: Final = TraceState.ACTIVE
-
-SpanHandle = LiveSpan | DroppedSpan | NoopSpan | UnsampledSpan
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -91,16 +90,25 @@ class TracingClient(TraceEdits):
 
     Every method may be called from any thread, concurrently, on the same or different
     traces. ``uri`` names where finished traces are stored and read (``memory://``,
-    ``sqlite:///path.db`` — the default, from ``LOWTRACE_URI`` — or ``jsonl:///path``);
+    ``sqlite:///path.db`` — the default, from ``LOWTRACE_URI`` — ``jsonl:///path``,
+    ``postgresql://...``, or a scheme a package registers in the ``lowtrace.stores`` entry
+    point group), or is a ``TraceStore`` instance to use as is (``close()`` shuts it down).
     ``exporters`` receive every finished trace as well. ``sample_ratio`` (else
     ``LOWTRACE_SAMPLE_RATIO``, else 1.0) is the share of new traces recorded, decided from
     the trace id as OpenTelemetry's ``TraceIdRatioBased`` does; a remote parent's sampled
     flag wins over it.
+
+    Strict (the default): a broken lifecycle rule or a bad argument raises the matching
+    ``LowtraceError`` and changes nothing. ``strict=False``: it is logged and counted in
+    ``stats().violations`` instead, and the call returns an inert value (a ``Span`` that
+    records nothing, or None). Creating a client raises ``InvalidArgumentError`` for a
+    malformed URI or an unknown scheme, ``MissingExtraError`` when the scheme's extra is not
+    installed and ``StoreError`` when the store cannot be opened.
     """
 
     def __init__(
         self,
-        uri: str | None = None,
+        uri: str | TraceStore | None = None,
         *,
         strict: bool = True,
         exporters: Sequence[Exporter] = (),
@@ -115,7 +123,10 @@ class TracingClient(TraceEdits):
         self._sample_all = self.sample_ratio >= 1.0
         self.limits = limits if limits is not None else Limits()
         self.enabled = env_enabled() if enabled is None else enabled
-        self.uri = uri if uri is not None else env_uri()
+        given: TraceStore | None = None
+        if isinstance(uri, TraceStore):
+            given, uri = uri, uri.uri or f"<{type(uri).__qualname__}>"
+        self.uri: str = uri if uri is not None else env_uri()
         self._ids = IdGenerator()
         self._registry = LiveRegistry(self.limits, self._abandon)
         self._unsampled = UnsampledTraces(self.limits.max_live_traces)
@@ -126,10 +137,11 @@ class TracingClient(TraceEdits):
         for exporter in exporters:
             if not callable(getattr(exporter, "export", None)):
                 raise InvalidArgumentError(f"exporter {exporter!r} has no export(traces) method")
-        self._store: TraceStore | None = None
+        self._store: TraceStore | None = given
         lanes: list[tuple[str, Exporter]] = []
         if self.enabled:
-            self._store = open_store(self.uri)
+            if self._store is None:
+                self._store = open_store(self.uri)
             if not isinstance(self._store, DiscardStore):  # none:// is not a destination
                 lanes.append((self._store.uri or self.uri, self._store))
         store_lane = 0 if lanes else None
@@ -163,7 +175,7 @@ class TracingClient(TraceEdits):
         traceparent: str | None = None,
         tracestate: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-    ) -> SpanHandle:
+    ) -> Span:
         """Start a trace and return its live root span.
 
         ``traceparent`` (a W3C header value) continues a remote trace: the trace keeps the
@@ -172,6 +184,10 @@ class TracingClient(TraceEdits):
         travels with the trace unchanged: on every span handle, to the next hop and to OTLP;
         an invalid one is discarded whole, as the W3C spec asks. ``metadata`` (str values) is
         fixed once the trace ends, unlike tags.
+
+        Returns the root ``Span`` (an inert one when tracing is disabled or, non-strict, when
+        the call was refused). Raises ``InvalidArgumentError`` for a bad name, span type,
+        timestamp, mapping or ``traceparent``, or a remote trace already live here.
         """
         if not self.enabled:
             return NOOP_SPAN
@@ -205,7 +221,7 @@ class TracingClient(TraceEdits):
             if attributes is None:
                 values, cut_attrs = {}, 0
             else:
-                values, cut_attrs = snapshot_attributes(attributes, limit)
+                values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
             if state is not None:
                 values[TRACESTATE_ATTRIBUTE] = state
             tag_values = string_map(tags, "tags") if tags else {}
@@ -218,10 +234,8 @@ class TracingClient(TraceEdits):
             )
             self._registry.add(live)
             return root
-        except TypeError as exc:
-            return self._violation(InvalidArgumentError(str(exc)), NOOP_SPAN)  # type: ignore[no-any-return]
         except LowtraceError as exc:
-            return self._violation(exc, NOOP_SPAN)  # type: ignore[no-any-return]
+            return self._violation(exc, NOOP_SPAN)
 
     def start_span(
         self,
@@ -233,12 +247,22 @@ class TracingClient(TraceEdits):
         inputs: Any = None,
         attributes: Mapping[str, Any] | None = None,
         start_time_ns: int | None = None,
-    ) -> SpanHandle:
-        """Start a span under ``parent_id`` in a live trace and return its handle."""
+    ) -> Span:
+        """Start a span under ``parent_id`` in a live trace and return its handle.
+
+        Returns the span's ``Span`` handle: a dropped one (records nothing, not an error)
+        past ``Limits.max_spans_per_trace`` or under a dropped parent. Raises
+        ``TraceNotFoundError`` / ``TraceEndedError`` for a trace that is unknown / has ended,
+        ``SpanNotFoundError`` for a parent not in this trace, ``SpanEndedError`` for an ended
+        parent, and ``InvalidArgumentError`` for bad arguments.
+        """
         if not self.enabled:
             return NOOP_SPAN
         try:
-            live = self._registry.traces.get(trace_id)
+            try:
+                live = self._registry.traces.get(trace_id)
+            except TypeError:  # an unhashable id: _live() says what is wrong with it
+                live = None
             if live is None or live.state is not _ACTIVE:
                 if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     if type(name) is not str or not name or name.isspace():
@@ -269,28 +293,21 @@ class TracingClient(TraceEdits):
                 blob = NULL_BLOB
             else:
                 blob, cut = make_blob(inputs, self.limits.max_value_bytes)
-            if attributes:
-                # A TypeError (not a mapping, non-str keys) becomes InvalidArgumentError below.
+            if attributes is None:
+                values = {}
+            else:
                 values, cut_attrs = snapshot_mapping(
                     attributes, self.limits.max_value_bytes, "attributes"
                 )
                 cut += cut_attrs
-            elif attributes is None or type(attributes) is dict:
-                values = {}
-            else:
-                values, _ = snapshot_attributes(attributes, self.limits.max_value_bytes)
             return live.add_span(
                 self._ids.span_id(), parent_id, name, kind, start, blob, values, cut
             )
         except NotSampled:  # the unsampled trace started after the first look (another thread)
             child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)
             return child if child is not None else NOOP_SPAN
-        except SpanNotFoundError as exc:
-            return self._violation(self._explain_missing(exc, trace_id, parent_id), NOOP_SPAN)  # type: ignore[no-any-return]
-        except TypeError as exc:
-            return self._violation(InvalidArgumentError(str(exc)), NOOP_SPAN)  # type: ignore[no-any-return]
         except LowtraceError as exc:
-            return self._violation(exc, NOOP_SPAN)  # type: ignore[no-any-return]
+            return self._violation(exc, NOOP_SPAN)
 
     # -- ending -----------------------------------------------------------------------------
 
@@ -307,7 +324,12 @@ class TracingClient(TraceEdits):
     ) -> None:
         """End a span. ``status=None`` means OK unless an exception was recorded on it.
 
-        Ending the root span ends the trace, with the same rules as ``end_trace``.
+        Ending the root span ends the trace, with the same rules as ``end_trace``. Returns
+        None. Raises ``TraceNotFoundError`` / ``TraceEndedError`` for the trace,
+        ``SpanNotFoundError`` for a span not in it, ``SpanEndedError`` for a span ended
+        before (of two racing calls exactly one wins), ``InvalidArgumentError`` for bad
+        arguments (an end before the start, an unknown status). Ending a dropped span is a
+        no-op.
         """
         if not self.enabled:
             return
@@ -322,14 +344,10 @@ class TracingClient(TraceEdits):
             if span is None:
                 if type(span_id) is str and live.is_dropped(span_id):
                     return
-                raise self._explain_missing(
-                    SpanNotFoundError(f"no span {span_id!r} in trace {trace_id}"), trace_id, span_id
-                )
+                raise self._missing_span(trace_id, span_id)
             live.end_span(span, outputs, attributes, status, status_message, end_time_ns)
         except NotSampled:
             self._unsampled.end(trace_id, span_id)
-        except TypeError as exc:
-            self._violation(InvalidArgumentError(str(exc)), None)
         except LowtraceError as exc:
             self._violation(exc, None)
 
@@ -349,6 +367,10 @@ class TracingClient(TraceEdits):
         Raises ``OpenSpansError`` while other spans are open, unless ``close_open_spans``
         is true: then they are ended with status ERROR and a message saying so. The trace
         is handed to the export pipeline; the caller never waits on I/O.
+
+        Returns the immutable finished ``Trace`` (None when tracing is disabled or,
+        non-strict, when the call was refused). Also raises ``TraceNotFoundError`` /
+        ``TraceEndedError`` and ``InvalidArgumentError`` like ``end_span``.
         """
         if not self.enabled:
             return None
@@ -365,20 +387,22 @@ class TracingClient(TraceEdits):
         except NotSampled:
             self._unsampled.end(trace_id, None)
             return None
-        except TypeError as exc:
-            return self._violation(InvalidArgumentError(str(exc)), None)  # type: ignore[no-any-return]
         except LowtraceError as exc:
-            return self._violation(exc, None)  # type: ignore[no-any-return]
+            return self._violation(exc, None)
 
     def get_live_span(self, trace_id: str, span_id: str) -> LiveSpan | None:
-        """The handle of an open or ended span of a live trace, or None."""
-        live = self._registry.traces.get(trace_id)
-        return live.spans.get(span_id) if live is not None else None
+        """The handle of an open or ended span of a live trace, or None; never raises."""
+        live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+        return live.span(span_id) if live is not None and type(span_id) is str else None
 
     # -- reading ----------------------------------------------------------------------------
 
     def get_trace(self, trace_id: str) -> Trace | None:
-        """A finished trace from the store, or None; sees every trace this client ended."""
+        """A finished trace from the store (after ``flush()``), or None if it is not there.
+
+        Raises ``StoreNotFoundError`` when the store does not exist (reading never creates
+        one) and ``StoreError`` when it cannot be read.
+        """
         self._settle_reads()
         return self._require_store().get_trace(trace_id)
 
@@ -390,26 +414,36 @@ class TracingClient(TraceEdits):
         max_results: int = 100,
         page_token: str | None = None,
     ) -> TraceList:
-        """Stored traces matching ``filter``, newest first unless ``order_by`` says otherwise."""
+        """Stored traces matching ``filter``, newest first unless ``order_by`` says otherwise.
+
+        Returns one page, a ``TraceList`` whose ``next_page_token`` is None on the last page.
+        Raises ``FilterError`` (saying where) for a malformed filter or ``order_by``,
+        ``InvalidArgumentError`` for a bad page token or ``max_results``, and
+        ``StoreNotFoundError`` / ``StoreError`` like ``get_trace``.
+        """
         self._settle_reads()
         return self._require_store().search_traces(
             filter, order_by=order_by, max_results=max_results, page_token=page_token
         )
 
     def count_traces(self, filter: str | None = None) -> int:
-        """How many stored traces match ``filter``."""
+        """How many stored traces match ``filter``; raises like ``search_traces``."""
         self._settle_reads()
         return self._require_store().count(filter)
 
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
     ) -> int:
-        """Delete stored traces by id and/or start time; returns how many were deleted."""
+        """Delete stored traces by id and/or start time; returns how many were deleted.
+
+        Raises ``InvalidArgumentError`` when neither is given, ``StoreNotFoundError`` /
+        ``StoreError`` like ``get_trace``.
+        """
         return self._require_store().delete_traces(trace_ids, older_than_ms=older_than_ms)
 
     @property
     def store(self) -> TraceStore | None:
-        """The store named by ``uri`` (None when tracing is disabled)."""
+        """The store named by ``uri``, or the one given (None: disabled and not read yet)."""
         return self._store
 
     # -- delivery ---------------------------------------------------------------------------
@@ -418,14 +452,16 @@ class TracingClient(TraceEdits):
         """Wait until every trace ended so far reached every destination.
 
         True when all of them were delivered; False on timeout or if any was lost (dropped
-        on a full queue or failed after retries) since the previous ``flush``.
+        on a full queue or failed after retries) since the previous ``flush``. Never raises
+        for a failing destination: its failures are counted in ``stats()``.
         """
         return self._pipeline.flush(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Abandon live traces, deliver what is queued (bounded in time), stop the workers.
 
-        Calls each exporter's ``shutdown()`` once. Returns ``flush``'s verdict.
+        Calls each exporter's ``shutdown()`` once. Returns ``flush``'s verdict; a second
+        call does nothing and returns True. Never raises for a failing destination.
         """
         if self._closed:
             return True
@@ -439,7 +475,10 @@ class TracingClient(TraceEdits):
         )
 
     def stats(self) -> ClientStats:
-        """Counters: traces started, finished, abandoned; violations; per-destination export."""
+        """Counters: traces started, finished, abandoned; violations; per-destination export.
+
+        Returns a frozen ``ClientStats`` snapshot; never raises.
+        """
         with self._stats_lock:
             violations = dict(self._violations)
         registry = self._registry
@@ -459,6 +498,7 @@ class TracingClient(TraceEdits):
 
         The fluent API and the integrations never let a tracing error reach the user's
         code; they report it here instead, so it shows up in ``stats().violations``.
+        Never raises.
         """
         name = f"{where}: {type(exc).__name__}"
         with self._stats_lock:
@@ -495,7 +535,12 @@ class TracingClient(TraceEdits):
         self._registry.count_abandoned()
         log.warning("lowtrace: trace %s closed as ERROR: abandoned (%s)", live.trace_id, reason)
 
-    def _violation(self, exc: LowtraceError, fallback: Any) -> Any:
+    def _violation(self, exc: LowtraceError, fallback: _T) -> _T:
+        """The one guard of every public call: raise (strict), else log, count, go on.
+
+        Non-strict, the call returns ``fallback`` (an inert span, or None) as if it had
+        done nothing, which it has: a refused call changes nothing.
+        """
         if self.strict:
             raise exc
         name = type(exc).__name__
@@ -524,9 +569,8 @@ class TracingClient(TraceEdits):
             raise live.ended_error()
         return live
 
-    def _explain_missing(
-        self, exc: SpanNotFoundError, trace_id: str, span_id: object
-    ) -> LowtraceError:
+    def _missing_span(self, trace_id: str, span_id: object) -> LowtraceError:
+        """The error for a span id a live trace does not have (the error path only)."""
         if type(span_id) is not str or not is_span_id(span_id):
             return InvalidArgumentError(f"span ids are 16 lowercase hex digits, got {span_id!r}")
         other = self._registry.owner_of_span(span_id)
@@ -535,7 +579,10 @@ class TracingClient(TraceEdits):
                 f"span {span_id} belongs to trace {other}, not to trace {trace_id}; "
                 "a parent must be in the same trace as its child"
             )
-        return exc
+        return SpanNotFoundError(
+            f"no span {span_id!r} in trace {trace_id}; "
+            "pass the span_id of a span started in this trace"
+        )
 
     def _require_store(self) -> TraceStore:
         if self._store is None:

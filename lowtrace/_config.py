@@ -11,6 +11,8 @@ from typing import Any, Final, Literal
 
 import attrs
 
+from lowtrace.errors import InvalidArgumentError
+
 __all__ = [
     "DEFAULT_URI",
     "ENV_ENABLED",
@@ -30,7 +32,7 @@ _FALSE = frozenset({"0", "false", "no", "off", "disabled"})
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+        raise InvalidArgumentError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ import attrs
 
 if TYPE_CHECKING:
     from lowtrace._client import TracingClient
+    from lowtrace._handle import Span
 
 __all__ = [
     "Current",
@@ -37,13 +38,13 @@ class Current:
     """The span code is running in, and the client that records it."""
 
     client: TracingClient
-    span: Any
+    span: Span
 
 
 current: ContextVar[Current | None] = ContextVar("lowtrace_current_span", default=None)
 
 
-def get_current_span() -> Any:
+def get_current_span() -> Span | None:
     """The live handle of the span the caller runs in, or None outside any span."""
     entry = current.get()
     return entry.span if entry is not None else None

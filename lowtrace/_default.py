@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from lowtrace._client import TracingClient
 from lowtrace._model import Trace
 from lowtrace._stores.base import TraceList
+from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
     "flush",
@@ -45,7 +46,7 @@ def get_default_client() -> TracingClient:
 def set_default_client(client: TracingClient | None) -> None:
     """Make ``client`` the default (None: create a fresh one from the environment on next use)."""
     if client is not None and not isinstance(client, TracingClient):
-        raise TypeError(f"set_default_client takes a TracingClient, got {client!r}")
+        raise InvalidArgumentError(f"set_default_client takes a TracingClient, got {client!r}")
     with _Default.lock:
         _Default.client = client
 

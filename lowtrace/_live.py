@@ -1,7 +1,8 @@
 """Live traces: the span tree being built, guarded by one lock per trace.
 
-A ``LiveTrace`` owns its spans and a ``threading.Lock``; every check and every change of one
-trace happens under that lock, so concurrent threads and out-of-order callbacks see the
+A ``LiveTrace`` owns its spans' records (``SpanData``; the ``LiveSpan`` handles users hold
+are views of them) and a ``threading.Lock``; every check and every change of one trace
+happens under that lock, so concurrent threads and out-of-order callbacks see the
 lifecycle rules applied atomically: a call either fully happens or raises and leaves
 nothing behind. Values are snapshotted by the caller *before* the lock is taken, so the
 lock is only held for dictionary work. No lock is shared between traces here.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from lowtrace._model import (
     NULL_BLOB,
@@ -24,16 +25,8 @@ from lowtrace._model import (
     outermost_token_usage,
     parents_first,
 )
-from lowtrace._span import (
-    DROPPED_SPANS,
-    DroppedSpan,
-    LiveSpan,
-    SpanState,
-    check_time,
-    make_blob,
-    merge_attributes,
-    span_notes,
-)
+from lowtrace._span import DroppedSpan, LiveSpan, check_time, make_blob
+from lowtrace._spandata import DROPPED_SPANS, SpanData, SpanState, merge_attributes
 from lowtrace._types import SpanStatus
 from lowtrace._values import (
     ENTRY_BYTES,
@@ -49,7 +42,6 @@ from lowtrace.errors import (
     LowtraceError,
     OpenSpansError,
     SpanEndedError,
-    SpanNotFoundError,
     TraceEndedError,
 )
 
@@ -58,10 +50,11 @@ if TYPE_CHECKING:
 
     from lowtrace._config import Limits
 
-__all__ = ["LiveTrace", "TraceOwner", "TraceState", "resolve_status", "snapshot_attributes"]
+__all__ = ["LiveTrace", "TraceOwner", "TraceState", "resolve_status"]
 
 _monotonic = time.monotonic
 _time_ns = time.time_ns
+_T = TypeVar("_T")
 
 
 class TraceState(enum.Enum):
@@ -76,7 +69,9 @@ class TraceOwner(Protocol):
 
     limits: Limits
 
-    def _violation(self, exc: LowtraceError, fallback: Any) -> Any: ...
+    def _violation(self, exc: LowtraceError, fallback: _T) -> _T: ...
+
+    def _missing_span(self, trace_id: str, span_id: object) -> LowtraceError: ...
 
     def _trace_finished(self, live: LiveTrace, trace: Trace) -> None: ...
 
@@ -142,8 +137,8 @@ class LiveTrace:
         self.trace_id = trace_id
         self.lock = threading.Lock()
         self.state = _ACTIVE
-        self.spans: dict[str, LiveSpan] = {}
-        self.root: LiveSpan | None = None
+        self.spans: dict[str, SpanData] = {}
+        self.root: SpanData | None = None
         self.tags = tags
         self.open_count = 0
         self.last_active = _monotonic()
@@ -179,15 +174,15 @@ class LiveTrace:
         cut: int,
     ) -> LiveSpan:
         """Create the root span (called once, before the trace is visible to others)."""
-        root = self.root = LiveSpan(
-            self, span_id, parent_id, name, span_type, start_time_ns, inputs, attributes
+        root = self.root = SpanData(
+            span_id, parent_id, name, span_type, start_time_ns, inputs, attributes
         )
         if cut:
-            span_notes(root).truncated_values += cut
+            root.note().truncated_values += cut
         self.spans[span_id] = root
         self.open_count = 1
         self.payload = len(inputs.raw)
-        return root
+        return LiveSpan(self, root)
 
     def add_span(
         self,
@@ -212,19 +207,15 @@ class LiveTrace:
                 dropped = self.dropped_ids
                 if dropped is not None and parent_id in dropped:
                     return self._drop(span_id, parent_id, name)
-                raise SpanNotFoundError(
-                    f"no span {parent_id!r} in trace {self.trace_id}; "
-                    "pass the span_id of a span started in this trace as parent_id"
-                )
-            if parent._state is _ENDED:
+                raise self.owner._missing_span(self.trace_id, parent_id)
+            if parent.state is _ENDED:
                 raise SpanEndedError(
-                    f"parent span {parent._name!r} ({parent_id}) has already ended; "
+                    f"parent span {parent.name!r} ({parent_id}) has already ended; "
                     "start children before ending their parent"
                 )
             if len(self.spans) >= self.max_spans:
                 return self._drop(span_id, parent_id, name)
-            span = LiveSpan(
-                self,
+            span = SpanData(
                 span_id,
                 parent_id,
                 name,
@@ -234,16 +225,16 @@ class LiveTrace:
                 attributes,
             )
             if len(attributes) > self.max_attributes:
-                span._attributes = {}
+                span.attributes = {}
                 merge_attributes(self, span, attributes, 0)
             if cut:
-                span_notes(span).truncated_values += cut
+                span.note().truncated_values += cut
             self.spans[span_id] = span
             self.open_count += 1
             if inputs is not NULL_BLOB:
                 self.payload += len(inputs.raw)
             self.last_active = _monotonic()
-            return span
+        return LiveSpan(self, span)
 
     def _drop(self, span_id: str, parent_id: str, name: str) -> DroppedSpan:
         if self.dropped_ids is None:
@@ -253,22 +244,23 @@ class LiveTrace:
         return DroppedSpan(self.trace_id, span_id, parent_id, name)
 
     def span(self, span_id: str) -> LiveSpan | None:
-        """The live span with this id, or None (lock-free read of one dict entry)."""
-        return self.spans.get(span_id)
+        """A handle of the span with this id, or None (lock-free read of one dict entry)."""
+        data = self.spans.get(span_id)
+        return LiveSpan(self, data) if data is not None else None
 
     def is_dropped(self, span_id: str) -> bool:
         dropped = self.dropped_ids
         return dropped is not None and span_id in dropped
 
-    def _check_open(self, span: LiveSpan) -> None:
+    def _check_open(self, span: SpanData) -> None:
         if self.state is not _ACTIVE:
             raise self.ended_error()
-        if span._state is _ENDED:
+        if span.state is _ENDED:
             raise SpanEndedError(
-                f"span {span._name!r} ({span._span_id}) has already ended; it cannot change"
+                f"span {span.name!r} ({span.span_id}) has already ended; it cannot change"
             )
 
-    def apply(self, span: LiveSpan, change: Any, value: Any, extra: Any) -> None:
+    def apply(self, span: SpanData, change: Any, value: Any, extra: Any) -> None:
         """Apply one mutation to an open span of this trace, atomically with the checks."""
         with self.lock:
             self._check_open(span)
@@ -277,49 +269,66 @@ class LiveTrace:
 
     def end_span(
         self,
-        span: LiveSpan,
+        span: SpanData,
         outputs: Any,
         attributes: Mapping[str, Any] | None,
         status: SpanStatus | str | None,
         status_message: str | None,
         end_time_ns: int | None,
-    ) -> None:
-        """End one span; ending the root ends the trace (same rules as ``end_trace``)."""
-        if span is self.root:
-            self.finish(outputs, attributes, status, status_message, end_time_ns, False)
-            return
+        close_open_spans: bool = False,
+        abandon_reason: str = "",
+    ) -> Trace | None:
+        """End one span; ending the root ends the trace (``finish``) and returns it.
+
+        The one place where the arguments of an end call are checked and snapshotted,
+        before the lock is taken.
+        """
         limit = self.limits.max_value_bytes
         blob: JsonBlob | None = None
         values: dict[str, Any] | None = None
         cut, cut_attrs = False, 0
         if outputs is not None:
             blob, cut = make_blob(outputs, limit)
-        if attributes:
-            values, cut_attrs = snapshot_attributes(attributes, limit)
-        elif attributes is not None and type(attributes) is not dict:
-            snapshot_attributes(attributes, limit)  # raises for a non-mapping
+        if attributes is not None:
+            values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
         given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
-        new_status = _OK if status is None else resolve_status(status, _OK)
         if status_message is not None and type(status_message) is not str:
-            _check_message(status_message)
+            raise InvalidArgumentError(
+                f"status_message must be a str or None, got {status_message!r}"
+            )
         status_message = _clean_message(status_message)
+        if span is self.root:
+            return self._finish(
+                span,
+                blob,
+                cut,
+                values,
+                cut_attrs,
+                status,
+                status_message,
+                given,
+                close_open_spans,
+                abandon_reason,
+            )
+        new_status = _OK if status is None else resolve_status(status, _OK)
         with self.lock:
-            if self.state is not _ACTIVE or span._state is _ENDED:
+            if self.state is not _ACTIVE or span.state is _ENDED:
                 self._check_open(span)
             end = _time_ns() if given is None else given  # under the lock: see add_span
-            if end < span._start_time_ns:
+            if end < span.start_time_ns:
                 raise InvalidArgumentError(
-                    f"end_time_ns {end} is before the span's start_time_ns {span._start_time_ns}"
+                    f"end_time_ns {end} is before the span's start_time_ns {span.start_time_ns}"
                 )
-            if span._status is _ERROR and (status is None or status == "UNSET"):
+            if span.status is _ERROR and (status is None or status == "UNSET"):
                 new_status = _ERROR  # a recorded exception keeps the span ERROR
             self._close(span, blob, cut, values, cut_attrs, new_status, status_message, end)
             self.open_count -= 1
             self.last_active = _monotonic()
+        return None
 
     def _close(
         self,
-        span: LiveSpan,
+        span: SpanData,
         blob: JsonBlob | None,
         cut: bool,
         values: dict[str, Any] | None,
@@ -332,17 +341,17 @@ class LiveTrace:
         if values:
             merge_attributes(self, span, values, cut_attrs)
         if blob is not None:
-            span._outputs = blob
+            span.outputs = blob
             self.payload += len(blob.raw)
             if cut:
-                span_notes(span).truncated_values += 1
-        span._status = status
+                span.note().truncated_values += 1
+        span.status = status
         if status_message is not None:
-            span._status_message = status_message
+            span.status_message = status_message
         elif status is not _ERROR:
-            span._status_message = None
-        span._end_time_ns = end
-        span._state = _ENDED
+            span.status_message = None
+        span.end_time_ns = end
+        span.state = _ENDED
 
     def finish(
         self,
@@ -356,66 +365,78 @@ class LiveTrace:
         abandon_reason: str = "",
     ) -> Trace:
         """End the root and the trace, then hand the finished trace to the owner."""
-        blob: JsonBlob | None = None
-        values: dict[str, Any] | None = None
-        cut, cut_attrs = False, 0
-        if outputs is not None:
-            blob, cut = make_blob(outputs, self.limits.max_value_bytes)
-        if attributes:
-            values, cut_attrs = snapshot_attributes(attributes, self.limits.max_value_bytes)
-        elif attributes is not None and type(attributes) is not dict:
-            snapshot_attributes(attributes, 0)  # raises for a non-mapping
-        given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
-        if status_message is not None and type(status_message) is not str:
-            _check_message(status_message)
-        status_message = _clean_message(status_message)
         root = self.root
         assert root is not None
+        trace = self.end_span(
+            root,
+            outputs,
+            attributes,
+            status,
+            status_message,
+            end_time_ns,
+            close_open_spans,
+            abandon_reason,
+        )
+        assert trace is not None
+        return trace
+
+    def _finish(
+        self,
+        root: SpanData,
+        blob: JsonBlob | None,
+        cut: bool,
+        values: dict[str, Any] | None,
+        cut_attrs: int,
+        status: SpanStatus | str | None,
+        status_message: str | None,
+        given: int | None,
+        close_open_spans: bool,
+        abandon_reason: str,
+    ) -> Trace:
+        """``finish`` with its arguments prepared by ``end_span`` (``given``: the end time)."""
         with self.lock:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
             end = _time_ns() if given is None else given  # under the lock: see add_span
-            if end < root._start_time_ns:
+            if end < root.start_time_ns:
                 if not abandon_reason:
                     raise InvalidArgumentError(
                         f"end_time_ns {end} is before the trace's start_time_ns "
-                        f"{root._start_time_ns}"
+                        f"{root.start_time_ns}"
                     )
-                end = root._start_time_ns
-            if status is None and root._status is not _ERROR:
+                end = root.start_time_ns
+            if status is None and root.status is not _ERROR:
                 new_status = _OK
             else:
-                new_status = resolve_status(status, root._status)
+                new_status = resolve_status(status, root.status)
             still_open = self.open_count - 1
             if still_open and not close_open_spans:
                 names = [
-                    f"{s._name!r} ({s._span_id})"
+                    f"{s.name!r} ({s.span_id})"
                     for s in self.spans.values()
-                    if s._state is _OPEN and s is not root
+                    if s.state is _OPEN and s is not root
                 ]
                 raise OpenSpansError(
                     f"cannot end trace {self.trace_id}: {still_open} span(s) still open: "
                     f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}. End them "
                     "first, or pass close_open_spans=True to close them with status ERROR",
                     tuple(
-                        s._span_id
-                        for s in self.spans.values()
-                        if s._state is _OPEN and s is not root
+                        s.span_id for s in self.spans.values() if s.state is _OPEN and s is not root
                     ),
                 )
             # Every check passed: from here on nothing raises.
             if still_open:
                 why = abandon_reason or "closed by end_trace(close_open_spans=True)"
                 for span in self.spans.values():
-                    if span._state is _OPEN and span is not root:
-                        span._status = _ERROR
-                        span._status_message = f"span was still open: {why}"
-                        span._end_time_ns = max(end, span._start_time_ns)
-                        span._state = _ENDED
-                        span._attributes["lowtrace.closed_open_span"] = True
+                    if span.state is _OPEN and span is not root:
+                        span.status = _ERROR
+                        span.status_message = f"span was still open: {why}"
+                        span.end_time_ns = max(end, span.start_time_ns)
+                        span.state = _ENDED
+                        span.attributes["lowtrace.closed_open_span"] = True
             self._close(root, blob, cut, values, cut_attrs, new_status, status_message, end)
             if self.dropped_spans:
-                root._attributes[DROPPED_SPANS] = self.dropped_spans
+                root.attributes[DROPPED_SPANS] = self.dropped_spans
             self.open_count = 0
             if abandon_reason:
                 self.state = _ABANDONED
@@ -436,7 +457,7 @@ class LiveTrace:
         """
         size = TRACE_BYTES + self.payload
         for span in self.spans.values():
-            attributes = span._attributes
+            attributes = span.attributes
             size += SPAN_BYTES + ENTRY_BYTES * len(attributes)
             for value in attributes.values():  # flat and cheap: this runs in end_trace
                 cls = type(value)
@@ -444,7 +465,7 @@ class LiveTrace:
                     size += len(value)
                 elif cls is not int and cls is not float and cls is not bool:
                     size += value_bytes(value)
-            events = span._events
+            events = span.events
             if events:
                 for event in events:
                     size += EVENT_BYTES + value_bytes(event.attributes)
@@ -478,11 +499,6 @@ class LiveTrace:
         self.end_reason = "it was started by the parent process before os.fork()"
 
 
-def _check_message(message: object) -> None:
-    if message is not None and type(message) is not str:
-        raise InvalidArgumentError(f"status_message must be a str or None, got {message!r}")
-
-
 def _clean_message(message: str | None) -> str | None:
     """A status message that any destination can encode (see ``clean_str``)."""
     if message is None or message.isascii():
@@ -490,23 +506,13 @@ def _clean_message(message: str | None) -> str | None:
     return clean_str(message)
 
 
-def snapshot_attributes(
-    attributes: Mapping[str, Any] | None, limit: int
-) -> tuple[dict[str, Any], int]:
-    if not attributes and (attributes is None or isinstance(attributes, dict)):
-        return {}, 0
-    try:
-        return snapshot_mapping(attributes, limit, "attributes")
-    except TypeError as exc:
-        raise InvalidArgumentError(str(exc)) from None
-
-
-def _build_trace(live: LiveTrace, root: LiveSpan) -> Trace:
+def _build_trace(live: LiveTrace, root: SpanData) -> Trace:
     """The finished trace; its span records are built lazily, off the request path."""
     spans = live.spans
 
     def records() -> list[SpanRecord]:
-        out = [span.to_record() for span in spans.values()]
+        trace_id = live.trace_id
+        out = [span.to_record(trace_id) for span in spans.values()]
         for i in range(1, len(out)):
             if out[i].start_time_ns < out[i - 1].start_time_ns:
                 # Explicit timestamps replayed out of order: start order, parents first.
@@ -515,11 +521,11 @@ def _build_trace(live: LiveTrace, root: LiveSpan) -> Trace:
 
     info = TraceInfo(
         live.trace_id,
-        root._name,
-        root._status,
-        root._status_message,
-        root._start_time_ns,
-        root._end_time_ns or root._start_time_ns,
+        root.name,
+        root.status,
+        root.status_message,
+        root.start_time_ns,
+        root.end_time_ns or root.start_time_ns,
         live.tags,
         outermost_token_usage(spans.values()) if live.has_usage else None,  # type: ignore[arg-type]
         len(spans),

@@ -22,6 +22,7 @@ from lowtrace.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from lowtrace._client import TracingClient
+    from lowtrace._handle import Span
 
 __all__ = ["Scope", "finish", "start_span"]
 
@@ -31,7 +32,7 @@ class Scope:
 
     __slots__ = ("client", "done", "entry", "owns_trace", "span", "where")
 
-    def __init__(self, client: TracingClient, span: Any, owns_trace: bool, where: str) -> None:
+    def __init__(self, client: TracingClient, span: Span, owns_trace: bool, where: str) -> None:
         self.client = client
         self.span = span
         self.owns_trace = owns_trace
@@ -127,7 +128,7 @@ def _parses(traceparent: object) -> bool:
 
 def finish(
     client: TracingClient,
-    span: Any,
+    span: Span,
     owns_trace: bool,
     outputs: Any = None,
     error: BaseException | None = None,
@@ -184,7 +185,7 @@ class start_span:
         self._scope: Scope | None = None
         self._token: Token[Current | None] | None = None
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Span:
         name, span_type, inputs, attributes, client, traceparent, tracestate = self._args
         scope = self._scope = Scope.open(
             name,
@@ -214,7 +215,7 @@ class start_span:
             scope.leave(self._token)
         scope.close(error=error)
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> Span:
         return self.__enter__()
 
     async def __aexit__(

@@ -1,19 +1,29 @@
-"""Live spans: the state of a span being recorded, which is also the handle users hold.
+"""Span handles: ``LiveSpan``, a view of a span being recorded, and ``DroppedSpan``.
 
-Every handle method snapshots its values *before* taking the trace's lock (so the lock is
-held only for dictionary work), then applies one small mutation under the lock together with
-the lifecycle checks, through ``LiveTrace.apply``. Limits drop the newest extra attribute
-or event and count it on the span, never the oldest and never lowtrace's own keys.
+A ``LiveSpan`` holds no state of its own: it reads the ``SpanData`` record its live trace
+owns, and every change it asks for is applied by that trace. Each handle method checks and
+snapshots its values *before* the trace's lock is taken (so the lock is held only for
+dictionary work), then hands one small change to ``LiveTrace.apply``, which makes it under
+the lock together with the lifecycle checks.
 """
 
 from __future__ import annotations
 
-import enum
 import time
 import traceback
 from typing import TYPE_CHECKING, Any, Final
 
-from lowtrace._model import NULL_BLOB, JsonBlob, SpanEvent, SpanRecord, TokenUsage
+from lowtrace._model import NULL_BLOB, JsonBlob, SpanEvent, TokenUsage
+from lowtrace._spandata import (
+    SpanData,
+    SpanState,
+    add_event,
+    merge_attributes,
+    record_exception,
+    set_inputs,
+    set_outputs,
+    set_usage,
+)
 from lowtrace._types import SpanStatus
 from lowtrace._values import clean_str, encode_value, snapshot_mapping, snapshot_value
 from lowtrace.errors import InvalidArgumentError, LowtraceError
@@ -24,41 +34,15 @@ if TYPE_CHECKING:
     from lowtrace._live import LiveTrace
 
 __all__ = [
-    "DROPPED_ATTRIBUTES",
-    "DROPPED_EVENTS",
-    "DROPPED_SPANS",
-    "TRUNCATED_VALUES",
     "DroppedSpan",
     "LiveSpan",
-    "SpanState",
     "check_time",
     "make_blob",
     "make_token_usage",
-    "merge_attributes",
-    "span_notes",
 ]
 
 _time_ns = time.time_ns
-
-DROPPED_ATTRIBUTES: Final = "lowtrace.dropped_attributes"
-DROPPED_EVENTS: Final = "lowtrace.dropped_events"
-DROPPED_SPANS: Final = "lowtrace.dropped_spans"
-TRUNCATED_VALUES: Final = "lowtrace.truncated_values"
 _MAX_INT: Final = 2**63  # timestamps and token counts are stored as signed 64-bit ints
-
-
-class SpanState(enum.Enum):
-    """A span is open until it ends; an ended span never changes again."""
-
-    OPEN = "open"
-    ENDED = "ended"
-
-
-# Enum members bound once: attribute access on an Enum class costs ~60 ns on CPython 3.11.
-_UNSET: Final = SpanStatus.UNSET
-_OK: Final = SpanStatus.OK
-_ERROR: Final = SpanStatus.ERROR
-_OPEN: Final = SpanState.OPEN
 _ENDED: Final = SpanState.ENDED
 
 
@@ -71,94 +55,89 @@ def check_time(value: object, what: str) -> int:
     return value
 
 
-class _Notes:
-    """Counters of what limits cut from one span, written into its attributes at the end."""
-
-    __slots__ = ("dropped_attributes", "dropped_events", "truncated_values")
-
-    def __init__(self) -> None:
-        self.dropped_attributes = 0
-        self.dropped_events = 0
-        self.truncated_values = 0
-
-
 class LiveSpan:
-    """A span that is being recorded: its state, and the handle you end and annotate it by."""
+    """The handle of a span being recorded: read its fields, annotate it, end it."""
 
-    __slots__ = (
-        "_attributes",
-        "_end_time_ns",
-        "_events",
-        "_inputs",
-        "_name",
-        "_notes",
-        "_outputs",
-        "_parent_id",
-        "_span_id",
-        "_span_type",
-        "_start_time_ns",
-        "_state",
-        "_status",
-        "_status_message",
-        "_trace",
-        "_trace_id",
-        "_usage",
-    )
+    __slots__ = ("_data", "_trace")
 
-    def __init__(
-        self,
-        trace: LiveTrace,
-        span_id: str,
-        parent_id: str | None,
-        name: str,
-        span_type: str,
-        start_time_ns: int,
-        inputs: JsonBlob,
-        attributes: dict[str, Any],
-    ) -> None:
+    def __init__(self, trace: LiveTrace, data: SpanData) -> None:
         self._trace = trace
-        self._trace_id = trace.trace_id
-        self._span_id = span_id
-        self._parent_id = parent_id
-        self._name = name
-        self._span_type = span_type
-        self._start_time_ns = start_time_ns
-        self._end_time_ns: int | None = None
-        self._status = _UNSET
-        self._status_message: str | None = None
-        self._state = _OPEN
-        self._inputs = inputs
-        self._outputs = NULL_BLOB
-        self._attributes = attributes
-        self._events: list[SpanEvent] | None = None
-        self._usage: TokenUsage | None = None
-        self._notes: _Notes | None = None
+        self._data = data
 
-    # Read-only views: a span changes only through its methods, under the trace's lock.
-    trace_id = property(lambda self: self._trace_id, doc="32-hex-digit trace id.")
-    span_id = property(lambda self: self._span_id, doc="16-hex-digit span id.")
-    parent_id = property(lambda self: self._parent_id, doc="The parent's span id (None: root).")
-    name = property(lambda self: self._name, doc="The span's name.")
-    span_type = property(lambda self: self._span_type, doc="The SpanType (or a custom str).")
-    start_time_ns = property(lambda self: self._start_time_ns, doc="Start, ns since epoch.")
-    end_time_ns = property(lambda self: self._end_time_ns, doc="End, ns since epoch, or None.")
-    status = property(lambda self: self._status, doc="UNSET while open, then OK or ERROR.")
-    status_message = property(lambda self: self._status_message, doc="Why it is ERROR.")
-    token_usage = property(lambda self: self._usage, doc="Tokens reported, or None.")
-    tracestate = property(
-        lambda self: self._trace.tracestate, doc="The trace's W3C tracestate, or None."
-    )
+    # Read-only views: the span changes only through its methods, applied by its trace.
+    @property
+    def trace_id(self) -> str:
+        """32-hex-digit trace id."""
+        return self._trace.trace_id
+
+    @property
+    def span_id(self) -> str:
+        """16-hex-digit span id."""
+        return self._data.span_id
+
+    @property
+    def parent_id(self) -> str | None:
+        """The parent's span id (None: root)."""
+        return self._data.parent_id
+
+    @property
+    def name(self) -> str:
+        """The span's name."""
+        return self._data.name
+
+    @property
+    def span_type(self) -> str:
+        """The SpanType (or a custom str)."""
+        return self._data.span_type
+
+    @property
+    def start_time_ns(self) -> int:
+        """Start, ns since epoch."""
+        return self._data.start_time_ns
+
+    @property
+    def end_time_ns(self) -> int | None:
+        """End, ns since epoch, or None while open."""
+        return self._data.end_time_ns
+
+    @property
+    def status(self) -> SpanStatus:
+        """UNSET while open, then OK or ERROR."""
+        return self._data.status
+
+    @property
+    def status_message(self) -> str | None:
+        """Why it is ERROR."""
+        return self._data.status_message
+
+    @property
+    def token_usage(self) -> TokenUsage | None:
+        """Tokens reported, or None."""
+        return self._data.token_usage
+
+    @property
+    def tracestate(self) -> str | None:
+        """The trace's W3C tracestate, or None."""
+        return self._trace.tracestate
 
     def __repr__(self) -> str:
+        data = self._data
         return (
-            f"<LiveSpan {self._name!r} trace_id={self._trace_id} span_id={self._span_id} "
-            f"{self._state.value}>"
+            f"<LiveSpan {data.name!r} trace_id={self._trace.trace_id} span_id={data.span_id} "
+            f"{data.state.value}>"
         )
+
+    def __eq__(self, other: object) -> bool:
+        """Two handles of one span are equal (``get_live_span`` gives a new view)."""
+        return type(other) is LiveSpan and other._data is self._data
+
+    def __hash__(self) -> int:
+        return id(self._data)
 
     @property
     def ended(self) -> bool:
         """True once the span has ended (or its trace was closed)."""
-        return self._state is _ENDED
+        return self._data.state is _ENDED
 
     @property
     def is_recording(self) -> bool:
@@ -168,7 +147,7 @@ class LiveSpan:
     @property
     def traceparent(self) -> str:
         """The W3C ``traceparent`` header value naming this span as the remote parent."""
-        return f"00-{self.trace_id}-{self.span_id}-01"
+        return f"00-{self._trace.trace_id}-{self._data.span_id}-01"
 
     # -- the handle API: each call snapshots outside the lock, then applies under it --------
 
@@ -184,7 +163,7 @@ class LiveSpan:
         """End the span (same keywords as ``TracingClient.end_span``)."""
         trace = self._trace
         try:
-            trace.end_span(self, outputs, attributes, status, status_message, end_time_ns)
+            trace.end_span(self._data, outputs, attributes, status, status_message, end_time_ns)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
@@ -193,11 +172,9 @@ class LiveSpan:
         trace = self._trace
         try:
             values, cut = snapshot_mapping(attributes, trace.limits.max_value_bytes, "attributes")
-            trace.apply(self, merge_attributes, values, cut)
+            trace.apply(self._data, merge_attributes, values, cut)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
-        except TypeError as exc:
-            trace.owner._violation(InvalidArgumentError(str(exc)), None)
 
     def set_attribute(self, key: str, value: Any) -> None:
         """Add or replace one attribute."""
@@ -208,7 +185,7 @@ class LiveSpan:
         trace = self._trace
         blob, cut = make_blob(inputs, trace.limits.max_value_bytes)
         try:
-            trace.apply(self, _set_inputs, blob, cut)
+            trace.apply(self._data, set_inputs, blob, cut)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
@@ -217,7 +194,7 @@ class LiveSpan:
         trace = self._trace
         blob, cut = make_blob(outputs, trace.limits.max_value_bytes)
         try:
-            trace.apply(self, _set_outputs, blob, cut)
+            trace.apply(self._data, set_outputs, blob, cut)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
@@ -236,15 +213,13 @@ class LiveSpan:
                 name = clean_str(name)
             when = _time_ns() if time_ns is None else check_time(time_ns, "time_ns")
             values, cut = (
-                snapshot_mapping(attributes, trace.limits.max_value_bytes, "event attributes")
-                if attributes
-                else ({}, 0)
+                ({}, 0)
+                if attributes is None
+                else snapshot_mapping(attributes, trace.limits.max_value_bytes, "event attributes")
             )
-            trace.apply(self, _add_event, SpanEvent(name, when, values), cut)
+            trace.apply(self._data, add_event, SpanEvent(name, when, values), cut)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
-        except TypeError as exc:
-            trace.owner._violation(InvalidArgumentError(str(exc)), None)
 
     def record_exception(self, exc: BaseException, *, time_ns: int | None = None) -> None:
         """Add an ``exception`` event (type, message, stack trace) and mark the span ERROR."""
@@ -273,7 +248,7 @@ class LiveSpan:
                 },
             )
             status_message = clean_str(f"{kind.__name__}: {message}" if message else kind.__name__)
-            trace.apply(self, _record_exception, event, status_message)
+            trace.apply(self._data, record_exception, event, status_message)
         except LowtraceError as error:
             trace.owner._violation(error, None)
 
@@ -300,38 +275,9 @@ class LiveSpan:
                 cache_read_input_tokens,
                 cache_creation_input_tokens,
             )
-            trace.apply(self, _set_usage, usage, None)
+            trace.apply(self._data, set_usage, usage, None)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
-
-    def to_record(self) -> SpanRecord:
-        """The finished record of this span (only meaningful once it has ended)."""
-        attributes = self._attributes
-        notes = self._notes
-        if notes is not None:
-            attributes = dict(attributes)
-            if notes.dropped_attributes:
-                attributes[DROPPED_ATTRIBUTES] = notes.dropped_attributes
-            if notes.dropped_events:
-                attributes[DROPPED_EVENTS] = notes.dropped_events
-            if notes.truncated_values:
-                attributes[TRUNCATED_VALUES] = notes.truncated_values
-        return SpanRecord(
-            self._trace_id,
-            self._span_id,
-            self._parent_id,
-            self._name,
-            self._span_type,
-            self._start_time_ns,
-            self._end_time_ns or self._start_time_ns,
-            self._status,
-            self._status_message,
-            self._inputs,
-            self._outputs,
-            attributes,
-            tuple(self._events) if self._events else (),
-            self._usage,
-        )
 
 
 class DroppedSpan:
@@ -355,9 +301,18 @@ class DroppedSpan:
 
     @property
     def traceparent(self) -> str:
+        """The W3C ``traceparent`` header value, flagged not sampled (``-00``)."""
         return f"00-{self.trace_id}-{self.span_id}-00"
 
-    def end(self, **_: Any) -> None:
+    def end(
+        self,
+        *,
+        outputs: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+        status: SpanStatus | str | None = None,
+        status_message: str | None = None,
+        end_time_ns: int | None = None,
+    ) -> None:
         """Does nothing: the span was not recorded."""
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
@@ -372,13 +327,26 @@ class DroppedSpan:
     def set_outputs(self, outputs: Any) -> None:
         """Does nothing: the span was not recorded."""
 
-    def add_event(self, name: str, attributes: Any = None, time_ns: int | None = None) -> None:
+    def add_event(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        time_ns: int | None = None,
+    ) -> None:
         """Does nothing: the span was not recorded."""
 
     def record_exception(self, exc: BaseException, *, time_ns: int | None = None) -> None:
         """Does nothing: the span was not recorded."""
 
-    def set_token_usage(self, **_: int | None) -> None:
+    def set_token_usage(
+        self,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        total_tokens: int | None = None,
+        cache_read_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
+    ) -> None:
         """Does nothing: the span was not recorded."""
 
 
@@ -426,63 +394,3 @@ def make_token_usage(
         cache_read_input_tokens,
         cache_creation_input_tokens,
     )
-
-
-# -- mutations applied under the trace lock (the span is known open) ---------------------------
-
-
-def span_notes(span: LiveSpan) -> _Notes:
-    notes = span._notes
-    if notes is None:
-        notes = span._notes = _Notes()
-    return notes
-
-
-def merge_attributes(live: LiveTrace, span: LiveSpan, values: dict[str, Any], cut: int) -> None:
-    current = span._attributes
-    limit = live.limits.max_attributes_per_span
-    dropped = 0
-    for key, value in values.items():
-        if key in current or len(current) < limit:
-            current[key] = value
-        else:
-            dropped += 1  # the newest extras go, never what is already recorded
-    if dropped or cut:
-        notes = span_notes(span)
-        notes.dropped_attributes += dropped
-        notes.truncated_values += cut
-
-
-def _set_inputs(live: LiveTrace, span: LiveSpan, blob: JsonBlob, cut: bool) -> None:
-    span._inputs = blob
-    if cut:
-        span_notes(span).truncated_values += 1
-
-
-def _set_outputs(live: LiveTrace, span: LiveSpan, blob: JsonBlob, cut: bool) -> None:
-    span._outputs = blob
-    if cut:
-        span_notes(span).truncated_values += 1
-
-
-def _add_event(live: LiveTrace, span: LiveSpan, event: SpanEvent, cut: int) -> None:
-    events = span._events
-    if events is None:
-        events = span._events = []
-    if len(events) < live.limits.max_events_per_span:
-        events.append(event)
-        if cut:
-            span_notes(span).truncated_values += cut
-    else:
-        span_notes(span).dropped_events += 1
-
-
-def _record_exception(live: LiveTrace, span: LiveSpan, event: SpanEvent, message: str) -> None:
-    _add_event(live, span, event, 0)
-    span._status = _ERROR
-    span._status_message = message
-
-
-def _set_usage(live: LiveTrace, span: LiveSpan, usage: TokenUsage, _: None) -> None:
-    span._usage = usage
-    live.has_usage = True

@@ -24,6 +24,8 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from lowtrace.errors import InvalidArgumentError
+
 __all__ = [
     "ENTRY_BYTES",
     "EVENT_BYTES",
@@ -225,12 +227,14 @@ def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any]
         else:
             return values.copy(), 0
     elif not isinstance(values, collections.abc.Mapping):
-        raise TypeError(f"{what} must be a mapping of str to values, got {type(values).__name__}")
+        raise InvalidArgumentError(
+            f"{what} must be a mapping of str to values, got {type(values).__name__}"
+        )
     out: dict[str, Any] = {}
     truncated = 0
     for key, value in values.items():
         if not isinstance(key, str):
-            raise TypeError(f"{what} keys must be str, got {key!r}")
+            raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
         out[clean_str(str(key))], cut = snapshot_value(value, limit)
         truncated += cut
     return out, truncated

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lowtrace._model import SpanRecord, Trace
+from lowtrace.errors import InvalidArgumentError
 
 __all__ = ["RecordingExporter", "span_tree"]
 
@@ -83,5 +84,5 @@ def span_tree(trace: Trace) -> Tree:
 
     roots = children.get(None, [])
     if not roots:
-        raise ValueError(f"trace {trace.info.trace_id} has no root span")
+        raise InvalidArgumentError(f"trace {trace.info.trace_id} has no root span")
     return build(roots[0])

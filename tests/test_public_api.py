@@ -35,6 +35,7 @@ EXPORTED = {
     "NoopSpan",
     "OpenSpansError",
     "PipelineConfig",
+    "Span",
     "QueryTimeoutError",
     "SpanEndedError",
     "SpanEvent",

@@ -22,12 +22,12 @@ from lowtrace._query.budget import check_deadline
 from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_filter
 from lowtrace._query.paging import (
     OrderKey,
+    TraceList,
     check_max_results,
     decode_token,
     encode_token,
     parse_order_by,
 )
-from lowtrace._stores.base import TraceList
 
 __all__ = [
     "compile_predicate",

@@ -1,4 +1,5 @@
-"""Result order (``order_by``) and opaque keyset page tokens shared by every store.
+"""Pages of search results: ``TraceList``, the order (``order_by``) and the opaque keyset
+page tokens shared by every store.
 
 A page token holds the sort key of the last trace returned plus a fingerprint of the query,
 so the next page starts strictly after that trace: pages neither repeat nor skip traces
@@ -12,18 +13,20 @@ import base64
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import attrs
 import orjson
 
+from lowtrace._model import Trace
 from lowtrace._query.filter import Field, field_named
 from lowtrace.errors import FilterError, InvalidArgumentError
 
 __all__ = [
     "DEFAULT_ORDER",
     "OrderKey",
+    "TraceList",
     "check_max_results",
     "decode_token",
     "encode_token",
@@ -126,3 +129,26 @@ def check_max_results(max_results: object) -> int:
     if type(max_results) is not int or max_results < 1:
         raise InvalidArgumentError(f"max_results must be a positive int, got {max_results!r}")
     return max_results
+
+
+class TraceList(list[Trace]):
+    """One page of ``search_traces`` results; ``next_page_token`` is None on the last page."""
+
+    def __init__(self, traces: Iterable[Trace] = (), next_page_token: str | None = None) -> None:
+        super().__init__(traces)
+        self.next_page_token = next_page_token
+
+    def __repr__(self) -> str:
+        return f"TraceList({list.__repr__(self)}, next_page_token={self.next_page_token!r})"
+
+    def _repr_html_(self) -> str:
+        """The page as a table in a Jupyter notebook."""
+        from lowtrace._view.html import trace_list_html
+
+        return trace_list_html(self)
+
+    def to_pandas(self):  # type: ignore[no-untyped-def]
+        """The page as a pandas DataFrame, one row per trace (needs the ``pandas`` extra)."""
+        from lowtrace._stores.frames import traces_to_pandas
+
+        return traces_to_pandas(self)

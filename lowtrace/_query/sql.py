@@ -20,12 +20,13 @@ from lowtrace._query.filter import And, Comparison, Expr, Field, Not, Or, parse_
 from lowtrace._query.literals import storable_text
 from lowtrace._query.paging import (
     OrderKey,
+    TraceList,
     check_max_results,
     decode_token,
     encode_token,
     parse_order_by,
 )
-from lowtrace._stores.base import TraceList
+from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
     "POSTGRES",
@@ -300,7 +301,7 @@ def delete_statements(
     No statements when ``trace_ids`` is empty (nothing can match).
     """
     if trace_ids is None and older_than_ms is None:
-        raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
+        raise InvalidArgumentError("delete_traces needs trace_ids and/or older_than_ms")
     query = Query(dialect)
     conditions: list[str] = []
     if trace_ids is not None:

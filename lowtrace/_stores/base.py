@@ -8,40 +8,18 @@ from any thread while the worker writes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from lowtrace._model import Trace
+from lowtrace._query.paging import TraceList
 from lowtrace.errors import StoreError
 
 if TYPE_CHECKING:
     from lowtrace._stores.overview import Overview
     from lowtrace._stores.sessions import SessionSummary
 
-__all__ = ["ScanningStore", "TraceList", "TraceStore", "iter_traces"]
-
-
-class TraceList(list[Trace]):
-    """One page of ``search_traces`` results; ``next_page_token`` is None on the last page."""
-
-    def __init__(self, traces: Iterable[Trace] = (), next_page_token: str | None = None) -> None:
-        super().__init__(traces)
-        self.next_page_token = next_page_token
-
-    def __repr__(self) -> str:
-        return f"TraceList({list.__repr__(self)}, next_page_token={self.next_page_token!r})"
-
-    def _repr_html_(self) -> str:
-        """The page as a table in a Jupyter notebook."""
-        from lowtrace._view.html import trace_list_html
-
-        return trace_list_html(self)
-
-    def to_pandas(self):  # type: ignore[no-untyped-def]
-        """The page as a pandas DataFrame, one row per trace (needs the ``pandas`` extra)."""
-        from lowtrace._stores.frames import traces_to_pandas
-
-        return traces_to_pandas(self)
+__all__ = ["TraceList", "TraceStore", "iter_traces"]
 
 
 class TraceStore(abc.ABC):
@@ -128,37 +106,6 @@ class TraceStore(abc.ABC):
 
     def shutdown(self) -> None:
         """Release connections and files. Called once by the client's ``close()``."""
-
-
-class ScanningStore(TraceStore):
-    """A store searched by scanning every trace with the reference evaluator (memory, JSONL)."""
-
-    @abc.abstractmethod
-    def _traces(self) -> list[Trace]:
-        """Every stored trace, fragments of one trace id merged."""
-
-    def search_traces(
-        self,
-        filter: str | None = None,
-        *,
-        order_by: Sequence[str] | str | None = None,
-        max_results: int = 100,
-        page_token: str | None = None,
-    ) -> TraceList:
-        from lowtrace._query.evaluate import search_in_memory
-
-        return search_in_memory(
-            self._traces(),
-            filter,
-            order_by=order_by,
-            max_results=max_results,
-            page_token=page_token,
-        )
-
-    def count(self, filter: str | None = None) -> int:
-        from lowtrace._query.evaluate import search_in_memory
-
-        return len(search_in_memory(self._traces(), filter, max_results=None))
 
 
 def iter_traces(

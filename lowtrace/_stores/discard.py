@@ -23,6 +23,11 @@ class DiscardStore(TraceStore):
     def __init__(self, uri: str = "none://") -> None:
         self.uri = uri
 
+    @classmethod
+    def from_uri(cls, uri: str, *, create: bool = True) -> DiscardStore:
+        """``none://`` (nothing to find or create: it starts empty)."""
+        return cls(uri)
+
     def export(self, traces: Sequence[Trace]) -> None:
         """Nothing to do: the exporters got their copy."""
 

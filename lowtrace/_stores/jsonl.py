@@ -28,9 +28,9 @@ from cattrs.errors import BaseValidationError
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.budget import check_deadline
 from lowtrace._serde import trace_from_json, trace_to_dict
-from lowtrace._stores.base import ScanningStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
 from lowtrace._stores.rowframes import Damage, encode_row, iter_lines
+from lowtrace._stores.scanning import ScanningStore
 from lowtrace.errors import LowtraceError, StoreError, StoreNotFoundError
 
 try:

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from lowtrace._model import Trace, merge_traces
-from lowtrace._stores.base import ScanningStore
-from lowtrace.errors import TraceNotFoundError
+from lowtrace._stores.scanning import ScanningStore
+from lowtrace.errors import InvalidArgumentError, TraceNotFoundError
 
 __all__ = ["MemoryStore"]
 
@@ -24,6 +24,11 @@ class MemoryStore(ScanningStore):
         self.uri = uri
         self._lock = threading.Lock()
         self._fragments: dict[str, list[Trace]] = {}
+
+    @classmethod
+    def from_uri(cls, uri: str, *, create: bool = True) -> MemoryStore:
+        """``memory://`` (nothing to find or create: it starts empty)."""
+        return cls(uri)
 
     def export(self, traces: Sequence[Trace]) -> None:
         with self._lock:
@@ -62,7 +67,7 @@ class MemoryStore(ScanningStore):
         older_than_ms: int | None = None,
     ) -> int:
         if trace_ids is None and older_than_ms is None:
-            raise ValueError("delete_traces needs trace_ids and/or older_than_ms")
+            raise InvalidArgumentError("delete_traces needs trace_ids and/or older_than_ms")
         wanted = set(trace_ids) if trace_ids is not None else None
         with self._lock:
             doomed = [

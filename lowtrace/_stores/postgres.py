@@ -24,9 +24,9 @@ from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
+from lowtrace._stores.redact import redact
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
-from lowtrace._stores.sqlite import span_rows, summary_row
-from lowtrace._stores.uri import redact
+from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import (
     MissingExtraError,
     QueryTimeoutError,
@@ -167,7 +167,7 @@ def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: se
     cur.executemany(
         "INSERT INTO trace_tags (trace_id, key, value) VALUES (%s, %s, %s) "
         "ON CONFLICT (trace_id, key) DO UPDATE SET value = EXCLUDED.value",
-        [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
+        tag_rows(fresh),
     )
     cur.executemany(
         "INSERT INTO spans (trace_id, span_id, name, type, status, duration_ms, model, "
@@ -235,10 +235,7 @@ class PostgresStore(TraceStore):
             cur.execute("INSERT INTO lowtrace_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
     def export(self, traces: Sequence[Trace]) -> None:
-        groups: dict[str, list[Trace]] = {}
-        for trace in traces:
-            groups.setdefault(trace.info.trace_id, []).append(trace)
-        fresh = {tid: merge_traces(group) for tid, group in sorted(groups.items())}
+        fresh = merged_by_id(traces)  # sorted ids: advisory locks in one order
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             ids = list(fresh)

@@ -26,7 +26,7 @@ import orjson
 import zstandard
 from cattrs.errors import BaseValidationError
 
-from lowtrace._model import Trace, counted_usage_spans, merge_traces
+from lowtrace._model import Trace, merge_traces
 from lowtrace._query.budget import remaining_s, timed_out
 from lowtrace._query.evaluate import like_match, rlike_match
 from lowtrace._query.filter import parse_filter
@@ -35,8 +35,9 @@ from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
-from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, span_model, sql_overview
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
+from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import (
     LowtraceError,
     QueryTimeoutError,
@@ -45,7 +46,7 @@ from lowtrace.errors import (
     TraceNotFoundError,
 )
 
-__all__ = ["SCHEMA_VERSION", "SQLiteStore", "span_rows", "summary_row"]
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -164,52 +165,6 @@ def _lt_rlike(value: str | None, pattern: str | None, negate: int) -> int:
         return 0
     matched = rlike_match(value, pattern)
     return int(not matched if negate else matched)
-
-
-def summary_row(trace: Trace) -> tuple[Any, ...]:
-    """The summary columns of a trace row, in table order (shared with PostgreSQL)."""
-    info = trace.info
-    usage = info.token_usage
-    return (
-        info.trace_id,
-        info.name,
-        str(info.status),
-        info.status_message,
-        info.start_time_ns // 1_000_000,
-        info.end_time_ns // 1_000_000,
-        info.start_time_ns,
-        info.end_time_ns,
-        info.duration_ms,
-        info.span_count,
-        usage.input_tokens if usage else None,
-        usage.output_tokens if usage else None,
-        usage.total_tokens if usage else None,
-        trace.to_bytes(),
-    )
-
-
-def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
-    """The ``spans`` rows of a trace (shared with PostgreSQL): what filters and the dashboard
-    read. Token usage only on the spans it counts for, so sums match the traces' totals."""
-    counted = {s.span_id for s in counted_usage_spans(trace.spans)}
-    rows = []
-    for s in trace.spans:
-        usage = s.token_usage if s.span_id in counted else None
-        rows.append(
-            (
-                trace_id,
-                s.span_id,
-                s.name,
-                str(s.span_type),
-                str(s.status),
-                (s.end_time_ns - s.start_time_ns) / 1e6,
-                span_model(s),
-                usage.input_tokens if usage else None,
-                usage.output_tokens if usage else None,
-                trace.info.start_time_ns // 1_000_000,
-            )
-        )
-    return rows
 
 
 @contextmanager
@@ -360,10 +315,7 @@ class SQLiteStore(TraceStore):
     # -- writing ----------------------------------------------------------------------------
 
     def export(self, traces: Sequence[Trace]) -> None:
-        groups: dict[str, list[Trace]] = {}
-        for trace in traces:
-            groups.setdefault(trace.info.trace_id, []).append(trace)
-        fresh = {tid: merge_traces(group) for tid, group in groups.items()}
+        fresh = merged_by_id(traces)
         with self._write() as conn:
             ids = list(fresh)
             stored: set[str] = set()
@@ -401,7 +353,7 @@ class SQLiteStore(TraceStore):
         )
         conn.executemany(
             "INSERT OR REPLACE INTO trace_tags (trace_id, key, value) VALUES (?, ?, ?)",
-            [(tid, k, v) for tid, t in fresh.items() for k, v in t.info.tags.items()],
+            tag_rows(fresh),
         )
         conn.executemany(
             "INSERT OR REPLACE INTO spans (trace_id, span_id, name, type, status, "

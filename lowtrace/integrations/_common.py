@@ -14,6 +14,7 @@ from lowtrace._scope import finish
 
 if TYPE_CHECKING:
     from lowtrace._client import TracingClient
+    from lowtrace._handle import Span
     from lowtrace._types import SpanType
 
 __all__ = ["Run", "current_span", "default_client", "finish_run", "start_run"]
@@ -24,7 +25,7 @@ class Run:
 
     __slots__ = ("chunks", "client", "owns_trace", "span")
 
-    def __init__(self, client: TracingClient, span: Any, owns_trace: bool) -> None:
+    def __init__(self, client: TracingClient, span: Span, owns_trace: bool) -> None:
         self.client = client
         self.span = span
         self.owns_trace = owns_trace
@@ -32,11 +33,11 @@ class Run:
 
     @property
     def trace_id(self) -> str:
-        return str(self.span.trace_id)
+        return self.span.trace_id
 
     @property
     def span_id(self) -> str:
-        return str(self.span.span_id)
+        return self.span.span_id
 
 
 def default_client() -> TracingClient:
@@ -46,7 +47,7 @@ def default_client() -> TracingClient:
     return lowtrace.get_default_client()
 
 
-def current_span(client: TracingClient) -> Any:
+def current_span(client: TracingClient) -> Span | None:
     """The current fluent span if it records into ``client`` (else None).
 
     A span of another client is no parent here: its trace does not live in ``client``, so
@@ -62,7 +63,7 @@ def current_span(client: TracingClient) -> Any:
     span = entry.span
     if isinstance(span, UnsampledSpan):
         return span
-    recording = getattr(span, "is_recording", False) and not getattr(span, "ended", False)
+    recording = span.is_recording and not span.ended
     return span if recording else None
 
 

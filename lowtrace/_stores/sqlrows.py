@@ -1,0 +1,75 @@
+"""The rows the SQL stores (SQLite, PostgreSQL) write for a batch of finished traces.
+
+Both keep the same tables (one row per trace with its summary columns and the whole trace,
+a row per tag, a row per span) and merge fragments of one trace the same way; only the SQL
+dialect differs, so what goes into the rows is decided here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lowtrace._model import Trace, counted_usage_spans, merge_traces
+from lowtrace._stores.overview import span_model
+
+__all__ = ["merged_by_id", "span_rows", "summary_row", "tag_rows"]
+
+
+def merged_by_id(traces: Iterable[Trace]) -> dict[str, Trace]:
+    """The batch as one trace per id (fragments merged), in sorted id order."""
+    groups: dict[str, list[Trace]] = {}
+    for trace in traces:
+        groups.setdefault(trace.info.trace_id, []).append(trace)
+    return {tid: merge_traces(group) for tid, group in sorted(groups.items())}
+
+
+def summary_row(trace: Trace) -> tuple[Any, ...]:
+    """The columns of a ``traces`` row, in table order."""
+    info = trace.info
+    usage = info.token_usage
+    return (
+        info.trace_id,
+        info.name,
+        str(info.status),
+        info.status_message,
+        info.start_time_ns // 1_000_000,
+        info.end_time_ns // 1_000_000,
+        info.start_time_ns,
+        info.end_time_ns,
+        info.duration_ms,
+        info.span_count,
+        usage.input_tokens if usage else None,
+        usage.output_tokens if usage else None,
+        usage.total_tokens if usage else None,
+        trace.to_bytes(),
+    )
+
+
+def tag_rows(traces: Mapping[str, Trace]) -> list[tuple[str, str, str]]:
+    """``(trace_id, key, value)`` rows of ``trace_tags``."""
+    return [(tid, k, v) for tid, t in traces.items() for k, v in t.info.tags.items()]
+
+
+def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
+    """The ``spans`` rows of a trace: what filters and the dashboard read. Token usage only
+    on the spans it counts for, so sums match the traces' totals."""
+    counted = {s.span_id for s in counted_usage_spans(trace.spans)}
+    rows = []
+    for s in trace.spans:
+        usage = s.token_usage if s.span_id in counted else None
+        rows.append(
+            (
+                trace_id,
+                s.span_id,
+                s.name,
+                str(s.span_type),
+                str(s.status),
+                (s.end_time_ns - s.start_time_ns) / 1e6,
+                span_model(s),
+                usage.input_tokens if usage else None,
+                usage.output_tokens if usage else None,
+                trace.info.start_time_ns // 1_000_000,
+            )
+        )
+    return rows

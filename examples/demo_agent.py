@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient
-from lowtrace._stores.uri import redact
+from lowtrace._stores.redact import redact
 
 client = TracingClient()
 

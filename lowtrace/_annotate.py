@@ -17,7 +17,7 @@ import attrs
 from lowtrace._assessment import Assessment, AssessmentKind, make_assessment
 from lowtrace._live import TraceState
 from lowtrace._model import Trace
-from lowtrace._values import clean_str
+from lowtrace._values import clean_str, safe_repr
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -123,7 +123,9 @@ class TraceEdits:
             values = string_map(metadata, "metadata")
             for name, value in (("session_id", session_id), ("user_id", user_id)):
                 if value is not None and (not isinstance(value, str) or not value):
-                    raise InvalidArgumentError(f"{name} must be a non-empty str, got {value!r}")
+                    raise InvalidArgumentError(
+                        f"{name} must be a non-empty str, got {safe_repr(value)}"
+                    )
             self._live(trace_id).set_metadata(values, session_id, user_id)
         except LowtraceError as exc:
             self._violation(exc, None)
@@ -180,7 +182,9 @@ class TraceEdits:
         def drop(trace: Trace) -> Trace:
             kept = tuple(a for a in trace.info.assessments if a.assessment_id != assessment_id)
             if len(kept) == len(trace.info.assessments):
-                raise InvalidArgumentError(f"trace {trace_id} has no assessment {assessment_id!r}")
+                raise InvalidArgumentError(
+                    f"trace {trace_id} has no assessment {safe_repr(assessment_id)}"
+                )
             return with_info(trace, assessments=kept)
 
         try:
@@ -209,7 +213,7 @@ class TraceEdits:
 
             def add(trace: Trace) -> Trace:
                 if span_id is not None and trace.get_span(span_id) is None:
-                    raise InvalidArgumentError(f"trace {trace_id} has no span {span_id!r}")
+                    raise InvalidArgumentError(f"trace {trace_id} has no span {safe_repr(span_id)}")
                 return with_info(trace, assessments=(*trace.info.assessments, assessment))
 
             self._update_stored(trace_id, add)
@@ -234,7 +238,7 @@ class TraceEdits:
 
     def _update_stored(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
         if not isinstance(trace_id, str):
-            raise InvalidArgumentError(f"trace_id must be a str, got {trace_id!r}")
+            raise InvalidArgumentError(f"trace_id must be a str, got {safe_repr(trace_id)}")
         self._settle_reads()
         return self._require_store().update_trace(trace_id, change)
 
@@ -257,7 +261,7 @@ def string_map(values: Mapping[str, Any] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in items:
         if not isinstance(key, str) or not key:
-            raise InvalidArgumentError(f"{what} keys must be non-empty str, got {key!r}")
+            raise InvalidArgumentError(f"{what} keys must be non-empty str, got {safe_repr(key)}")
         text = value if type(value) is str else _text(value)
         out[clean_str(key)] = clean_str(text)
     return out

@@ -106,29 +106,36 @@ def make_assessment(
     rationale: str | None,
     span_id: str | None,
 ) -> Assessment:
-    """A new assessment with a fresh id and the current time, arguments checked."""
+    """A new assessment with a fresh id and the current time, arguments checked.
+
+    Its text is made valid Unicode here (a lone surrogate would make the store fail).
+    """
+    from lowtrace._values import clean_str, safe_repr, safe_str
+
     if not isinstance(name, str) or not name.strip():
-        raise InvalidArgumentError(f"an assessment needs a non-empty str name, got {name!r}")
+        raise InvalidArgumentError(
+            f"an assessment needs a non-empty str name, got {safe_repr(name)}"
+        )
     if source is not None:
         if not isinstance(source, Mapping):
             raise InvalidArgumentError(
                 f"source must be a mapping such as {{'type': 'HUMAN', 'id': 'alice'}}, "
-                f"got {source!r}"
+                f"got {safe_repr(source)}"
             )
-        source = {str(k): str(v) for k, v in source.items()}
+        source = {safe_str(k): safe_str(v) for k, v in source.items()}
     if rationale is not None and not isinstance(rationale, str):
-        raise InvalidArgumentError(f"rationale must be a str or None, got {rationale!r}")
+        raise InvalidArgumentError(f"rationale must be a str or None, got {safe_repr(rationale)}")
     if span_id is not None and not isinstance(span_id, str):
-        raise InvalidArgumentError(f"span_id must be a str or None, got {span_id!r}")
+        raise InvalidArgumentError(f"span_id must be a str or None, got {safe_repr(span_id)}")
     from lowtrace._values import encode_value
 
     return Assessment(
         assessment_id=secrets.token_hex(16),
-        name=name,
+        name=clean_str(name),
         kind=kind,
         value=encode_value(value, MAX_VALUE_BYTES)[0],
         source=source,
-        rationale=rationale,
+        rationale=None if rationale is None else clean_str(rationale),
         span_id=span_id,
         created_time_ns=time.time_ns(),
     )

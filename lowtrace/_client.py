@@ -45,7 +45,7 @@ from lowtrace._traceparent import (
     parse_traceparent_fields,
 )
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import clean_str, snapshot_mapping
+from lowtrace._values import clean_str, safe_repr, snapshot_mapping
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -269,7 +269,8 @@ class TracingClient(TraceEdits):
                         _check_name(name)
                     if type(parent_id) is not str:
                         raise InvalidArgumentError(
-                            f"parent_id must be the str span_id of a span, got {parent_id!r}"
+                            "parent_id must be the str span_id of a span, "
+                            f"got {safe_repr(parent_id)}"
                         )
                     child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)
                     if child is not None:
@@ -281,7 +282,8 @@ class TracingClient(TraceEdits):
                 name = clean_str(name)
             if type(parent_id) is not str:
                 raise InvalidArgumentError(
-                    f"parent_id must be the str span_id of the parent span, got {parent_id!r}"
+                    "parent_id must be the str span_id of the parent span, "
+                    f"got {safe_repr(parent_id)}"
                 )
             kind = span_type if type(span_type) is SpanType else normalize_span_type(span_type)
             # None: the trace reads the clock under its lock, so a child can never start
@@ -558,7 +560,7 @@ class TracingClient(TraceEdits):
                 raise NotSampled(trace_id)
             if type(trace_id) is not str or not is_trace_id(trace_id):
                 raise InvalidArgumentError(
-                    f"trace_id must be 32 lowercase hex digits, got {trace_id!r}"
+                    f"trace_id must be 32 lowercase hex digits, got {safe_repr(trace_id)}"
                 )
             if self._registry.was_ended(trace_id) or self._unsampled.was_ended(trace_id):
                 raise TraceEndedError(f"trace {trace_id} has already ended; it cannot change")
@@ -572,7 +574,9 @@ class TracingClient(TraceEdits):
     def _missing_span(self, trace_id: str, span_id: object) -> LowtraceError:
         """The error for a span id a live trace does not have (the error path only)."""
         if type(span_id) is not str or not is_span_id(span_id):
-            return InvalidArgumentError(f"span ids are 16 lowercase hex digits, got {span_id!r}")
+            return InvalidArgumentError(
+                f"span ids are 16 lowercase hex digits, got {safe_repr(span_id)}"
+            )
         other = self._registry.owner_of_span(span_id)
         if other is not None and other != trace_id:
             return SpanNotFoundError(
@@ -580,7 +584,7 @@ class TracingClient(TraceEdits):
                 "a parent must be in the same trace as its child"
             )
         return SpanNotFoundError(
-            f"no span {span_id!r} in trace {trace_id}; "
+            f"no span {safe_repr(span_id)} in trace {trace_id}; "
             "pass the span_id of a span started in this trace"
         )
 
@@ -598,7 +602,9 @@ class TracingClient(TraceEdits):
 
 def _check_name(name: object) -> None:
     if not isinstance(name, str):
-        raise InvalidArgumentError(f"name must be a str, got {type(name).__name__}: {name!r}")
+        raise InvalidArgumentError(
+            f"name must be a str, got {type(name).__name__}: {safe_repr(name)}"
+        )
     if not name.strip():
         raise InvalidArgumentError("name must be a non-empty str")
 

@@ -6,13 +6,19 @@ working export pipeline instead of copies frozen in whatever state the parent ha
 
 A ``multiprocessing`` worker started by fork or forkserver ends with ``os._exit`` and never
 runs ``atexit``; it runs multiprocessing's own finalizers instead. ``at_worker_exit``
-names what such a worker must run then (the client delivers what is queued).
+names what such a worker must run then (the client delivers what is queued). A worker
+stopped by ``Pool.terminate()`` (what ``with Pool(...)`` does on exit) gets SIGTERM, which
+skips those finalizers too: while SIGTERM has its default action, the worker runs the hooks
+first (at most ``_TERM_GRACE_S``, in a helper thread so a lock held by the interrupted code
+cannot hang it), then dies of SIGTERM as it would have.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -48,6 +54,7 @@ class _Anchor:
 
 
 _ANCHOR: Final = _Anchor()
+_TERM_GRACE_S: Final = 10.0  # what a terminated worker may spend delivering its traces
 
 
 def at_worker_exit(hook: Callable[[], None]) -> None:
@@ -55,7 +62,11 @@ def at_worker_exit(hook: Callable[[], None]) -> None:
     _exit_hooks.append(hook)
 
 
+_exiting = [False]  # the exit hooks have started in this process
+
+
 def _run_exit_hooks() -> None:
+    _exiting[0] = True
     for hook in _exit_hooks:
         hook()
 
@@ -63,7 +74,24 @@ def _run_exit_hooks() -> None:
 def _register_finalizer(_: object = None) -> None:
     util = sys.modules["multiprocessing.util"]
     _finalizer_pid[0] = os.getpid()
+    _exiting[0] = False
     util.Finalize(None, _run_exit_hooks, exitpriority=5)
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM in a worker: run the exit hooks (bounded), then die of SIGTERM."""
+    if _exiting[0]:
+        return  # already exiting through its finalizer (a pool's stop sentinel): let it end
+    helper = threading.Thread(target=_run_exit_hooks, name="lowtrace-sigterm", daemon=True)
+    helper.start()
+    helper.join(_TERM_GRACE_S)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _watch_forked_worker() -> None:

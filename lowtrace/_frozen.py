@@ -25,6 +25,15 @@ class FrozenDict(dict[str, Any]):
 
     __slots__ = ()
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> FrozenDict:
+        self = dict.__new__(cls)
+        dict.__init__(self, *args, **kwargs)
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Filled by ``__new__``: calling ``__init__`` again (``dict.__init__`` would
+        update the dict in place) changes nothing."""
+
     __setitem__ = __delitem__ = __ior__ = _refuse
     clear = pop = popitem = setdefault = update = _refuse
 
@@ -45,6 +54,15 @@ class FrozenList(list[Any]):
     """A list that refuses every change (nested values of a finished trace)."""
 
     __slots__ = ()
+
+    def __new__(cls, *args: Any) -> FrozenList:
+        self = list.__new__(cls)
+        list.__init__(self, *args)
+        return self
+
+    def __init__(self, *args: Any) -> None:
+        """Filled by ``__new__``: calling ``__init__`` again (``list.__init__`` would
+        replace the items in place) changes nothing."""
 
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse

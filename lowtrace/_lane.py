@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from lowtrace.errors import ExportRejectedError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from lowtrace._config import PipelineConfig
     from lowtrace._model import Trace
     from lowtrace._pipeline import Exporter
@@ -211,7 +213,7 @@ class Lane:
         Unlike ``wait_delivered`` it reports no loss and leaves flush()'s reporting alone.
         Returns False on timeout, and at once inside ``export()`` (it would wait for itself).
         """
-        if threading.current_thread() is self.thread:
+        if self.is_worker():
             return False
         with self.lock:
             target = self.taken + len(self.queue)
@@ -245,8 +247,12 @@ class Lane:
             self.nap.notify_all()
             self.progress.notify_all()
         thread = self.thread
-        if thread is not None and thread.ident is not None:
+        if thread is not None and thread.ident is not None and not self.is_worker():
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    def is_worker(self) -> bool:
+        """Whether the caller is this lane's worker (inside the exporter's ``export()``)."""
+        return threading.current_thread() is self.thread
 
     # -- worker side ------------------------------------------------------------------------
 
@@ -361,15 +367,15 @@ class Lane:
                 "lowtrace: %s rejected %d trace(s), a final answer (not retried): %s",
                 self.name,
                 rejected,
-                self._rejection,
+                _describe(self._rejection, str),
             )
         if pending:
             log.error(
-                "lowtrace: gave up exporting %d trace(s) to %s after %d attempt(s): %r",
+                "lowtrace: gave up exporting %d trace(s) to %s after %d attempt(s): %s",
                 len(pending),
                 self.name,
                 attempt,
-                error,
+                _describe(error, repr),
             )
         return delivered, rejected, len(pending)
 
@@ -385,3 +391,11 @@ class Lane:
                 if remaining <= 0:
                     return not (self.stopping and time.monotonic() >= self.deadline)
                 self.nap.wait(remaining)
+
+
+def _describe(error: BaseException | None, text: Callable[[object], str]) -> str:
+    """An exporter's error as text for the log; its own ``__str__`` may raise anything."""
+    try:
+        return text(error)
+    except BaseException:  # noqa: BLE001 - the worker must outlive the exporter's errors
+        return f"<{type(error).__qualname__} whose text could not be made>"

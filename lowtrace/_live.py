@@ -34,6 +34,7 @@ from lowtrace._values import (
     SPAN_BYTES,
     TRACE_BYTES,
     clean_str,
+    safe_repr,
     snapshot_mapping,
     value_bytes,
 )
@@ -99,7 +100,9 @@ def resolve_status(status: SpanStatus | str | None, current: SpanStatus) -> Span
     try:
         return SpanStatus(status)
     except ValueError:
-        raise InvalidArgumentError(f"status must be a SpanStatus, got {status!r}") from None
+        raise InvalidArgumentError(
+            f"status must be a SpanStatus, got {safe_repr(status)}"
+        ) from None
 
 
 class LiveTrace:
@@ -294,7 +297,7 @@ class LiveTrace:
         given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
         if status_message is not None and type(status_message) is not str:
             raise InvalidArgumentError(
-                f"status_message must be a str or None, got {status_message!r}"
+                f"status_message must be a str or None, got {safe_repr(status_message)}"
             )
         status_message = _clean_message(status_message)
         if span is self.root:

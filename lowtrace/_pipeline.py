@@ -12,13 +12,14 @@ and counts every trace it could not deliver.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from lowtrace._config import PipelineConfig
     from lowtrace._model import Trace
@@ -28,6 +29,7 @@ from lowtrace._lane import FOREVER, Lane
 __all__ = ["ExportPipeline", "Exporter", "ExporterStats"]
 
 log = logging.getLogger("lowtrace")
+_SHUTDOWN_GRACE_S = 1.0  # what each exporter's shutdown() may take past close()'s timeout
 
 
 @runtime_checkable
@@ -89,12 +91,20 @@ class ExportPipeline:
         return self.lanes[self.store_lane].wait_settled(time.monotonic() + timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted so far is delivered; True if nothing was lost."""
+        """Wait until everything submitted so far is delivered; True if nothing was lost.
+
+        Called from inside an ``export()`` (a worker thread) it does not wait: the worker
+        would wait for its own batch, and two workers flushing could wait for each other.
+        """
         deadline = FOREVER if timeout is None else time.monotonic() + timeout
+        if any(lane.is_worker() for lane in self.lanes):
+            deadline = time.monotonic()
         ok = True
         for lane in self.lanes:
             ok = lane.wait_delivered(deadline) and ok
-            ok = _flush_exporter(lane) and ok
+            flush = getattr(lane.exporter, "flush", None)
+            if callable(flush):
+                ok = _call_by(deadline, flush, f"{lane.name}.flush()") and ok
         return ok
 
     def shutdown(self, timeout: float) -> bool:
@@ -106,13 +116,12 @@ class ExportPipeline:
         for lane in self.lanes:
             lane.stop(deadline)
         ok = self.flush(timeout=max(0.0, deadline - time.monotonic()))
+        # An exporter's shutdown() may need a moment even when delivery used up the time.
+        deadline = max(deadline, time.monotonic() + _SHUTDOWN_GRACE_S)
         for lane in self.lanes:
             shutdown = getattr(lane.exporter, "shutdown", None)
             if callable(shutdown):
-                try:
-                    shutdown()
-                except Exception:
-                    log.exception("lowtrace: %s.shutdown() failed", lane.name)
+                _call_by(deadline, shutdown, f"{lane.name}.shutdown()")
         lost = [s for s in self.stats() if s.lost or s.queued]
         for s in lost:
             log.warning(
@@ -145,17 +154,37 @@ class ExportPipeline:
         self._closed = False
 
 
-def _flush_exporter(lane: Lane) -> bool:
-    """Call a buffering exporter's optional ``flush()`` (a Delta table commits its rows)."""
-    flush = getattr(lane.exporter, "flush", None)
-    if not callable(flush):
-        return True
+def _call_by(deadline: float, call: Callable[[], object], what: str) -> bool:
+    """Call an exporter's ``flush()`` or ``shutdown()``, waiting for it until ``deadline``.
+
+    A hook that hangs (a dead backend) must not hang ``flush(timeout)`` or ``close()``: with
+    a finite deadline it runs in a daemon thread that is left behind if it is late.
+    """
+    outcome: list[bool] = []
+
+    def run() -> None:
+        try:
+            call()
+        except Exception:
+            log.exception("lowtrace: %s failed", what)
+            outcome.append(False)
+        else:
+            outcome.append(True)
+
+    if deadline == FOREVER:
+        run()
+        return outcome[0]
+    helper = threading.Thread(target=run, name=f"lowtrace-{what}", daemon=True)
     try:
-        flush()
-    except Exception:
-        log.exception("lowtrace: %s.flush() failed", lane.name)
+        helper.start()
+    except RuntimeError:  # no new threads (interpreter shutdown): call it here
+        run()
+        return outcome[0]
+    helper.join(max(0.0, deadline - time.monotonic()))
+    if not outcome:
+        log.warning("lowtrace: %s did not return in time; not waiting for it", what)
         return False
-    return True
+    return outcome[0]
 
 
 def describe(exporter: Any) -> str:

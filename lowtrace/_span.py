@@ -25,7 +25,13 @@ from lowtrace._spandata import (
     set_usage,
 )
 from lowtrace._types import SpanStatus
-from lowtrace._values import clean_str, encode_value, snapshot_mapping, snapshot_value
+from lowtrace._values import (
+    clean_str,
+    encode_value,
+    safe_repr,
+    snapshot_mapping,
+    snapshot_value,
+)
 from lowtrace.errors import InvalidArgumentError, LowtraceError
 
 if TYPE_CHECKING:
@@ -50,7 +56,7 @@ def check_time(value: object, what: str) -> int:
     """A timestamp argument: a non-negative int of nanoseconds since the epoch."""
     if type(value) is not int or value < 0 or value >= _MAX_INT:
         raise InvalidArgumentError(
-            f"{what} must be a non-negative int of nanoseconds below 2**63, got {value!r}"
+            f"{what} must be a non-negative int of nanoseconds below 2**63, got {safe_repr(value)}"
         )
     return value
 
@@ -208,7 +214,9 @@ class LiveSpan:
         trace = self._trace
         try:
             if type(name) is not str or not name:
-                raise InvalidArgumentError(f"event name must be a non-empty str, got {name!r}")
+                raise InvalidArgumentError(
+                    f"event name must be a non-empty str, got {safe_repr(name)}"
+                )
             if not name.isascii():
                 name = clean_str(name)
             when = _time_ns() if time_ns is None else check_time(time_ns, "time_ns")
@@ -226,7 +234,9 @@ class LiveSpan:
         trace = self._trace
         try:
             if not isinstance(exc, BaseException):
-                raise InvalidArgumentError(f"record_exception takes an exception, got {exc!r}")
+                raise InvalidArgumentError(
+                    f"record_exception takes an exception, got {safe_repr(exc)}"
+                )
             when = _time_ns() if time_ns is None else check_time(time_ns, "time_ns")
             limit = trace.limits.max_value_bytes
             kind = type(exc)
@@ -381,7 +391,7 @@ def make_token_usage(
     ):
         if value is not None and (type(value) is not int or value < 0 or value >= _MAX_INT):
             raise InvalidArgumentError(
-                f"{label} must be a non-negative int below 2**63, got {value!r}"
+                f"{label} must be a non-negative int below 2**63, got {safe_repr(value)}"
             )
     if input_tokens is None and output_tokens is None and total_tokens is None:
         raise InvalidArgumentError("set_token_usage needs at least one token count")

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias, cast
 
+from lowtrace._values import safe_repr
 from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
@@ -84,17 +85,17 @@ class TraceParent(NamedTuple):
 def parse_traceparent_fields(value: str) -> TraceParent:
     """All fields of a ``traceparent`` value; invalid ones raise ``InvalidArgumentError``."""
     if not isinstance(value, str):
-        raise InvalidArgumentError(f"traceparent must be a str, got {value!r}")
+        raise InvalidArgumentError(f"traceparent must be a str, got {safe_repr(value)}")
     if len(value) > _MAX_HEADER_CHARS:
         raise InvalidArgumentError(f"traceparent is too long ({len(value)} characters)")
     match = _TRACEPARENT.fullmatch(value.strip(" \t").lower())
     if match is None:
-        raise InvalidArgumentError(f"not a W3C traceparent value: {value!r}")
+        raise InvalidArgumentError(f"not a W3C traceparent value: {safe_repr(value)}")
     version, trace_id, span_id, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest):
-        raise InvalidArgumentError(f"unsupported traceparent version in {value!r}")
+        raise InvalidArgumentError(f"unsupported traceparent version in {safe_repr(value)}")
     if trace_id == "0" * 32 or span_id == "0" * 16:
-        raise InvalidArgumentError(f"traceparent has an all-zero id: {value!r}")
+        raise InvalidArgumentError(f"traceparent has an all-zero id: {safe_repr(value)}")
     return TraceParent(version, trace_id, span_id, int(flags, 16))
 
 
@@ -107,9 +108,13 @@ def parse_traceparent(value: str) -> tuple[str, str]:
 def format_traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
     """The ``traceparent`` header value for a span; bad or all-zero ids raise."""
     if not (isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id)) or trace_id == "0" * 32:
-        raise InvalidArgumentError(f"trace_id must be 32 lowercase hex digits, got {trace_id!r}")
+        raise InvalidArgumentError(
+            f"trace_id must be 32 lowercase hex digits, got {safe_repr(trace_id)}"
+        )
     if not (isinstance(span_id, str) and _SPAN_ID.fullmatch(span_id)) or span_id == "0" * 16:
-        raise InvalidArgumentError(f"span_id must be 16 lowercase hex digits, got {span_id!r}")
+        raise InvalidArgumentError(
+            f"span_id must be 16 lowercase hex digits, got {safe_repr(span_id)}"
+        )
     return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
 
 
@@ -154,9 +159,11 @@ def format_tracestate(entries: Mapping[str, str] | Iterable[tuple[str, str]]) ->
     seen: set[str] = set()
     for key, val in items:
         if not isinstance(key, str) or not _KEY.fullmatch(key) or key in seen:
-            raise InvalidArgumentError(f"invalid or duplicate tracestate key {key!r}")
+            raise InvalidArgumentError(f"invalid or duplicate tracestate key {safe_repr(key)}")
         if not isinstance(val, str) or not _VALUE.fullmatch(val):
-            raise InvalidArgumentError(f"invalid tracestate value {val!r} for key {key!r}")
+            raise InvalidArgumentError(
+                f"invalid tracestate value {safe_repr(val)} for key {safe_repr(key)}"
+            )
         seen.add(key)
     return ",".join(f"{key}={val}" for key, val in items)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from lowtrace._values import clean_str
+from lowtrace._values import clean_str, safe_repr
 from lowtrace.errors import InvalidArgumentError
 
 __all__ = ["SpanStatus", "SpanType", "normalize_span_type"]
@@ -46,4 +46,6 @@ def normalize_span_type(value: object) -> str:
     if isinstance(value, str) and value:
         known = _SPAN_TYPES.get(value)
         return known if known is not None else clean_str(value)
-    raise InvalidArgumentError(f"span_type must be a SpanType or a non-empty str, got {value!r}")
+    raise InvalidArgumentError(
+        f"span_type must be a SpanType or a non-empty str, got {safe_repr(value)}"
+    )

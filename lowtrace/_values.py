@@ -35,6 +35,8 @@ __all__ = [
     "clean_int",
     "clean_str",
     "encode_value",
+    "safe_repr",
+    "safe_str",
     "snapshot_mapping",
     "snapshot_value",
     "truncation_marker",
@@ -84,6 +86,19 @@ def _safe_repr(obj: object) -> str:
         return _REPR.repr(obj)
     except Exception:  # noqa: BLE001 - a broken __repr__ must not reach the caller
         return f"<unrepresentable {type(obj).__qualname__} object>"
+
+
+def safe_repr(obj: object) -> str:
+    """``repr(obj)`` for an error message, shortened; never raises (a broken ``__repr__``)."""
+    return _safe_repr(obj)
+
+
+def safe_str(obj: object) -> str:
+    """``str(obj)`` as valid Unicode; a value whose ``__str__`` raises is named instead."""
+    try:
+        return clean_str(obj if type(obj) is str else str(obj))
+    except Exception:  # noqa: BLE001 - a broken __str__ must not reach the caller
+        return f"<unprintable {type(obj).__qualname__}>"
 
 
 def _default(obj: Any) -> Any:

@@ -87,6 +87,46 @@ def test_a_rejected_batch_is_final_counted_and_makes_flush_false() -> None:
         assert client.flush(10) is True  # each loss is reported by the flush that saw it
 
 
+class Unprintable(ConnectionError):
+    """An error whose text cannot be made: logging it raises from the exporter's code."""
+
+    def __str__(self) -> str:
+        raise KeyboardInterrupt("from __str__")
+
+    def __repr__(self) -> str:
+        raise SystemExit("from __repr__")
+
+
+class UnprintableRejection(ExportRejectedError):
+    def __str__(self) -> str:
+        raise KeyboardInterrupt("from __str__")
+
+    def __repr__(self) -> str:
+        raise SystemExit("from __repr__")
+
+
+@pytest.mark.parametrize("error", [Unprintable, UnprintableRejection])
+def test_an_error_that_cannot_be_printed_is_counted_and_keeps_the_worker(
+    error: type[Exception],
+) -> None:
+    class FailsOnce(Recorder):
+        def check(self, traces: Sequence[Trace]) -> None:
+            if self.calls == 1:
+                raise error()
+
+    sink = FailsOnce()
+    config = PipelineConfig(max_attempts=1, export_delay_s=0)
+    with TracingClient("memory://", exporters=[sink], pipeline=config) as client:
+        end_traces(client, "lost")
+        assert flush_in_thread(client) is False
+        stats = client.stats().exporters[1]
+        assert (stats.failed, stats.rejected) == ((1, 0) if error is Unprintable else (0, 1))
+        sink.called.clear()
+        end_traces(client, "next")  # no flush: the worker itself must still be there
+        assert sink.called.wait(10)
+        assert [t.info.name for t in sink.traces] == ["next"]
+
+
 def test_one_bad_trace_is_isolated_and_the_rest_of_its_batch_delivered() -> None:
     class ChokesOnOne(Recorder):
         def check(self, traces: Sequence[Trace]) -> None:

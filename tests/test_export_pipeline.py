@@ -131,6 +131,32 @@ def test_close_is_bounded_when_the_destination_hangs() -> None:
     stuck.release.set()
 
 
+class HangsInFlushAndShutdown(Collector):
+    """Takes every trace, but its ``flush()`` and ``shutdown()`` hang (a dead backend)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def flush(self) -> None:
+        self.release.wait(60)
+
+    def shutdown(self) -> None:
+        self.release.wait(60)
+
+
+def test_flush_and_close_are_bounded_when_the_exporters_own_flush_or_shutdown_hangs() -> None:
+    hangs = HangsInFlushAndShutdown()
+    client = TracingClient("memory://", exporters=[hangs])
+    run_traces(client, 1)
+    started = time.perf_counter()
+    assert client.flush(timeout=0.5) is False  # its flush() did not finish: not delivered
+    assert client.close(timeout=0.5) is False
+    assert time.perf_counter() - started < 5.0
+    hangs.release.set()
+    assert len(hangs.traces) == 1
+
+
 def test_close_abandons_live_traces_and_delivers_them() -> None:
     sink = Collector()
     client = TracingClient("memory://", exporters=[sink])

@@ -65,6 +65,21 @@ def test_a_finished_trace_cannot_be_changed_through_what_end_trace_returned() ->
                 change()
 
 
+def test_calling_init_again_on_a_finished_traces_values_changes_nothing() -> None:
+    with TracingClient("memory://") as client:
+        trace = finished(client)
+        root, child = trace.spans
+        before = trace.to_json()
+        trace.info.tags.__init__(env="dev")  # type: ignore[misc]  # dict.__init__ updates
+        root.attributes["nested"]["list"].__init__([9])  # list.__init__ replaces the items
+        child.events[0].attributes.__init__({"x": 1})  # type: ignore[misc]
+        trace.info.metadata.__init__(key="value")  # type: ignore[misc]  # the shared empty one
+        assert trace.to_json() == before
+        assert client.flush(5)
+        stored = client.get_trace(trace.info.trace_id)
+        assert stored is not None and stored.to_json() == before
+
+
 def test_frozen_values_still_read_compare_and_round_trip_like_json() -> None:
     with TracingClient("memory://") as client:
         trace = finished(client)
@@ -144,3 +159,70 @@ def test_a_tag_whose_str_raises_never_reaches_the_caller_in_lenient_mode() -> No
         root = client.start_trace("t", tags={"x": Hostile()})
         trace = client.end_trace(root.trace_id)
     assert trace is not None and trace.info.tags["x"].startswith("<unprintable")
+
+
+@pytest.mark.parametrize("uri", ["memory://", "sqlite:///{tmp}/t.db"])
+def test_feedback_with_unencodable_text_is_stored_readably(uri: str, tmp_path: Any) -> None:
+    with TracingClient(uri.format(tmp=tmp_path)) as client:
+        root = client.start_trace("t")
+        client.end_trace(root.trace_id)
+        client.log_feedback(
+            root.trace_id,
+            f"name{LONE}",
+            {"score": HUGE, LONE: LONE},
+            source={"type": "HUMAN", f"id{LONE}": LONE},
+            rationale=f"why{LONE}",
+        )
+        client.log_expectation(root.trace_id, f"expected{LONE}", [LONE])
+        stored = client.get_trace(root.trace_id)
+    assert stored is not None
+    feedback, expectation = stored.info.assessments
+    assert feedback.name == "namea\ufffdb" and feedback.rationale == "whya\ufffdb"
+    assert feedback.value == {"score": str(HUGE), "a\ufffdb": "a\ufffdb"}
+    assert feedback.source == {"type": "HUMAN", "ida\ufffdb": "a\ufffdb"}
+    assert (expectation.name, expectation.value) == ("expecteda\ufffdb", ["a\ufffdb"])
+    assert Trace.from_json(stored.to_json()) == stored
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no __str__")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no __repr__")
+
+
+def test_arguments_whose_repr_raises_never_reach_the_caller_in_lenient_mode() -> None:
+    with TracingClient("memory://", strict=False) as client:
+        root = client.start_trace("t")
+        client.end_trace(root.trace_id)
+        tid = root.trace_id
+        assert client.log_feedback(tid, Unprintable(), 1) is None  # type: ignore[arg-type]
+        client.log_feedback(tid, "ok", 1, source={"id": Unprintable()})
+        client.log_feedback(tid, "ok", 1, rationale=Unprintable())  # type: ignore[arg-type]
+        client.set_trace_tags(tid, {Unprintable(): "v"})  # type: ignore[dict-item]
+        assert sum(client.stats().violations.values()) == 3
+
+
+def test_recording_calls_given_arguments_whose_repr_raises_count_a_violation() -> None:
+    bad: Any = Unprintable()
+    with TracingClient("memory://", strict=False) as client:
+        root = client.start_trace("t")
+        span = client.start_span("s", trace_id=root.trace_id, parent_id=root.span_id)
+        calls = [
+            lambda: client.start_trace(bad),
+            lambda: client.start_trace("t", traceparent=bad),
+            lambda: client.start_trace("t", span_type=bad),
+            lambda: client.start_trace("t", start_time_ns=bad),
+            lambda: client.start_span(bad, trace_id=root.trace_id, parent_id=root.span_id),
+            lambda: client.start_span("s", trace_id=root.trace_id, parent_id=bad),
+            lambda: client.end_span(root.trace_id, bad),
+            lambda: client.end_trace(bad),
+            lambda: span.add_event(bad),
+            lambda: span.set_token_usage(input_tokens=bad),
+            lambda: span.record_exception(bad),
+        ]
+        for call in calls:
+            call()  # counted and logged, never raised
+        client.end_trace(root.trace_id, status_message=bad, close_open_spans=True)
+        assert sum(client.stats().violations.values()) == len(calls) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import signal
 import sys
@@ -117,3 +118,54 @@ def test_a_child_forked_while_the_pipeline_is_locked_gets_a_working_pipeline() -
             os.waitpid(pid, 0)
             pytest.fail("the forked child hung on the pipeline's inherited lock")
         assert os.waitstatus_to_exitcode(status[1]) == 0
+
+
+_pool_clients: dict[str, TracingClient] = {}  # per worker process: one client per store
+
+
+def record_in_pool_worker(uri: str, task: int) -> int:
+    """A pool task recording into its worker's client, which it never flushes."""
+    client = _pool_clients.get(uri) or _pool_clients.setdefault(uri, TracingClient(uri))
+    for n in range(TRACES):
+        root = client.start_trace(f"task{task}-{n}")
+        client.end_trace(root.trace_id)
+    return task
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_pool_used_as_a_context_manager_delivers_its_workers_traces(
+    tmp_path: Path, method: str
+) -> None:
+    # Pool.__exit__ calls terminate(): workers get SIGTERM, which skips every finalizer.
+    uri = f"sqlite:///{tmp_path}/pool.db"
+    tasks = [(uri, task) for task in range(6)]
+    with multiprocessing.get_context(method).Pool(2) as pool:
+        assert pool.starmap(record_in_pool_worker, tasks, chunksize=1) == list(range(6))
+    with TracingClient(uri) as reader:
+        assert reader.count_traces() == len(tasks) * TRACES
+
+
+def record_then_wait(uri: str, recorded: multiprocessing.synchronize.Event) -> None:
+    """A worker that records, says so, and waits until it is terminated."""
+    client = TracingClient(uri)
+    for n in range(TRACES):
+        root = client.start_trace(f"t{n}")
+        client.end_trace(root.trace_id)
+    recorded.set()
+    time.sleep(60)
+
+
+def test_a_terminated_worker_delivers_its_traces_and_still_dies_of_sigterm(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path}/terminated.db"
+    context = multiprocessing.get_context("fork")
+    recorded = context.Event()
+    worker = context.Process(target=record_then_wait, args=(uri, recorded))
+    worker.start()
+    assert recorded.wait(30)
+    worker.terminate()
+    worker.join(30)
+    assert worker.exitcode == -signal.SIGTERM
+    with TracingClient(uri) as reader:
+        assert reader.count_traces() == TRACES

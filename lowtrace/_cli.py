@@ -10,6 +10,7 @@ store (or, as a last resort, a bug); 2 for bad usage.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -185,11 +186,12 @@ def _cmd_delete(args: argparse.Namespace, out: IO[str]) -> int:
         raise _Failure("delete needs TRACE_ID... or --older-than-days N", EXIT_USAGE)
     if not args.yes:
         raise _Failure("refusing to delete without --yes", EXIT_USAGE)
-    older = (
-        int((time.time() - args.older_than_days * 86400) * 1000)
-        if args.older_than_days is not None
-        else None
-    )
+    older = None
+    if args.older_than_days is not None:
+        days = args.older_than_days
+        if not math.isfinite(days) or days < 0:  # -1 would delete every trace
+            raise _Failure("--older-than-days takes a number of days >= 0", EXIT_USAGE)
+        older = int(max(0.0, time.time() - days * 86400) * 1000)  # before 1970: nothing
     deleted = _store(args).delete_traces(args.trace_ids or None, older_than_ms=older)
     out.write(f"deleted {_traces(deleted)}\n")
     return EXIT_OK

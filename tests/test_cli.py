@@ -327,3 +327,17 @@ def test_price_files_may_price_prompt_cache_tokens(tmp_path: Path) -> None:
     prices.write_text('{"m": [1]}')
     with pytest.raises(_Failure):
         _load_prices(str(prices))
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "-1"])
+def test_delete_older_than_no_number_of_days_is_a_usage_error(store: str, days: str) -> None:
+    result = lowtrace("delete", "--older-than-days", days, "--yes", "--uri", store)
+    assert result.returncode == 2, result.stderr
+    assert "--older-than-days" in result.stderr and "internal error" not in result.stderr
+    assert len(lowtrace("list", "--uri", store).stdout.strip().splitlines()) > 1
+
+
+def test_delete_older_than_before_the_epoch_deletes_nothing(store: str) -> None:
+    result = lowtrace("delete", "--older-than-days", "1e308", "--yes", "--uri", store)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("deleted 0 trace")

@@ -445,3 +445,23 @@ def test_a_store_that_keeps_nothing_says_so_when_asked_to_change_a_trace() -> No
         client.end_trace(root.trace_id)
         with pytest.raises(StoreError, match="keeps no traces"):
             client.log_feedback(root.trace_id, "correct", True)
+
+
+def test_feedback_with_lone_surrogates_is_stored_like_its_value(client: TracingClient) -> None:
+    root = client.start_trace("t")
+    client.end_trace(root.trace_id)
+    logged = client.log_feedback(
+        root.trace_id,
+        "tone\ud800",
+        "ok\udfff",
+        rationale="why\ud800",
+        source={"type": "HUMAN", "id": "al\udc00ice"},
+    )
+    assert logged is not None
+    assert logged.name == "tone\ufffd" and logged.value == "ok\ufffd"
+    assert logged.rationale == "why\ufffd" and logged.source == {
+        "type": "HUMAN",
+        "id": "al\ufffdice",
+    }
+    stored = client.get_trace(root.trace_id)
+    assert stored is not None and stored.info.assessments == (logged,)

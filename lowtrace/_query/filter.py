@@ -24,6 +24,7 @@ from typing import Final, Literal
 import attrs
 
 from lowtrace._query.literals import check_encodable, number_literal
+from lowtrace._query.regex_guard import check_regex
 from lowtrace._types import SpanStatus, SpanType
 from lowtrace.errors import FilterError
 
@@ -424,33 +425,6 @@ class _Parser:
         op = str(self.token.value)
         self.index += 1
         return Comparison(field, op, self.literal(field, exact=op in ("=", "!=")))
-
-
-#: Guards against regular expressions that take exponential time (``RLIKE``): a length
-#: bound, no backreferences, no quantified group that itself ends in a quantifier
-#: (``(a+)+``, ``(a|aa)*``). A heuristic, not a proof: see the README.
-MAX_REGEX_CHARS: Final = 500
-_NESTED_QUANTIFIER: Final = re.compile(r"[*+}?]\)[*+{?]|\|[^()]*\)[*+{]")
-_BACKREFERENCE: Final = re.compile(r"\\[1-9]|\(\?P=")
-
-
-def check_regex(pattern: str, text: str = "", position: int | None = None) -> None:
-    """Raise a FilterError for a pattern Python cannot compile or that may backtrack badly."""
-    if len(pattern) > MAX_REGEX_CHARS:
-        raise FilterError(
-            f"RLIKE patterns are limited to {MAX_REGEX_CHARS} characters", text, position
-        )
-    if _NESTED_QUANTIFIER.search(pattern) or _BACKREFERENCE.search(pattern):
-        raise FilterError(
-            "RLIKE refuses nested quantifiers, quantified alternations and backreferences "
-            "(they can take exponential time)",
-            text,
-            position,
-        )
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise FilterError(f"bad RLIKE pattern: {exc}", text, position) from None
 
 
 def parse_filter(text: str | None) -> Expr | None:

@@ -45,6 +45,9 @@ except ImportError as _exc:  # pragma: no cover - exercised without the extra
 __all__ = ["PostgresStore"]
 
 _SCHEMA_LOCK: Final = 0x10F7_7ACE  # advisory lock id for migrations
+#: Seconds to wait for a server to answer a new connection (libpq waits forever by
+#: default); a ``connect_timeout`` in the URI wins.
+CONNECT_TIMEOUT_S = 10
 
 
 def _migrate_to_1(cur: psycopg.Cursor[Any]) -> None:
@@ -204,7 +207,10 @@ class PostgresStore(TraceStore):
         key = (os.getpid(), self._generation)  # a forked child needs its own connections
         if conn is None or local.key != key or conn.closed:
             try:
-                conn = psycopg.connect(self.dsn, autocommit=True)
+                dsn = self.dsn
+                if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn):
+                    dsn = psycopg.conninfo.make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT_S)
+                conn = psycopg.connect(dsn, autocommit=True)
             except (psycopg.Error, ValueError) as exc:  # down, or a malformed URI
                 raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
             with self._all_lock:

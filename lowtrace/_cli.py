@@ -326,7 +326,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also answer to this Host name (repeatable; '*' for any, which re-opens DNS "
         "rebinding)",
     )
-    p.add_argument("--read-only", action="store_true", help="look only: no delete and no feedback form")
+    p.add_argument(
+        "--read-only", action="store_true", help="look only: no delete and no feedback form"
+    )
     p.add_argument(
         "--prices",
         metavar="FILE",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import shlex
 import shutil
 import sys
 import time
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient
+from lowtrace._stores.redact import redact
 
 client = TracingClient()
 
@@ -124,8 +126,8 @@ def lowtrace_command() -> str:
     if found is not None and Path(found).resolve() == script.resolve():
         return "lowtrace"
     with contextlib.suppress(ValueError):
-        return str(script.relative_to(Path.cwd()))  # .venv/bin/lowtrace
-    return str(script)
+        return shlex.quote(str(script.relative_to(Path.cwd())))  # .venv/bin/lowtrace
+    return shlex.quote(str(script))
 
 
 def main() -> None:
@@ -137,8 +139,13 @@ def main() -> None:
     stored = client.get_trace(trace_id)
     assert stored is not None
     print(format_tree(stored))
-    print(f"\nStored in {client.uri}. Look at it with:")
-    uri = "" if client.uri == "sqlite:///lowtrace.db" else f" --uri {client.uri}"
+    print(f"\nStored in {redact(client.uri)}. Look at it with:")
+    if client.uri == "sqlite:///lowtrace.db":
+        uri = ""
+    elif redact(client.uri) != client.uri:  # never print a password
+        uri = ' --uri "$LOWTRACE_URI"'
+    else:  # quoted: paths with spaces, delta://...?a=1&b=2
+        uri = f" --uri {shlex.quote(client.uri)}"
     cmd = lowtrace_command()
     print(f"  {cmd} list{uri}\n  {cmd} show{uri} {trace_id}")
     print(f"  {cmd} search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")

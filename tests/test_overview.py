@@ -75,9 +75,10 @@ def _record(
     fail_tool: bool = False,
     error: bool = False,
     tokens: tuple[int, int] = (0, 0),
+    tags: dict[str, str] | None = None,
 ) -> Trace:
     start_ns = _minute(minute) * 1_000_000
-    root = client.start_trace("agent", inputs={"q": minute}, start_time_ns=start_ns)
+    root = client.start_trace("agent", inputs={"q": minute}, tags=tags, start_time_ns=start_ns)
     tool = client.start_span(
         "lookup",
         trace_id=root.trace_id,
@@ -146,6 +147,33 @@ def test_the_filter_and_an_open_range(store: TraceStore) -> None:
 def test_an_empty_store_has_an_empty_overview(store: TraceStore) -> None:
     got = store.overview()
     assert (got.buckets, got.slowest, got.traces) == ((), (), 0)
+
+
+def test_sqlite_evaluates_a_filter_once_per_overview(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    with TracingClient("memory://") as client:
+        data = [
+            _record(client, m, 5 + m, tokens=(1, 1), tags={"env": "prod" if m in (0, 3) else "dev"})
+            for m in range(4)
+        ]
+    store.export(data)
+    statements: list[str] = []
+    fetch = store._fetch  # type: ignore[attr-defined]
+
+    def counting(sql: str, params: list[object] = []) -> object:  # noqa: B006
+        statements.append(sql)
+        return fetch(sql, params)
+
+    monkeypatch.setattr(store, "_fetch", counting)
+    got = store.overview("tags.env = 'prod'", buckets=4)
+    assert (got.traces, [b.traces for b in got.buckets]) == (2, [1, 0, 0, 1])
+    assert sum("trace_tags" in sql for sql in statements) == 1  # not once per aggregate
+    # The matching traces were staged in a temporary table, gone once the answer is back.
+    assert store.overview("tags.env = 'prod'").traces == 2
+    assert fetch("SELECT name FROM temp.sqlite_master") == []
+    store.shutdown()
 
 
 def test_plan_buckets_covers_the_range() -> None:

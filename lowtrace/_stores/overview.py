@@ -29,6 +29,7 @@ __all__ = [
     "scan_overview",
     "span_model",
     "sql_overview",
+    "staged_overview",
 ]
 
 #: The most buckets one overview may have (the charts stay readable, the answer small).
@@ -239,6 +240,8 @@ def sql_overview(
     end_ms: int | None,
     buckets: int,
     top: int,
+    *,
+    staged: str | None = None,
 ) -> Overview:
     """The overview with SQL aggregates over ``traces t`` and ``spans x`` (SQLite, PostgreSQL).
 
@@ -246,13 +249,16 @@ def sql_overview(
     bucket is an index range aggregated as it streams (no sort of every trace), its
     percentiles two ``ORDER BY duration_ms LIMIT 1 OFFSET k`` over that bucket only, and the
     span rows carry their trace's start time so that without a filter no join is needed.
+    ``staged`` names a table of the matching traces' ``STAGED_COLUMNS`` (filter and range
+    already applied, see ``staged_overview``): read in place of ``traces`` and ``filter``.
     """
     expr = parse_filter(filter)
+    source = "traces" if staged is None else staged
     if start_ms is None or end_ms is None:
         query = Query(dialect)
         where = query.where(expr)
         low, high = fetch(
-            f"SELECT MIN(t.start_time_ms), MAX(t.start_time_ms) FROM traces t WHERE {where}",
+            f"SELECT MIN(t.start_time_ms), MAX(t.start_time_ms) FROM {source} t WHERE {where}",
             query.params,
         )[0]
         if low is None:
@@ -263,7 +269,7 @@ def sql_overview(
 
     def in_bucket(query: Query, low: int, high: int) -> str:
         return (
-            f"FROM traces t WHERE t.start_time_ms >= {query.bind(low)} AND t.start_time_ms < "
+            f"FROM {source} t WHERE t.start_time_ms >= {query.bind(low)} AND t.start_time_ms < "
             f"{query.bind(high)} AND {query.where(expr)}"
         )
 
@@ -294,10 +300,17 @@ def sql_overview(
             low, int(n), int(err), ranked[0], ranked[1], int(tokens_in or 0), int(tokens_out or 0)
         )
 
-    def spans_in_range(query: Query) -> str:
-        """``FROM spans x ... WHERE``: the spans of matching traces in range."""
+    def spans_in_range(query: Query, driven: bool = True) -> str:
+        """``FROM spans x ... WHERE``: the spans of matching traces in range (``driven``: the
+        staged traces lead, else the span index does and looks their ids up)."""
         low, high = query.bind(start_ms), query.bind(end_ms)
         bounds = f"x.trace_start_ms >= {low} AND x.trace_start_ms < {high}"
+        if staged is not None and not driven:
+            # Unary + (SQLite): the ids are looked up, not the index to search by.
+            return f"FROM spans x WHERE {bounds} AND +x.trace_id IN (SELECT trace_id FROM {staged})"
+        if staged is not None:
+            # Driven by the matching traces, each a seek into the spans' primary key.
+            return f"FROM {staged} m CROSS JOIN spans x ON x.trace_id = m.trace_id WHERE {bounds}"
         if expr is None:
             return f"FROM spans x WHERE {bounds}"
         # The matching ids once (an ephemeral index), not the filter once per span.
@@ -314,7 +327,8 @@ def sql_overview(
         ModelTokens(int(b), model, int(i or 0), int(o or 0))
         for b, model, i, o in fetch(
             f"SELECT {bucket} AS b, x.model, SUM(x.input_tokens), SUM(x.output_tokens) "
-            f"{spans_in_range(query)} AND x.input_tokens IS NOT NULL GROUP BY b, x.model",
+            f"{spans_in_range(query, driven=False)} AND x.input_tokens IS NOT NULL "
+            "GROUP BY b, x.model",
             query.params,
         )
     ]
@@ -332,3 +346,46 @@ def sql_overview(
     for which, name, n, ms, err in named:
         lists[int(which)].append(SpanNameStats(name, int(n), float(ms or 0.0), int(err)))
     return _finish(start_ms, end_ms, bucket_ms, count, found, models, *lists)
+
+
+#: The columns ``staged_overview`` copies of each matching trace.
+STAGED_COLUMNS: Final = "trace_id, start_time_ms, duration_ms, status, input_tokens, output_tokens"
+
+
+def staged_overview(
+    dialect: Dialect,
+    fetch: Fetch,
+    filter: str | None,
+    start_ms: int | None,
+    end_ms: int | None,
+    buckets: int,
+    top: int,
+) -> Overview:
+    """``sql_overview`` with the filter evaluated once: the matching traces in range are
+    copied to a temporary table (per connection: ``fetch`` must keep to one, as SQLite's
+    per-thread connection does) that every aggregate then reads instead of ``traces``."""
+    expr = parse_filter(filter)
+    if expr is None:
+        return sql_overview(dialect, fetch, None, start_ms, end_ms, buckets, top)
+    query = Query(dialect)
+    bounds = [] if start_ms is None else [f"t.start_time_ms >= {query.bind(int(start_ms))}"]
+    bounds += [] if end_ms is None else [f"t.start_time_ms < {query.bind(int(end_ms))}"]
+    where = " AND ".join([*bounds, query.where(expr)])
+    table = "temp.lowtrace_overview"
+    fetch(f"DROP TABLE IF EXISTS {table}", [])
+    try:
+        columns = ", ".join(f"t.{c.strip()}" for c in STAGED_COLUMNS.split(","))
+        fetch(
+            f"CREATE TEMP TABLE lowtrace_overview AS SELECT {columns} FROM traces t WHERE {where}",
+            query.params,
+        )
+        fetch(
+            "CREATE INDEX temp.lowtrace_overview_start ON lowtrace_overview "
+            "(start_time_ms, duration_ms, status, input_tokens, output_tokens)",
+            [],
+        )
+        return sql_overview(
+            dialect, fetch, None, start_ms, end_ms, buckets, top, staged="lowtrace_overview"
+        )
+    finally:
+        fetch(f"DROP TABLE IF EXISTS {table}", [])

@@ -35,7 +35,7 @@ from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
-from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, staged_overview
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import (
@@ -411,15 +411,8 @@ class SQLiteStore(TraceStore):
         buckets: int = 30,
         top: int = 8,
     ) -> Overview:
-        return sql_overview(
-            SQLITE,
-            self._fetch,
-            filter,
-            start_ms,
-            end_ms,
-            buckets,
-            top,
-        )
+        # The filter once, into a temporary table of this thread's own connection.
+        return staged_overview(SQLITE, self._fetch, filter, start_ms, end_ms, buckets, top)
 
     def sessions(
         self, filter: str | None = None, *, max_results: int = 100

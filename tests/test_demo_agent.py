@@ -1,0 +1,75 @@
+"""The README's first command: the demo agent, and the follow-up commands it prints, pasted
+into a shell as they are (a fresh virtualenv that is not activated, a store path with a
+space, and the ``?`` and ``&`` of a ``delta://...?commit_traces=20000&commit_delay_s=60`` URI)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_agent.py"
+BASH = shutil.which("bash")
+
+
+def run_demo(cwd: Path, uri: str | None) -> tuple[str, dict[str, str]]:
+    """Run the demo as the README does (venv not activated); its output and environment."""
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_dir)
+    env = {**os.environ, "PATH": path}
+    env.pop("LOWTRACE_URI", None)
+    if uri is not None:
+        env["LOWTRACE_URI"] = uri
+    done = subprocess.run(
+        [sys.executable, str(DEMO)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    env.pop("LOWTRACE_URI", None)  # the commands must work in a fresh shell
+    return done.stdout, env
+
+
+def printed_commands(stdout: str) -> list[str]:
+    """The lines after "Look at it with:"."""
+    tail = stdout.split("Look at it with:\n", 1)[1]
+    return [line.strip() for line in tail.splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash to paste the commands into")
+@pytest.mark.parametrize(
+    "uri",
+    [
+        None,
+        "sqlite:///{tmp}/my traces/demo.db",
+        "sqlite:///{tmp}/a&b?c.db",  # what a delta:// URI's ?x=1&y=2 options do to a shell
+    ],
+    ids=["default store", "path with a space", "uri with options"],
+)
+def test_the_commands_the_demo_prints_work_when_pasted(tmp_path: Path, uri: str | None) -> None:
+    if uri is not None:
+        uri = uri.format(tmp=tmp_path)
+        (tmp_path / "my traces").mkdir()
+    stdout, env = run_demo(tmp_path, uri)
+    trace_id = stdout.split()[1]
+    commands = printed_commands(stdout)
+    assert [c.split()[0].endswith("lowtrace") for c in commands] == [True, True, True]
+    for command in commands:
+        done = subprocess.run(
+            [str(BASH), "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+        assert trace_id in done.stdout, (command, done.stdout)

@@ -20,12 +20,13 @@ from __future__ import annotations
 import functools
 import importlib
 import threading
-from collections.abc import Callable, Iterator, Sized
+from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
 from lowtrace.integrations._common import Run, default_client, finish_run, start_run
+from lowtrace.integrations._streams import TracedAsyncStream, TracedStream
 
 try:
     import openai as _openai  # noqa: F401 - fail early with a clear message
@@ -228,114 +229,6 @@ class _Accumulator:
         return (replies[0] if len(replies) == 1 else replies), attributes
 
 
-class _StreamBase:
-    """Shared by the sync and async stream proxies: ending the span exactly once."""
-
-    def __init__(self, stream: Any, acc: _Accumulator) -> None:
-        self._stream = stream
-        self._acc = acc
-        self._done = False
-        self._lock = threading.Lock()
-
-    def _record(self, item: Any) -> None:
-        try:
-            self._acc.add(item)
-        except Exception as exc:  # noqa: BLE001 - never break the application
-            self._acc.run.client.report_error(exc, _WHERE)
-
-    def _finish(self, error: BaseException | None = None, early: bool = False) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-        run = self._acc.run
-        try:
-            outputs, attributes = self._acc.outputs()
-        except Exception as exc:  # noqa: BLE001 - never break the application
-            run.client.report_error(exc, _WHERE)
-            outputs, attributes = None, {}
-        if early:
-            attributes["lowtrace.stream_closed_early"] = True
-        finish_run(run, outputs, error, attributes=attributes, where=_WHERE)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-    def __del__(self) -> None:
-        if not getattr(self, "_done", True):
-            self._finish(early=True)
-
-
-class _TracedStream(_StreamBase):
-    """A transparent proxy of ``openai.Stream`` that records what flows through it."""
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            item = next(self._stream)
-        except StopIteration:
-            self._finish()
-            raise
-        except BaseException as exc:
-            self._finish(exc)
-            raise
-        self._record(item)
-        return item
-
-    def __enter__(self) -> _TracedStream:
-        self._stream.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        try:
-            return self._stream.__exit__(*exc_info)
-        finally:
-            self._finish(early=not self._done)
-
-    def close(self) -> None:
-        try:
-            self._stream.close()
-        finally:
-            self._finish(early=True)
-
-
-class _TracedAsyncStream(_StreamBase):
-    """A transparent proxy of ``openai.AsyncStream``."""
-
-    def __aiter__(self) -> _TracedAsyncStream:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            item = await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._finish()
-            raise
-        except BaseException as exc:
-            self._finish(exc)
-            raise
-        self._record(item)
-        return item
-
-    async def __aenter__(self) -> _TracedAsyncStream:
-        await self._stream.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc_info: Any) -> Any:
-        try:
-            return await self._stream.__aexit__(*exc_info)
-        finally:
-            self._finish(early=not self._done)
-
-    async def close(self) -> None:
-        try:
-            await self._stream.close()
-        finally:
-            self._finish(early=True)
-
-
 def _wrap_sync(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
     @functools.wraps(original)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -348,7 +241,7 @@ def _wrap_sync(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
             finish_run(run, error=exc, where=_WHERE)
             raise
         if kwargs.get("stream") is True:
-            return _TracedStream(result, _Accumulator(run, kind))
+            return TracedStream(result, _Accumulator(run, kind), _WHERE)
         _complete(run, kind, result)
         return result
 
@@ -368,7 +261,7 @@ def _wrap_async(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
             finish_run(run, error=exc, where=_WHERE)
             raise
         if kwargs.get("stream") is True:
-            return _TracedAsyncStream(result, _Accumulator(run, kind))
+            return TracedAsyncStream(result, _Accumulator(run, kind), _WHERE)
         _complete(run, kind, result)
         return result
 

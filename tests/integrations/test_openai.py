@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 from collections.abc import Iterator
 
@@ -97,6 +98,20 @@ def test_stream_used_as_context_manager(client: TracingClient, oai: openai.OpenA
 
     _, span = only_span(client)
     assert len(chunks) >= 2
+    assert span.outputs["content"] == REPLY
+
+
+def test_stream_proxy_survives_copy_and_half_built_lookups(
+    client: TracingClient, oai: openai.OpenAI
+) -> None:
+    stream = oai.chat.completions.create(model="gpt-test", messages=MESSAGES, stream=True)
+    twin = copy.copy(stream)  # copy looks up __setstate__ on an object that has no _stream yet
+    assert twin.response is stream.response  # attributes still read through to openai.Stream
+    bare = type(stream).__new__(type(stream))
+    assert not hasattr(bare, "response")  # an AttributeError, not an endless recursion
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == REPLY
+
+    _, span = only_span(client)
     assert span.outputs["content"] == REPLY
 
 

@@ -8,6 +8,9 @@ tracing are reported to the client and never reach the framework or the applicat
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._scope import finish
@@ -17,7 +20,7 @@ if TYPE_CHECKING:
     from lowtrace._handle import Span
     from lowtrace._types import SpanType
 
-__all__ = ["Run", "current_span", "default_client", "finish_run", "start_run"]
+__all__ = ["AutologState", "Run", "current_span", "default_client", "finish_run", "start_run"]
 
 
 class Run:
@@ -38,6 +41,35 @@ class Run:
     @property
     def span_id(self) -> str:
         return self.span.span_id
+
+
+class AutologState:
+    """Whether an integration's ``autolog()`` is on, and for which client.
+
+    The classes it patches are process-wide, so one lock orders ``autolog()`` against
+    ``disable()``; the patching itself happens inside ``turn_on``/``turn_off``.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = False
+        self.client: TracingClient | None = None
+
+    @contextmanager
+    def turn_on(self, client: TracingClient | None) -> Iterator[None]:
+        """Hold the lock, record ``client`` (None: the default client) and switch tracing on."""
+        with self.lock:
+            self.client = client
+            self.active = True
+            yield
+
+    @contextmanager
+    def turn_off(self) -> Iterator[None]:
+        """Hold the lock and switch tracing off (calls from now on are not traced)."""
+        with self.lock:
+            self.active = False
+            self.client = None
+            yield
 
 
 def default_client() -> TracingClient:

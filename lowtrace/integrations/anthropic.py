@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-import threading
 from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
-from lowtrace.integrations._common import Run, default_client, finish_run, start_run
+from lowtrace.integrations._common import AutologState, Run, default_client, finish_run, start_run
 from lowtrace.integrations._streams import TracedAsyncStream, TracedStream
 
 try:
@@ -351,19 +350,12 @@ def _targets() -> list[tuple[Any, str]]:
     return found
 
 
-class _Autolog:
-    """The patches ``autolog()`` installed (the anthropic classes are process-wide)."""
-
-    lock = threading.Lock()
-    active = False
-    client: TracingClient | None = None
+_Autolog = AutologState()  # the anthropic classes it patches are process-wide
 
 
 def autolog(client: TracingClient | None = None) -> None:
     """Trace every Anthropic Messages call in this process; ``client`` defaults to the default."""
-    with _Autolog.lock:
-        _Autolog.client = client
-        _Autolog.active = True
+    with _Autolog.turn_on(client):
         for module, class_name in _targets():
             cls = getattr(module, class_name)
             for method in _METHODS:
@@ -378,9 +370,7 @@ def autolog(client: TracingClient | None = None) -> None:
 
 def disable() -> None:
     """Restore the original Anthropic methods; calls after this are not traced."""
-    with _Autolog.lock:
-        _Autolog.active = False
-        _Autolog.client = None
+    with _Autolog.turn_off():
         for module, class_name in _targets():
             cls = getattr(module, class_name)
             for method in _METHODS:

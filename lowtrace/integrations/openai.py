@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-import threading
 from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
-from lowtrace.integrations._common import Run, default_client, finish_run, start_run
+from lowtrace.integrations._common import AutologState, Run, default_client, finish_run, start_run
 from lowtrace.integrations._streams import TracedAsyncStream, TracedStream
 
 try:
@@ -269,19 +268,12 @@ def _wrap_async(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
     return create
 
 
-class _Autolog:
-    """The patches ``autolog()`` installed (the openai classes are process-wide)."""
-
-    lock = threading.Lock()
-    active = False
-    client: TracingClient | None = None
+_Autolog = AutologState()  # the openai classes it patches are process-wide
 
 
 def autolog(client: TracingClient | None = None) -> None:
     """Trace every OpenAI call in this process; ``client`` defaults to the default client."""
-    with _Autolog.lock:
-        _Autolog.client = client
-        _Autolog.active = True
+    with _Autolog.turn_on(client):
         for module_name, class_name, kind in _TARGETS:
             cls = getattr(importlib.import_module(module_name), class_name, None)
             if cls is None or hasattr(cls.create, "__lowtrace_original__"):
@@ -292,9 +284,7 @@ def autolog(client: TracingClient | None = None) -> None:
 
 def disable() -> None:
     """Restore the original OpenAI methods; calls after this are not traced."""
-    with _Autolog.lock:
-        _Autolog.active = False
-        _Autolog.client = None
+    with _Autolog.turn_off():
         for module_name, class_name, _ in _TARGETS:
             cls = getattr(importlib.import_module(module_name), class_name, None)
             original = getattr(getattr(cls, "create", None), "__lowtrace_original__", None)

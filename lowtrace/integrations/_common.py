@@ -8,8 +8,9 @@ tracing are reported to the client and never reach the framework or the applicat
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -144,3 +145,47 @@ def finish_run(
     if run.chunks:
         attributes = {**(attributes or {}), "lowtrace.streamed_chunks": run.chunks}
     finish(run.client, run.span, run.owns_trace, outputs, error, attributes, where)
+
+
+def wrap_call(
+    original: Callable[..., Any],
+    is_async: bool,
+    begin: Callable[[Any, dict[str, Any]], Run | None],
+    done: Callable[[Run, Any, dict[str, Any]], Any],
+    where: str,
+) -> Callable[..., Any]:
+    """Wrap a model client's method: ``begin`` opens a run (None: the call is not traced),
+    ``done`` records the result and returns what the caller gets; an error of the call ends
+    the run and is re-raised as it is. ``disable()`` finds ``original`` on the wrapper."""
+    if is_async:
+
+        @functools.wraps(original)
+        async def acall(self: Any, *args: Any, **kwargs: Any) -> Any:
+            run = begin(self, kwargs)
+            if run is None:
+                return await original(self, *args, **kwargs)
+            try:
+                result = await original(self, *args, **kwargs)
+            except BaseException as exc:
+                finish_run(run, error=exc, where=where)
+                raise
+            return done(run, result, kwargs)
+
+        wrapper: Callable[..., Any] = acall
+    else:
+
+        @functools.wraps(original)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            run = begin(self, kwargs)
+            if run is None:
+                return original(self, *args, **kwargs)
+            try:
+                result = original(self, *args, **kwargs)
+            except BaseException as exc:
+                finish_run(run, error=exc, where=where)
+                raise
+            return done(run, result, kwargs)
+
+        wrapper = call
+    wrapper.__lowtrace_original__ = original  # type: ignore[attr-defined]
+    return wrapper

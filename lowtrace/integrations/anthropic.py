@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
-from lowtrace.integrations._common import AutologState, Run, default_client, finish_run, start_run
+from lowtrace.integrations._common import (
+    AutologState,
+    Run,
+    default_client,
+    finish_run,
+    start_run,
+    wrap_call,
+)
 from lowtrace.integrations._streams import TracedAsyncStream, TracedStream
 
 try:
@@ -294,38 +301,7 @@ def _wrap_create(original: Callable[..., Any], is_async: bool) -> Callable[..., 
         _complete(run, result)
         return result
 
-    if is_async:
-
-        @functools.wraps(original)
-        async def acreate(self: Any, *args: Any, **kwargs: Any) -> Any:
-            run = begin(self, kwargs)
-            if run is None:
-                return await original(self, *args, **kwargs)
-            try:
-                result = await original(self, *args, **kwargs)
-            except BaseException as exc:
-                finish_run(run, error=exc, where=_WHERE)
-                raise
-            return done(run, result, kwargs)
-
-        wrapper: Callable[..., Any] = acreate
-    else:
-
-        @functools.wraps(original)
-        def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-            run = begin(self, kwargs)
-            if run is None:
-                return original(self, *args, **kwargs)
-            try:
-                result = original(self, *args, **kwargs)
-            except BaseException as exc:
-                finish_run(run, error=exc, where=_WHERE)
-                raise
-            return done(run, result, kwargs)
-
-        wrapper = create
-    wrapper.__lowtrace_original__ = original  # type: ignore[attr-defined]
-    return wrapper
+    return wrap_call(original, is_async, begin, done, _WHERE)
 
 
 def _wrap_stream(original: Callable[..., Any]) -> Callable[..., Any]:

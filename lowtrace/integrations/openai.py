@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
-from lowtrace.integrations._common import AutologState, Run, default_client, finish_run, start_run
+from lowtrace.integrations._common import (
+    AutologState,
+    Run,
+    default_client,
+    finish_run,
+    start_run,
+    wrap_call,
+)
 from lowtrace.integrations._streams import TracedAsyncStream, TracedStream
 
 try:
@@ -228,44 +235,19 @@ class _Accumulator:
         return (replies[0] if len(replies) == 1 else replies), attributes
 
 
-def _wrap_sync(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        run = _begin(kind, self, kwargs) if _Autolog.active else None
-        if run is None:
-            return original(self, *args, **kwargs)
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException as exc:
-            finish_run(run, error=exc, where=_WHERE)
-            raise
+def _wrap_create(original: Callable[..., Any], kind: str, is_async: bool) -> Callable[..., Any]:
+    traced = TracedAsyncStream if is_async else TracedStream
+
+    def begin(self: Any, kwargs: dict[str, Any]) -> Run | None:
+        return _begin(kind, self, kwargs) if _Autolog.active else None
+
+    def done(run: Run, result: Any, kwargs: dict[str, Any]) -> Any:
         if kwargs.get("stream") is True:
-            return TracedStream(result, _Accumulator(run, kind), _WHERE)
+            return traced(result, _Accumulator(run, kind), _WHERE)
         _complete(run, kind, result)
         return result
 
-    create.__lowtrace_original__ = original  # type: ignore[attr-defined]
-    return create
-
-
-def _wrap_async(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
-    @functools.wraps(original)
-    async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        run = _begin(kind, self, kwargs) if _Autolog.active else None
-        if run is None:
-            return await original(self, *args, **kwargs)
-        try:
-            result = await original(self, *args, **kwargs)
-        except BaseException as exc:
-            finish_run(run, error=exc, where=_WHERE)
-            raise
-        if kwargs.get("stream") is True:
-            return TracedAsyncStream(result, _Accumulator(run, kind), _WHERE)
-        _complete(run, kind, result)
-        return result
-
-    create.__lowtrace_original__ = original  # type: ignore[attr-defined]
-    return create
+    return wrap_call(original, is_async, begin, done, _WHERE)
 
 
 _Autolog = AutologState()  # the openai classes it patches are process-wide
@@ -278,8 +260,7 @@ def autolog(client: TracingClient | None = None) -> None:
             cls = getattr(importlib.import_module(module_name), class_name, None)
             if cls is None or hasattr(cls.create, "__lowtrace_original__"):
                 continue
-            is_async = class_name.startswith("Async")
-            cls.create = (_wrap_async if is_async else _wrap_sync)(cls.create, kind)
+            cls.create = _wrap_create(cls.create, kind, class_name.startswith("Async"))
 
 
 def disable() -> None:

@@ -149,6 +149,21 @@ _MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20
+
+
+def _retry_locked(conn: sqlite3.Connection, sql: str, uri: str) -> None:
+    """Run ``sql``, retried with backoff while another process holds the database lock."""
+    for attempt in range(_LOCK_RETRIES):
+        try:
+            conn.execute(sql)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(min(0.01 * 2**attempt, 0.5))
+    raise StoreError(f"{uri} stayed locked by another writer")
+
+
 #: Connections a forked child inherited: kept, never used or closed (see _after_fork_in_child).
 _ABANDONED: Final[list[sqlite3.Connection]] = []
 
@@ -229,7 +244,9 @@ class SQLiteStore(TraceStore):
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
         conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL can be refused at once while another process does the
+        # same (SQLite does not always wait out the busy timeout there): retried like writes.
+        _retry_locked(conn, "PRAGMA journal_mode = WAL", self.uri)
         conn.execute("PRAGMA synchronous = NORMAL")
         # Random trace ids spread index writes over the whole file: keep more of it cached.
         conn.execute("PRAGMA cache_size = -65536")
@@ -259,16 +276,7 @@ class SQLiteStore(TraceStore):
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn
-        for attempt in range(_LOCK_RETRIES):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                time.sleep(min(0.01 * 2**attempt, 0.5))
-        else:
-            raise StoreError(f"{self.uri} stayed locked by another writer")
+        _retry_locked(conn, "BEGIN IMMEDIATE", self.uri)
         try:
             yield conn
         except BaseException:

@@ -80,3 +80,29 @@ def test_many_concurrent_tasks_build_separate_trees(default: TracingClient) -> N
     assert len(traces) == 50
     for item in traces:
         check(item, "test_many_concurrent_tasks_build_separate_trees.<locals>.task", 2)
+
+
+def test_a_wall_clock_stepping_back_mid_call_still_ends_every_span(
+    default: TracingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Span times come from the wall clock, which a VM or NTP may step back under load: an
+    end read from the clock must not fall before the start and cost the trace (or a span)."""
+    import lowtrace._client
+    import lowtrace._live
+
+    clock = [10_000_000_000]
+
+    def stepping_back() -> int:
+        clock[0] -= 1_000_000  # every reading 1 ms before the previous one
+        return clock[0]
+
+    monkeypatch.setattr(lowtrace._client, "_time_ns", stepping_back)
+    monkeypatch.setattr(lowtrace._live, "_time_ns", stepping_back)
+
+    assert request(7) == 17
+    assert default.stats().violations == {}
+    assert default.flush(10)
+    (item,) = default.search_traces()
+    check(item, "request", 5)
+    assert all(s.end_time_ns >= s.start_time_ns for s in item.spans)
+    assert all(s.status.value == "OK" for s in item.spans)

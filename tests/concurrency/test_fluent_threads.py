@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,36 @@ def test_a_wall_clock_stepping_back_mid_call_still_ends_every_span(
     check(item, "request", 5)
     assert all(s.end_time_ns >= s.start_time_ns for s in item.spans)
     assert all(s.status.value == "OK" for s in item.spans)
+
+
+class Pause:
+    """An awaitable that suspends its coroutine once (as waiting on I/O would)."""
+
+    def __await__(self) -> Iterator[None]:
+        yield
+
+
+def test_a_coroutine_closed_elsewhere_leaves_that_context_alone(default: TracingClient) -> None:
+    """A suspended traced coroutine closed by the garbage collector (in whatever context
+    runs it) must not make its parent span current there."""
+    import contextvars
+
+    started: list[Coroutine[Any, Any, None]] = []
+
+    @trace
+    async def inner() -> None:
+        await Pause()
+
+    @trace
+    async def outer() -> None:
+        child = inner()
+        started.append(child)
+        contextvars.copy_context().run(child.send, None)  # a task started from here
+        await Pause()
+
+    parent = outer()
+    contextvars.copy_context().run(parent.send, None)  # its own task, now suspended
+    assert get_current_span() is None
+    parent.close()  # both collected here, in this thread's context
+    started[0].close()
+    assert get_current_span() is None

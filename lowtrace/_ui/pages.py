@@ -21,6 +21,7 @@ from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.filter import string_literal
 from lowtrace._query.paging import parse_order_by
 from lowtrace._stores.uri import redact
+from lowtrace._ui.cells import duration_text, failure_note, feedback_marks, tokens_text
 from lowtrace._ui.compare import NameStats, Row
 from lowtrace._ui.frame import Site, layout, plural, preview
 from lowtrace.errors import LowtraceError
@@ -110,10 +111,15 @@ def _when(time_ns: int) -> str:
     return f"{dt.datetime.fromtimestamp(time_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M:%S}"
 
 
-def _duration(ms: float) -> str:
-    if ms < 10:
-        return f"{ms:.2f} ms"
-    return f"{ms:,.1f} ms" if ms < 10_000 else f"{ms / 1000:,.2f} s"
+def _short_when(time_ns: int) -> str:
+    """The start in a list row: without the year in the current year, the full time on hover."""
+    when = dt.datetime.fromtimestamp(time_ns / 1e9, dt.UTC)
+    shown = (
+        f"{when:%m-%d %H:%M:%S}"
+        if when.year == dt.datetime.now(dt.UTC).year
+        else f"{when:%Y-%m-%d %H:%M}"
+    )
+    return f'<time datetime="{when:%Y-%m-%dT%H:%M:%SZ}" title="{when:%Y-%m-%d %H:%M:%S} UTC">{shown}</time>'
 
 
 def _status(status: str) -> str:
@@ -243,36 +249,30 @@ def list_page(
     return layout(site, "Traces", "".join(parts))
 
 
-def _failed_spans(trace: Trace) -> int:
-    return sum(1 for span in trace.spans if span.status == "ERROR")
+def _preview_cell(text: str) -> str:
+    if not text:
+        return '<td class="ui-preview ui-none">—</td>'
+    return f'<td class="ui-preview" title="{e(escape_controls(text))}">{t(text)}</td>'
 
 
 def _list_row(query: ListQuery, trace: Trace) -> str:
     info = trace.info
     usage = info.token_usage
     root = trace.root
-    request = preview(root.inputs_json) if root else ""
-    response = preview(root.outputs_json) if root else ""
-    failed = _failed_spans(trace)
-    mark = (
-        f'<span class="ui-failed" title="Spans that ended in ERROR">'
-        f"⚠ {plural(failed, 'span')} failed</span>"
-        if failed
-        else ""
-    )
+    failure = failure_note(trace)
     return (
-        f'<tr{_FAILED_ROW if failed else ""}><td class="ui-check">'
+        f'<tr{_FAILED_ROW if failure else ""}><td class="ui-check">'
         '<input type="checkbox" name="id" form="ui-selection" '
         f'value="{e(info.trace_id)}" aria-label="Select {e(escape_controls(info.name))}"></td>'
         f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{t(info.name)}</a>'
         f'<code class="ui-id" title="trace id">{e(info.trace_id)}</code></td>'
-        f"<td>{_status(str(info.status))}{mark}</td>"
-        f'<td class="ui-preview" title="{e(escape_controls(request))}">{t(request)}</td>'
-        f'<td class="ui-preview" title="{e(escape_controls(response))}">{t(response)}</td>'
-        f"<td>{_when(info.start_time_ns)}</td>"
-        f'<td class="ui-num">{_duration(info.duration_ms)}</td>'
-        f'<td class="ui-num">{info.span_count}</td>'
-        f'<td class="ui-num">{usage.total_tokens if usage else ""}</td>'
+        f'<td class="ui-status">{_status(str(info.status))}{failure}{feedback_marks(trace)}</td>'
+        + _preview_cell(preview(root.inputs_json) if root else "")
+        + _preview_cell(preview(root.outputs_json) if root else "")
+        + f'<td class="ui-when">{_short_when(info.start_time_ns)}</td>'
+        f'<td class="ui-num">{duration_text(info.duration_ms)}</td>'
+        f'<td class="ui-num">{info.span_count:,}</td>'
+        f'<td class="ui-num">{tokens_text(usage.total_tokens if usage else None)}</td>'
         f'<td class="ui-tags">{_tags(info, query)}</td></tr>'
     )
 
@@ -345,7 +345,7 @@ def compare_page(site: Site, a: Trace, b: Trace, rows: Sequence[Row]) -> str:
         + _pair("id", f"<code>{e(ia.trace_id)}</code>", f"<code>{e(ib.trace_id)}</code>")
         + _pair("status", _status(str(ia.status)), _status(str(ib.status)))
         + _pair("started (UTC)", _when(ia.start_time_ns), _when(ib.start_time_ns))
-        + _pair("duration", _duration(ia.duration_ms), _duration(ib.duration_ms))
+        + _pair("duration", duration_text(ia.duration_ms), duration_text(ib.duration_ms))
         + _pair("spans", str(ia.span_count), str(ib.span_count))
         + _pair("tokens", str(ta.total_tokens) if ta else "", str(tb.total_tokens) if tb else "")
         + _pair("tags", _tags(ia), _tags(ib))

@@ -1,0 +1,95 @@
+"""What one trace shows in a row of the list or a turn of a session: how long it took, what
+failed and why, and what reviewers said, each as short escaped markup.
+
+A row has to tell an apology from an answer at a glance: the failure's message and the
+reviewers' verdicts sit beside the status, as MLflow's and Phoenix's lists show them.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Final
+
+from lowtrace._controls import escape_controls, html_text
+from lowtrace._model import Trace
+
+__all__ = ["duration_text", "failure_note", "feedback_marks", "tokens_text"]
+
+e = html.escape
+t = html_text
+#: Characters of an error message shown in a row (the title attribute holds more).
+_MESSAGE_CHARS: Final = 60
+_TITLE_CHARS: Final = 500
+#: Verdicts shown per row; the rest are counted.
+_MAX_MARKS: Final = 3
+
+
+def duration_text(ms: float) -> str:
+    """``7.12 ms``, ``640 ms``, ``2.13 s``, ``2 min 5 s``: short enough for one line."""
+    if ms < 10:
+        return f"{ms:.2f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes:,} min {seconds} s"
+
+
+def tokens_text(total: int | None) -> str:
+    """A token count with thousands separators (empty when nothing was counted)."""
+    return "" if total is None else f"{total:,}"
+
+
+def _cut(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def failure_note(trace: Trace) -> str:
+    """``⚠ 2 spans failed`` and the first failure's message; empty when nothing failed."""
+    failed = [span for span in trace.spans if span.status == "ERROR"]
+    if not failed:
+        return ""
+    noun = "span" if len(failed) == 1 else "spans"
+    message = trace.info.status_message or next(
+        (span.status_message for span in failed if span.status_message), None
+    )
+    mark = (
+        '<span class="ui-failed" title="Spans that ended in ERROR">'
+        f"⚠ {len(failed):,} {noun} failed</span>"
+    )
+    if not message:
+        return mark
+    whole = escape_controls(_cut(message, _TITLE_CHARS))
+    return mark + (
+        f'<span class="ui-errmsg" title="{e(whole)}">{t(_cut(message, _MESSAGE_CHARS))}</span>'
+    )
+
+
+def _verdict(value_json: bytes) -> tuple[str, str]:
+    """(CSS kind, short text) of a feedback value: yes/no for booleans, else the value."""
+    if value_json == b"true":
+        return "ui-fb-yes", "✓"
+    if value_json == b"false":
+        return "ui-fb-no", "✗"
+    return "ui-fb-value", _cut(value_json.decode("utf-8", "replace").strip('"'), 12)
+
+
+def feedback_marks(trace: Trace) -> str:
+    """Reviewers' feedback on the trace as small chips (``✓ helpful``, ``✗ correct``)."""
+    feedback = [a for a in trace.info.assessments if a.kind == "feedback"]
+    chips = []
+    for a in feedback[:_MAX_MARKS]:
+        kind, shown = _verdict(a.value_json)
+        who = "/".join(v for v in ((a.source or {}).get("type"), (a.source or {}).get("id")) if v)
+        title = f"{a.name} = {a.value_json.decode('utf-8', 'replace')}"
+        title += f" by {who}" if who else ""
+        title += f": {a.rationale}" if a.rationale else ""
+        chips.append(
+            f'<span class="ui-fb {kind}" title="{e(escape_controls(_cut(title, _TITLE_CHARS)))}">'
+            f"{t(shown)} {t(_cut(a.name, 24))}</span>"
+        )
+    if len(feedback) > _MAX_MARKS:
+        chips.append(f'<span class="ui-more">+{len(feedback) - _MAX_MARKS}</span>')
+    return '<span class="ui-fbs">' + "".join(chips) + "</span>" if chips else ""

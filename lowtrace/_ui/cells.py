@@ -8,6 +8,7 @@ reviewers' verdicts sit beside the status, as MLflow's and Phoenix's lists show 
 from __future__ import annotations
 
 import html
+import math
 from typing import Final
 
 from lowtrace._controls import escape_controls, html_text
@@ -30,8 +31,8 @@ def duration_text(ms: float) -> str:
         return f"{ms:.2f} ms"
     if ms < 1000:
         return f"{ms:.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.2f} s"
+    if ms < 60_000:  # halves round up, as the trace page's script rounds them
+        return f"{math.floor(ms / 10 + 0.5) / 100:.2f} s"
     minutes, seconds = divmod(round(ms / 1000), 60)
     return f"{minutes:,} min {seconds} s"
 

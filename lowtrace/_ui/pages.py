@@ -119,7 +119,8 @@ def _short_when(time_ns: int) -> str:
         if when.year == dt.datetime.now(dt.UTC).year
         else f"{when:%Y-%m-%d %H:%M}"
     )
-    return f'<time datetime="{when:%Y-%m-%dT%H:%M:%SZ}" title="{when:%Y-%m-%d %H:%M:%S} UTC">{shown}</time>'
+    full = f"{when:%Y-%m-%d %H:%M:%S} UTC"
+    return f'<time datetime="{when:%Y-%m-%dT%H:%M:%SZ}" title="{full}">{shown}</time>'
 
 
 def _status(status: str) -> str:
@@ -310,13 +311,20 @@ def _pager(query: ListQuery, next_token: str | None) -> str:
     return '<nav class="ui-pager">' + "".join(links) + "</nav>"
 
 
-def trace_nav(trace_id: str) -> str:
-    """The links above a served trace view."""
-    href = _trace_href(trace_id)
+def trace_nav(trace: Trace) -> str:
+    """The links above a served trace view: back to the pages, this trace's session, files."""
+    href = _trace_href(trace.info.trace_id)
+    session = trace.info.session_id
+    in_session = (
+        f'<a href="/sessions/{e(quote(session, safe=""))}">Session {t(session)}</a>'
+        if session
+        else ""
+    )
     return (
-        '<nav class="lt-nav"><a href="/">← Traces</a>'
-        f'<a href="{e(href)}/json" download>Download JSON</a>'
-        f'<a href="/export?id={e(quote(trace_id, safe=""))}">Dataset row</a></nav>'
+        '<nav class="lt-nav" aria-label="Pages"><a href="/">← Traces</a>'
+        f'<a href="/dashboard">Dashboard</a><a href="/sessions">Sessions</a>{in_session}'
+        f'<a class="lt-navsep" href="{e(href)}/json" download>Download JSON</a>'
+        f'<a href="/export?id={e(quote(trace.info.trace_id, safe=""))}">Dataset row</a></nav>'
     )
 
 

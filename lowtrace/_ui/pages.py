@@ -278,6 +278,18 @@ def _list_row(query: ListQuery, trace: Trace) -> str:
     )
 
 
+def _empty(query: ListQuery) -> str:
+    """What an empty list says: nothing recorded yet, or nothing matching the filter."""
+    if query.q:
+        return 'No traces match this filter. <a href="/">Show all traces</a>'
+    if query.page:
+        return 'No more traces. <a href="/">Back to the first page</a>'
+    return (
+        "No traces in this store yet. Record some with <code>TracingClient(uri)</code> or "
+        "<code>@lowtrace.trace</code> on this store, then reload this page."
+    )
+
+
 def _list_table(query: ListQuery, traces: Sequence[Trace]) -> str:
     headers = [_sort_header(query, *column) for column in _COLUMNS]
     head = (
@@ -291,7 +303,7 @@ def _list_table(query: ListQuery, traces: Sequence[Trace]) -> str:
     )
     rows = [_list_row(query, trace) for trace in traces]
     if not rows:
-        rows.append('<tr><td colspan="10" class="ui-empty">No traces match.</td></tr>')
+        rows.append(f'<tr><td colspan="10" class="ui-empty">{_empty(query)}</td></tr>')
     return head + "".join(rows) + "</tbody></table>"
 
 

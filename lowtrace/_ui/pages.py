@@ -147,12 +147,15 @@ def _tags(info: TraceInfo, query: ListQuery | None = None) -> str:
     chips = []
     for key, value in items[:_MAX_TAGS]:
         text = f"{t(key)}={t(value)}"
+        whole = e(escape_controls(f"{key}={value}"[:500]))
         if query is None or tag_filter(key, value) is None:
-            chips.append(f'<span class="ui-tag">{text}</span>')
+            chips.append(f'<span class="ui-tag" title="{whole}">{text}</span>')
             continue
         params = [("tk", key), ("tv", value)] + [("order", query.order)] * bool(query.order)
         href = "/?" + urlencode(params)
-        chips.append(f'<a class="ui-tag" href="{e(href)}" title="Traces with this tag">{text}</a>')
+        chips.append(
+            f'<a class="ui-tag" href="{e(href)}" title="{whole} (traces with this tag)">{text}</a>'
+        )
     if len(items) > _MAX_TAGS:
         chips.append(f'<span class="ui-more">+{len(items) - _MAX_TAGS}</span>')
     return "".join(chips)

@@ -153,7 +153,7 @@ def _failures(trace: Trace) -> str:
     message = trace.info.status_message or next(
         (s.status_message for s in failed if s.status_message), ""
     )
-    title = html.escape(escape_controls(message[:MAX_VALUE_CHARS]), quote=True)
+    title = html.escape(escape_controls(message[:500]), quote=True)
     return f'<span class="lt-failed">⚠ {n} span{"" if n == 1 else "s"} failed</span>' + (
         f'<span class="lt-errmsg" title="{title}">{t(message[:300])}</span>' if message else ""
     )

@@ -253,3 +253,20 @@ def test_an_empty_store_says_what_to_do(browser: Any, tmp_path: Path) -> None:
         ui.goto(url + "/sessions")
         assert page.locator(".ui-empty").inner_text().startswith("No sessions yet")
         ui.shot("look-empty-sessions")
+
+
+def test_latency_dots_stay_visible_when_p50_equals_p95(browser: Any, weather: Weather) -> None:
+    with serving(weather.uri) as url, watched(browser, url) as ui:
+        ui.goto(url + "/dashboard")
+        p50 = ui.page.locator("svg.ch circle.ch-p50").first
+        p95 = ui.page.locator("svg.ch circle.ch-p95").first
+        # one trace per interval here: both percentiles are that trace's duration
+        a, b = p50.bounding_box(), p95.bounding_box()
+        assert a is not None and b is not None
+        assert abs(a["x"] + a["width"] / 2 - (b["x"] + b["width"] / 2)) < 0.5  # same place
+        assert a["width"] > b["width"] + 1  # p50 drawn first and larger: a ring around p95
+        at_the_ring = ui.page.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y).getAttribute('class')",
+            [a["x"] + 0.5, a["y"] + a["height"] / 2],
+        )
+        assert at_the_ring == "ch-p50"

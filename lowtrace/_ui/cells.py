@@ -7,14 +7,24 @@ reviewers' verdicts sit beside the status, as MLflow's and Phoenix's lists show 
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import math
 from typing import Final
+from urllib.parse import quote
 
 from lowtrace._controls import escape_controls, html_text
-from lowtrace._model import Trace
+from lowtrace._model import Trace, TraceInfo
 
-__all__ = ["duration_text", "failure_note", "feedback_marks", "tokens_text"]
+__all__ = [
+    "duration_text",
+    "failure_note",
+    "feedback_marks",
+    "preview_cell",
+    "session_chip",
+    "short_when",
+    "tokens_text",
+]
 
 e = html.escape
 t = html_text
@@ -94,3 +104,33 @@ def feedback_marks(trace: Trace) -> str:
     if len(feedback) > _MAX_MARKS:
         chips.append(f'<span class="ui-more">+{len(feedback) - _MAX_MARKS}</span>')
     return '<span class="ui-fbs">' + "".join(chips) + "</span>" if chips else ""
+
+
+def short_when(time_ns: int) -> str:
+    """The start in a list row: without the year in the current year, the full time on hover."""
+    when = dt.datetime.fromtimestamp(time_ns / 1e9, dt.UTC)
+    shown = (
+        f"{when:%m-%d %H:%M:%S}"
+        if when.year == dt.datetime.now(dt.UTC).year
+        else f"{when:%Y-%m-%d %H:%M}"
+    )
+    full = f"{when:%Y-%m-%d %H:%M:%S} UTC"
+    return f'<time datetime="{when:%Y-%m-%dT%H:%M:%SZ}" title="{full}">{shown}</time>'
+
+
+def session_chip(info: TraceInfo) -> str:
+    """A link to the trace's conversation, first among its chips (nothing outside one)."""
+    if not info.session_id:
+        return ""
+    href = "/sessions/" + quote(info.session_id, safe="")
+    whole = e(escape_controls(info.session_id[:500]))
+    return (
+        f'<a class="ui-tag ui-session" href="{e(href)}" title="Session {whole}">'
+        f"session {t(info.session_id)}</a>"
+    )
+
+
+def preview_cell(text: str) -> str:
+    if not text:
+        return '<td class="ui-preview ui-none">—</td>'
+    return f'<td class="ui-preview" title="{e(escape_controls(text))}">{t(text)}</td>'

@@ -21,7 +21,15 @@ from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.filter import string_literal
 from lowtrace._query.paging import parse_order_by
 from lowtrace._stores.uri import redact
-from lowtrace._ui.cells import duration_text, failure_note, feedback_marks, tokens_text
+from lowtrace._ui.cells import (
+    duration_text,
+    failure_note,
+    feedback_marks,
+    preview_cell,
+    session_chip,
+    short_when,
+    tokens_text,
+)
 from lowtrace._ui.compare import NameStats, Row
 from lowtrace._ui.frame import Site, layout, plural, preview
 from lowtrace.errors import LowtraceError
@@ -109,18 +117,6 @@ def _trace_href(trace_id: str) -> str:
 
 def _when(time_ns: int) -> str:
     return f"{dt.datetime.fromtimestamp(time_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M:%S}"
-
-
-def _short_when(time_ns: int) -> str:
-    """The start in a list row: without the year in the current year, the full time on hover."""
-    when = dt.datetime.fromtimestamp(time_ns / 1e9, dt.UTC)
-    shown = (
-        f"{when:%m-%d %H:%M:%S}"
-        if when.year == dt.datetime.now(dt.UTC).year
-        else f"{when:%Y-%m-%d %H:%M}"
-    )
-    full = f"{when:%Y-%m-%d %H:%M:%S} UTC"
-    return f'<time datetime="{when:%Y-%m-%dT%H:%M:%SZ}" title="{full}">{shown}</time>'
 
 
 def _status(status: str) -> str:
@@ -253,12 +249,6 @@ def list_page(
     return layout(site, "Traces", "".join(parts))
 
 
-def _preview_cell(text: str) -> str:
-    if not text:
-        return '<td class="ui-preview ui-none">—</td>'
-    return f'<td class="ui-preview" title="{e(escape_controls(text))}">{t(text)}</td>'
-
-
 def _list_row(query: ListQuery, trace: Trace) -> str:
     info = trace.info
     usage = info.token_usage
@@ -271,13 +261,13 @@ def _list_row(query: ListQuery, trace: Trace) -> str:
         f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{t(info.name)}</a>'
         f'<code class="ui-id" title="trace id">{e(info.trace_id)}</code></td>'
         f'<td class="ui-status">{_status(str(info.status))}{failure}{feedback_marks(trace)}</td>'
-        + _preview_cell(preview(root.inputs_json) if root else "")
-        + _preview_cell(preview(root.outputs_json) if root else "")
-        + f'<td class="ui-when">{_short_when(info.start_time_ns)}</td>'
+        + preview_cell(preview(root.inputs_json) if root else "")
+        + preview_cell(preview(root.outputs_json) if root else "")
+        + f'<td class="ui-when">{short_when(info.start_time_ns)}</td>'
         f'<td class="ui-num">{duration_text(info.duration_ms)}</td>'
         f'<td class="ui-num">{info.span_count:,}</td>'
         f'<td class="ui-num">{tokens_text(usage.total_tokens if usage else None)}</td>'
-        f'<td class="ui-tags">{_tags(info, query)}</td></tr>'
+        f'<td class="ui-tags">{session_chip(info)}{_tags(info, query)}</td></tr>'
     )
 
 

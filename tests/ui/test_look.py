@@ -149,8 +149,15 @@ def test_each_row_says_what_failed_and_what_reviewers_said(browser: Any, weather
         assert when.get_attribute("title") == "2025-11-24 16:00:00 UTC"
         for part in (answered.locator(".ui-id"), when):
             assert _one_line(part)
+        turn = _row(page, weather.turns[0]).locator("a.ui-session")
+        assert turn.inner_text() == "session conv-1"
+        assert _row(page, weather.answered).locator("a.ui-session").count() == 0
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
         ui.shot("look-list")
+        with page.expect_navigation():
+            turn.click()
+        ui.settle()
+        assert page.locator(".ss-turn").count() == 3
 
 
 def test_the_trace_page_links_to_the_other_pages_and_names_its_failure(

@@ -1,5 +1,5 @@
-"""What one trace shows in a row of the list or a turn of a session: how long it took, what
-failed and why, and what reviewers said, each as short escaped markup.
+"""What one trace shows in a row of the list: how long it took, what failed and why, what
+reviewers said, when it started and which conversation it belongs to, as short escaped markup.
 
 A row has to tell an apology from an answer at a glance: the failure's message and the
 reviewers' verdicts sit beside the status, as MLflow's and Phoenix's lists show them.
@@ -131,6 +131,7 @@ def session_chip(info: TraceInfo) -> str:
 
 
 def preview_cell(text: str) -> str:
+    """A request or response preview cell; a dash when the trace recorded none."""
     if not text:
         return '<td class="ui-preview ui-none">—</td>'
     return f'<td class="ui-preview" title="{e(escape_controls(text))}">{t(text)}</td>'

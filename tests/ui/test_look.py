@@ -27,7 +27,7 @@ class Weather:
     answered: str  # OK, reviewed helpful
     tool_failed: str  # OK, but its tool span failed; reviewed not helpful
     timed_out: str  # ERROR: the model timed out
-    turns: list[str]  # session "conv-1", in order
+    turns: list[str]  # session "conv-1", in order; the second one's tool failed
 
 
 def _agent(
@@ -94,7 +94,13 @@ def record_weather(uri: str) -> Weather:
         tool_failed = _agent(client, t0 + 60_000 * MS, "Oslo", tool_fails=True)
         timed_out = _agent(client, t0 + 120_000 * MS, "Lima", times_out=True)
         turns = [
-            _agent(client, t0 + (180_000 + n * 1000) * MS, city, session="conv-1")
+            _agent(
+                client,
+                t0 + (180_000 + n * 1000) * MS,
+                city,
+                session="conv-1",
+                tool_fails=city == "Bonn",
+            )
             for n, city in enumerate(("Berlin", "Bonn", "Bremen"))
         ]
         assert client.flush(10)
@@ -103,6 +109,7 @@ def record_weather(uri: str) -> Weather:
         client.log_feedback(
             tool_failed, "helpful", False, source=reviewer, rationale="only an apology"
         )
+        client.log_feedback(turns[1], "helpful", False, source=reviewer)
     return Weather(uri, answered, tool_failed, timed_out, turns)
 
 
@@ -277,3 +284,23 @@ def test_latency_dots_stay_visible_when_p50_equals_p95(browser: Any, weather: We
             [a["x"] + 0.5, a["y"] + a["height"] / 2],
         )
         assert at_the_ring == "ch-p50"
+
+
+def test_a_session_turn_says_what_failed_and_what_reviewers_said(
+    browser: Any, weather: Weather
+) -> None:
+    with serving(weather.uri) as url, watched(browser, url) as ui:
+        ui.goto(url + "/sessions/conv-1")
+        turns = ui.page.locator(".ss-turn")
+        assert turns.count() == 3
+        second = turns.nth(1).locator(".ss-meta")
+        assert second.locator(".ui-failed").inner_text() == "⚠ 1 span failed"
+        assert second.locator(".ui-errmsg").inner_text() == (
+            "ConnectionError: weather API unreachable"
+        )
+        assert second.locator(".ui-fb-no").inner_text() == "✗ helpful"
+        assert "· 2.13 s ·" in second.inner_text()  # as the list and the trace page say it
+        first = turns.nth(0).locator(".ss-meta")
+        assert first.locator(".ui-failed, .ui-errmsg, .ui-fb").count() == 0
+        assert ui.page.evaluate("document.documentElement.scrollWidth") <= 1280
+        ui.shot("look-session")

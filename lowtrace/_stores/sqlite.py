@@ -2,7 +2,8 @@
 
 One row per trace (summary columns that filters and sorting use, plus the whole trace as
 zstd-compressed JSON), a row per tag and per span for ``tags.*`` and ``span.*`` filters,
-all indexed. WAL mode; one ``BEGIN IMMEDIATE`` transaction per exported batch, retried when
+all indexed (span rows have no key: a stored trace's are deleted before it is written
+again). WAL mode; one ``BEGIN IMMEDIATE`` transaction per exported batch, retried when
 another process holds the write lock; each thread uses its own connection (a forked child
 opens new ones). A trace continued in another process (W3C ``traceparent``) arrives as a
 second fragment with the same id and is merged into the stored tree in the same
@@ -83,6 +84,7 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
         # made before this have a WITHOUT ROWID table with spans_name / spans_type /
         # spans_status: the same columns and queries, but four indexes keyed on random
         # trace ids, so 2-3x slower span inserts at 100k traces (see benchmarks/README.md).
+        # Version 5 rebuilds both without the primary key.
         """CREATE TABLE spans (
             trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
             name TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
@@ -140,12 +142,44 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
         )
 
 
+#: The columns of a ``spans`` row, in table order (versions 4 and later).
+_SPAN_COLUMNS: Final = (
+    "trace_id, span_id, name, type, status, "
+    "duration_ms, model, input_tokens, output_tokens, trace_start_ms"
+)
+
+
+def _migrate_to_5(conn: sqlite3.Connection) -> None:
+    # Span rows without a primary key: its (trace_id, span_id) index put every span on one
+    # more random B-tree page, the most expensive part of an export (see
+    # benchmarks/README.md). Writers delete a stored trace's span rows before they write
+    # its new ones instead. Also rebuilds the WITHOUT ROWID table of files older than that.
+    conn.execute("ALTER TABLE spans RENAME TO spans_before_5")  # its indexes go with it
+    conn.execute(
+        """CREATE TABLE spans (
+            trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
+            name TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
+            duration_ms REAL, model TEXT, input_tokens INTEGER, output_tokens INTEGER,
+            trace_start_ms INTEGER
+        )"""
+    )
+    conn.execute(
+        f"INSERT INTO spans ({_SPAN_COLUMNS}) SELECT {_SPAN_COLUMNS} FROM spans_before_5 "
+        "ORDER BY trace_id, span_id"
+    )
+    conn.execute("DROP TABLE spans_before_5")
+    conn.execute("CREATE INDEX spans_trace ON spans (trace_id, type, name, status)")
+    for statement in OVERVIEW_INDEXES:
+        conn.execute(statement)
+
+
 #: ``_MIGRATIONS[i]`` upgrades a file from schema version i to i + 1.
 _MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [
     _migrate_to_1,
     _migrate_to_2,
     _migrate_to_3,
     _migrate_to_4,
+    _migrate_to_5,
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20
@@ -363,10 +397,10 @@ class SQLiteStore(TraceStore):
             "INSERT OR REPLACE INTO trace_tags (trace_id, key, value) VALUES (?, ?, ?)",
             tag_rows(fresh),
         )
+        # Span rows have no key (see _migrate_to_5): a stored trace's old ones go first.
+        conn.executemany("DELETE FROM spans WHERE trace_id = ?", [(tid,) for tid in stored])
         conn.executemany(
-            "INSERT OR REPLACE INTO spans (trace_id, span_id, name, type, status, "
-            "duration_ms, model, input_tokens, output_tokens, trace_start_ms) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO spans ({_SPAN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [row for tid, t in fresh.items() for row in span_rows(tid, t)],
         )
         write_annotations(conn.executemany, "?", fresh, stored)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from lowtrace._model import Trace, merge_traces
@@ -151,34 +151,41 @@ def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
     )
 
 
+#: The columns of the tables an export fills with ``COPY``, in row order.
+_TRACE_COLUMNS: Final = (
+    "trace_id, name, status, status_message, start_time_ms, end_time_ms, start_time_ns, "
+    "end_time_ns, duration_ms, span_count, input_tokens, output_tokens, total_tokens, data"
+)
+_SPAN_COLUMNS: Final = (
+    "trace_id, span_id, name, type, status, duration_ms, model, input_tokens, output_tokens, "
+    "trace_start_ms"
+)
+
+
+def _copy(cur: psycopg.Cursor[Any], table: str, rows: Iterable[Sequence[Any]]) -> None:
+    """Rows into a table with one ``COPY``: the server parses one stream instead of a
+    statement per row, and the whole batch is one round trip."""
+    with cur.copy(f"COPY {table} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: set[str]) -> None:
-    """Write whole traces (merged with what was stored: ``stored``) and their index rows."""
-    cur.executemany(
-        "INSERT INTO traces (trace_id, name, status, status_message, start_time_ms, "
-        "end_time_ms, start_time_ns, end_time_ns, duration_ms, span_count, "
-        "input_tokens, output_tokens, total_tokens, data) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-        "ON CONFLICT (trace_id) DO UPDATE SET name = EXCLUDED.name, "
-        "status = EXCLUDED.status, status_message = EXCLUDED.status_message, "
-        "start_time_ms = EXCLUDED.start_time_ms, end_time_ms = EXCLUDED.end_time_ms, "
-        "start_time_ns = EXCLUDED.start_time_ns, end_time_ns = EXCLUDED.end_time_ns, "
-        "duration_ms = EXCLUDED.duration_ms, span_count = EXCLUDED.span_count, "
-        "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
-        "total_tokens = EXCLUDED.total_tokens, data = EXCLUDED.data",
-        [summary_row(t) for t in fresh.values()],
-    )
-    cur.executemany(
-        "INSERT INTO trace_tags (trace_id, key, value) VALUES (%s, %s, %s) "
-        "ON CONFLICT (trace_id, key) DO UPDATE SET value = EXCLUDED.value",
-        tag_rows(fresh),
-    )
-    cur.executemany(
-        "INSERT INTO spans (trace_id, span_id, name, type, status, duration_ms, model, "
-        "input_tokens, output_tokens, trace_start_ms) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (trace_id, span_id) DO UPDATE SET "
-        "duration_ms = EXCLUDED.duration_ms, model = EXCLUDED.model, "
-        "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
-        "trace_start_ms = EXCLUDED.trace_start_ms",
+    """Write whole traces (merged with what was stored: ``stored``) and their index rows.
+
+    The stored traces' rows are deleted first, so every row is new and goes in by ``COPY``
+    (which cannot update). The caller holds the traces' advisory locks: no other writer
+    adds a row for these ids until this transaction ends.
+    """
+    if stored:
+        ids = sorted(stored)
+        for table in ("traces", "trace_tags", "spans"):
+            cur.execute(f"DELETE FROM {table} WHERE trace_id = ANY(%s)", (ids,))
+    _copy(cur, f"traces ({_TRACE_COLUMNS})", [summary_row(t) for t in fresh.values()])
+    _copy(cur, "trace_tags (trace_id, key, value)", tag_rows(fresh))
+    _copy(
+        cur,
+        f"spans ({_SPAN_COLUMNS})",
         [row for tid, t in fresh.items() for row in span_rows(tid, t)],
     )
     write_annotations(cur.executemany, "%s", fresh, stored)
@@ -262,7 +269,6 @@ class PostgresStore(TraceStore):
             if row is None:
                 raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
             new = change(Trace.from_bytes(bytes(row[0])))
-            cur.execute("DELETE FROM trace_tags WHERE trace_id = %s", (trace_id,))
             _write_rows(cur, {trace_id: new}, {trace_id})
         return new
 

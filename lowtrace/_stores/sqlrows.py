@@ -57,12 +57,14 @@ def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
     only on the spans it counts for, so sums match the traces' totals."""
     spans = trace.spans
     counted: Container[str] = ()
-    if any(s.token_usage is not None for s in spans):
-        counted = {s.span_id for s in counted_usage_spans(spans)}
+    for s in spans:
+        if s.token_usage is not None:
+            counted = {s.span_id for s in counted_usage_spans(spans)}
+            break
     start_ms = trace.info.start_time_ns // 1_000_000
     rows: dict[str, tuple[Any, ...]] = {}
     for s in spans:
-        usage = s.token_usage if s.span_id in counted else None
+        usage = s.token_usage if counted and s.span_id in counted else None
         rows[s.span_id] = (
             trace_id,
             s.span_id,
@@ -70,7 +72,7 @@ def span_rows(trace_id: str, trace: Trace) -> list[tuple[Any, ...]]:
             str(s.span_type),
             str(s.status),
             (s.end_time_ns - s.start_time_ns) / 1e6,
-            span_model(s),
+            span_model(s) if s.attributes else None,
             usage.input_tokens if usage else None,
             usage.output_tokens if usage else None,
             start_ms,

@@ -18,6 +18,10 @@ __all__ = ["merged_by_id", "span_rows", "summary_row", "tag_rows"]
 
 def merged_by_id(traces: Iterable[Trace]) -> dict[str, Trace]:
     """The batch as one trace per id (fragments merged), in sorted id order."""
+    traces = list(traces)
+    by_id = {trace.info.trace_id: trace for trace in traces}
+    if len(by_id) == len(traces):  # the usual batch: no id twice, nothing to merge
+        return dict(sorted(by_id.items()))
     groups: dict[str, list[Trace]] = {}
     for trace in traces:
         groups.setdefault(trace.info.trace_id, []).append(trace)

@@ -133,6 +133,27 @@ def test_buckets_count_traces_errors_percentiles_and_tokens(store: TraceStore) -
     assert (got.traces, got.errors) == (6, 1)
 
 
+def test_a_model_named_empty_and_no_model_are_listed_in_one_order(store: TraceStore) -> None:
+    def chat(client: TracingClient, model: str | None) -> Trace:
+        root = client.start_trace("agent", start_time_ns=_minute(0) * 1_000_000)
+        attributes = {} if model is None else {"model": model}
+        llm = client.start_span(
+            "chat", trace_id=root.trace_id, parent_id=root.span_id, attributes=attributes
+        )
+        llm.set_token_usage(input_tokens=1, output_tokens=1)
+        llm.end()
+        trace = client.end_trace(root.trace_id)
+        assert trace is not None
+        return trace
+
+    with TracingClient("memory://") as client:
+        data = [chat(client, ""), chat(client, None)]  # '' seen first, NULL sorts first
+    store.export(data)
+    got = store.overview(start_ms=_minute(0), end_ms=_minute(1), buckets=1)
+    assert [m.model for m in got.models] == [None, ""]
+    assert got.models == _reference(data, start_ms=_minute(0), end_ms=_minute(1), buckets=1).models
+
+
 def test_the_filter_and_an_open_range(store: TraceStore) -> None:
     with TracingClient("memory://") as client:
         store.export([_record(client, 0, 5), _record(client, 10, 50, error=True)])

@@ -136,7 +136,7 @@ def _finish(
         end_ms,
         bucket_ms,
         buckets,
-        tuple(sorted(models, key=lambda m: (m.bucket, m.model or ""))),
+        tuple(sorted(models, key=lambda m: (m.bucket, m.model is not None, m.model or ""))),
         tuple(slowest),
         tuple(failing),
     )

@@ -23,7 +23,8 @@ from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
-from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview
+from lowtrace._stores.pgoverview import postgres_overview
 from lowtrace._stores.redact import redact
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
@@ -329,7 +330,12 @@ class PostgresStore(TraceStore):
         buckets: int = 30,
         top: int = 8,
     ) -> Overview:
-        return sql_overview(POSTGRES, self._fetch, filter, start_ms, end_ms, buckets, top)
+        conn = self._conn
+        with conn.transaction():
+            # One statement sorting every trace in range by bucket (see pgoverview.py): in
+            # memory, not spilled to disk as with the default 4 MB (1.5x the time at 100k).
+            conn.execute("SET LOCAL work_mem = '64MB'")
+            return postgres_overview(self._fetch, filter, start_ms, end_ms, buckets, top)
 
     def sessions(
         self, filter: str | None = None, *, max_results: int = 100

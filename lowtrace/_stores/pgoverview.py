@@ -29,7 +29,9 @@ from lowtrace._stores.overview import (
 __all__ = ["postgres_overview"]
 
 #: The trace columns every aggregate reads.
-_COLUMNS: Final = "t.trace_id, t.start_time_ms, t.duration_ms, t.status, t.input_tokens, t.output_tokens"
+_COLUMNS: Final = (
+    "t.trace_id, t.start_time_ms, t.duration_ms, t.status, t.input_tokens, t.output_tokens"
+)
 #: Rows of the answer: (kind, k, name, n, err, v1, v2, i, o), by kind.
 _RANGE, _BUCKET, _MODEL, _SLOWEST, _FAILING = range(5)
 

@@ -35,7 +35,12 @@ from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
-from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, staged_overview
+from lowtrace._stores.overview import (
+    OVERVIEW_INDEXES,
+    SPANS_TRACE_INDEX,
+    Overview,
+    staged_overview,
+)
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import (
@@ -140,12 +145,22 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
         )
 
 
+def _migrate_to_5(conn: sqlite3.Connection) -> None:
+    # spans_trace covers the dashboard's span ranking under a filter (see SPANS_TRACE_INDEX).
+    # Files with the older WITHOUT ROWID span table have no such index and need none: their
+    # span rows are clustered by trace id already.
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'spans_trace'").fetchone():
+        conn.execute("DROP INDEX spans_trace")
+        conn.execute(SPANS_TRACE_INDEX)
+
+
 #: ``_MIGRATIONS[i]`` upgrades a file from schema version i to i + 1.
 _MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [
     _migrate_to_1,
     _migrate_to_2,
     _migrate_to_3,
     _migrate_to_4,
+    _migrate_to_5,
 ]
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20

@@ -316,3 +316,30 @@ def test_a_version_4_sqlite_file_gets_the_covering_span_index(tmp_path: Path) ->
     with contextlib.closing(sqlite3.connect(path)) as conn:
         columns = [row[2] for row in conn.execute("PRAGMA index_info(spans_trace)")]
     assert columns == ["trace_id", "type", "name", "status", "duration_ms"]
+
+
+def test_sqlite_stages_a_filtered_range_through_the_range_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Staged in id order, but a narrow range of a large store must not read every trace.
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    data = _tagged(12)
+    store.export(data)
+    fetch = store._fetch  # type: ignore[attr-defined]
+    plans: list[str] = []
+
+    def explaining(sql: str, params: list[object] = []) -> object:  # noqa: B006
+        if sql.startswith("CREATE TEMP TABLE"):
+            select = sql[sql.index("SELECT") :]
+            plans.append(" ".join(r[3] for r in fetch(f"EXPLAIN QUERY PLAN {select}", params)))
+        return fetch(sql, params)
+
+    monkeypatch.setattr(store, "_fetch", explaining)
+    try:
+        got = store.overview("tags.env = 'prod'", start_ms=_minute(9))  # the last few minutes
+    finally:
+        store.shutdown()
+    assert got.traces == 2  # minutes 9 and 11
+    want = _reference(data, "tags.env = 'prod'", start_ms=_minute(9))
+    assert _comparable(got) == _comparable(want)
+    assert len(plans) == 1 and "traces_overview (start_time_ms>?)" in plans[0]

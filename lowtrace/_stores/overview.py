@@ -379,13 +379,18 @@ def staged_overview(
     bounds = [] if start_ms is None else [f"t.start_time_ms >= {query.bind(int(start_ms))}"]
     bounds += [] if end_ms is None else [f"t.start_time_ms < {query.bind(int(end_ms))}"]
     where = " AND ".join([*bounds, query.where(expr)])
+    # In id order, so that the span ranking walks spans_trace in its order. Over all time the
+    # traces are read in that order too (a filter's tag and span lookups then go through
+    # their indexes in order: 1.5x faster); a range is read by its index and then sorted
+    # (unary + keeps SQLite from reading every trace in id order to spare the sort).
+    order = "t.trace_id" if start_ms is None and end_ms is None else "+t.trace_id"
     table = "temp.lowtrace_overview"
     fetch(f"DROP TABLE IF EXISTS {table}", [])
     try:
         columns = ", ".join(f"t.{c.strip()}" for c in STAGED_COLUMNS.split(","))
         fetch(
             f"CREATE TEMP TABLE lowtrace_overview AS SELECT {columns} FROM traces t WHERE {where} "
-            "ORDER BY t.trace_id",  # the span ranking then walks spans_trace in this order
+            f"ORDER BY {order}",
             query.params,
         )
         fetch(

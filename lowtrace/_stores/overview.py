@@ -4,8 +4,8 @@ An ``Overview`` splits the range into equal buckets by trace start time and give
 bucket, how many traces started and failed, latency p50/p95 (nearest rank) and token usage,
 plus token usage per model (priced by the UI, which holds the price table) and the span
 names that took the most time and failed most often. SQL stores answer with aggregates
-(``sql_overview``); any other store scans its traces (``scan_overview``), the reference the
-SQL must agree with.
+(SQLite: ``staged_overview``; PostgreSQL: ``pgoverview``, one statement); any other store
+scans its traces (``scan_overview``), the reference the SQL must agree with.
 """
 
 from __future__ import annotations

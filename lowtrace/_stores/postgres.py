@@ -193,7 +193,8 @@ class PostgresStore(TraceStore):
         self.uri = redact(dsn)
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all and _generation
-        self._all: list[psycopg.Connection[Any]] = []
+        #: Every connection made: (process, thread that uses it, connection).
+        self._all: list[tuple[int, threading.Thread, psycopg.Connection[Any]]] = []
         self._generation = 0
         self._ensure_schema(create)
 
@@ -215,7 +216,13 @@ class PostgresStore(TraceStore):
             except (psycopg.Error, ValueError) as exc:  # down, or a malformed URI
                 raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
             with self._all_lock:
-                self._all.append(conn)
+                ended = [c for pid, t, c in self._all if pid == key[0] and not t.is_alive()]
+                self._all = [e for e in self._all if e[2] not in ended]
+                self._all.append((key[0], threading.current_thread(), conn))
+            # A web server's worker threads come and go: the connections of ended threads
+            # of this process are closed, not kept until the server refuses new ones.
+            for old in ended:
+                old.close()
             local.conn, local.key = conn, key
         return conn
 
@@ -347,5 +354,5 @@ class PostgresStore(TraceStore):
         with self._all_lock:
             connections, self._all = self._all, []
             self._generation += 1
-        for conn in connections:
+        for *_, conn in connections:
             conn.close()

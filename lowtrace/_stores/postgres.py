@@ -23,7 +23,8 @@ from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
-from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview
+from lowtrace._stores.pgoverview import postgres_overview
 from lowtrace._stores.redact import redact
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
@@ -199,7 +200,8 @@ class PostgresStore(TraceStore):
         self.uri = redact(dsn)
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all and _generation
-        self._all: list[psycopg.Connection[Any]] = []
+        #: Every connection made: (process, thread that uses it, connection).
+        self._all: list[tuple[int, threading.Thread, psycopg.Connection[Any]]] = []
         self._generation = 0
         self._ensure_schema(create)
 
@@ -221,7 +223,13 @@ class PostgresStore(TraceStore):
             except (psycopg.Error, ValueError) as exc:  # down, or a malformed URI
                 raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
             with self._all_lock:
-                self._all.append(conn)
+                ended = [c for pid, t, c in self._all if pid == key[0] and not t.is_alive()]
+                self._all = [e for e in self._all if e[2] not in ended]
+                self._all.append((key[0], threading.current_thread(), conn))
+            # A web server's worker threads come and go: the connections of ended threads
+            # of this process are closed, not kept until the server refuses new ones.
+            for old in ended:
+                old.close()
             local.conn, local.key = conn, key
         return conn
 
@@ -335,7 +343,12 @@ class PostgresStore(TraceStore):
         buckets: int = 30,
         top: int = 8,
     ) -> Overview:
-        return sql_overview(POSTGRES, self._fetch, filter, start_ms, end_ms, buckets, top)
+        conn = self._conn
+        with conn.transaction():
+            # One statement sorting every trace in range by bucket (see pgoverview.py): in
+            # memory, not spilled to disk as with the default 4 MB (1.5x the time at 100k).
+            conn.execute("SET LOCAL work_mem = '64MB'")
+            return postgres_overview(self._fetch, filter, start_ms, end_ms, buckets, top)
 
     def sessions(
         self, filter: str | None = None, *, max_results: int = 100
@@ -347,5 +360,5 @@ class PostgresStore(TraceStore):
         with self._all_lock:
             connections, self._all = self._all, []
             self._generation += 1
-        for conn in connections:
+        for *_, conn in connections:
             conn.close()

@@ -11,14 +11,23 @@ stopped by ``Pool.terminate()`` (what ``with Pool(...)`` does on exit) gets SIGT
 skips those finalizers too: while SIGTERM has its default action, the worker runs the hooks
 first (at most ``_TERM_GRACE_S``, in a helper thread so a lock held by the interrupted code
 cannot hang it), then dies of SIGTERM as it would have.
+
+Python runs a signal handler only when the main thread is back in the interpreter, and a
+SIGTERM that arrives just before a blocking wait (or lands on another thread) leaves it
+blocked with the handler unrun: ``pool.terminate()`` then waits forever. So the worker also
+has Python's C-level handler write each signal to a socket (``signal.set_wakeup_fd``) that a
+daemon thread reads: on SIGTERM it delivers, then makes the main thread run the handler.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -76,22 +85,152 @@ def _register_finalizer(_: object = None) -> None:
     _finalizer_pid[0] = os.getpid()
     _exiting[0] = False
     util.Finalize(None, _run_exit_hooks, exitpriority=5)
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    ):
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(
+        signal.SIGTERM
+    ) in (signal.SIG_DFL, _exit_on_sigterm):  # ours: inherited from a worker that forked
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _watch_sigterm()
+
+
+class _Termination:
+    """One SIGTERM's bounded delivery in this process, shared by the handler and the watcher."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # guards helper and deadline
+        self.helper: threading.Thread | None = None
+        self.deadline = 0.0
+        self.in_handler = False  # main thread only: a repeated SIGTERM must not re-enter
+
+    @property
+    def started(self) -> bool:
+        return self.helper is not None
+
+    def deliver(self) -> None:
+        """Run the exit hooks once, in a helper thread so a lock held by the interrupted code
+        cannot hang us; return when they are done or the grace is over."""
+        with self.lock:
+            if self.helper is None:
+                self.deadline = time.monotonic() + _TERM_GRACE_S
+                self.helper = threading.Thread(
+                    target=_run_exit_hooks, name="lowtrace-sigterm", daemon=True
+                )
+                self.helper.start()
+            helper, deadline = self.helper, self.deadline
+        helper.join(max(0.0, deadline - time.monotonic()))
+
+
+_term = [_Termination()]  # replaced in a forked child
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM in a worker: run the exit hooks (bounded), then die of SIGTERM."""
-    if _exiting[0]:
+    term = _term[0]
+    if term.in_handler:
+        return  # the watcher's nudge while this handler waits for the delivery
+    if _exiting[0] and not term.started:
         return  # already exiting through its finalizer (a pool's stop sentinel): let it end
-    helper = threading.Thread(target=_run_exit_hooks, name="lowtrace-sigterm", daemon=True)
-    helper.start()
-    helper.join(_TERM_GRACE_S)
+    term.in_handler = True
+    term.deliver()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+_RESIGNAL_S: Final = 2.0  # how long the watcher nudges a main thread that stays in C code
+_RESIGNAL_EVERY_S: Final = 0.02
+_CREDENTIALS: Final = struct.Struct("3i")  # SCM_CREDENTIALS: pid, uid, gid of the writer
+_wakeup: list[tuple[socket.socket, socket.socket] | None] = [None]  # (read, write) if ours
+_stranded: list[tuple[socket.socket, socket.socket]] = []  # still the wakeup fd: never closed
+
+
+def _watch_sigterm() -> None:
+    """From the main thread: have SIGTERM written to a socket a daemon thread waits on.
+
+    If the program already has a wakeup fd (asyncio sets one), it keeps it and SIGTERM
+    relies on the handler alone, as before. The reader asks the kernel for each byte's
+    sender, so a forked child that has not yet dropped the inherited fd cannot stop us.
+    """
+    if _wakeup[0] is not None:
+        return
+    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    writer.setblocking(False)
+    passcred = getattr(socket, "SO_PASSCRED", None)
+    try:
+        if passcred is not None:
+            reader.setsockopt(socket.SOL_SOCKET, passcred, 1)
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except (OSError, ValueError):
+        previous = None
+    if previous != -1:
+        if previous is not None:
+            signal.set_wakeup_fd(previous)  # the program's own: give it back untouched
+        reader.close()
+        writer.close()
+        return
+    _wakeup[0] = (reader, writer)
+    watcher = threading.Thread(
+        target=_watch, args=(reader,), name="lowtrace-sigterm-watch", daemon=True
+    )
+    watcher.start()
+
+
+def _watch(reader: socket.socket) -> None:
+    """The watcher thread: on this process's SIGTERM, deliver and end the process."""
+    while True:
+        try:
+            data, ancillary, _, _ = reader.recvmsg(1, socket.CMSG_SPACE(_CREDENTIALS.size))
+        except OSError:
+            return  # closed: this process no longer watches
+        if data != bytes([signal.SIGTERM]) or not _sent_by_this_process(ancillary):
+            continue
+        if signal.getsignal(signal.SIGTERM) is not _exit_on_sigterm:
+            continue  # the program installed its own handler: SIGTERM is its business
+        if _exiting[0] and not _term[0].started:
+            continue  # exiting through its finalizer, as the handler would let it
+        break
+    _term[0].deliver()
+    _end_with_sigterm()
+
+
+def _sent_by_this_process(ancillary: list[tuple[int, int, bytes]]) -> bool:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == getattr(socket, "SCM_CREDENTIALS", None):
+            return bool(_CREDENTIALS.unpack_from(data)[0] == os.getpid())
+    return True  # no credentials on this platform: trust the byte
+
+
+def _end_with_sigterm() -> None:
+    """Off the main thread SIGTERM's action cannot be reset, so nudge the main thread until
+    it runs the handler, which does that and dies of SIGTERM. A main thread that stays in C
+    code past the bound gets ``os._exit(128 + SIGTERM)``, the shell's status for "terminated
+    by SIGTERM" (SIGKILL would read as an OOM kill; the hooks have already run)."""
+    main = threading.main_thread().ident
+    deadline = time.monotonic() + _RESIGNAL_S
+    while main is not None and time.monotonic() < deadline:
+        try:
+            signal.pthread_kill(main, signal.SIGTERM)
+        except OSError:
+            break
+        time.sleep(_RESIGNAL_EVERY_S)
+    os._exit(128 + signal.SIGTERM)
+
+
+def _forget_parents_termination() -> None:
+    """In a forked child: fresh delivery state, and the parent's wakeup socket dropped (the
+    child's signals must not reach the parent's watcher)."""
+    _term[0] = _Termination()
+    wakeup, _wakeup[0] = _wakeup[0], None
+    if wakeup is None:
+        return
+    reader, writer = wakeup
+    try:
+        current = signal.set_wakeup_fd(-1)
+    except ValueError:
+        _stranded.append(wakeup)  # cannot clear it here: keep its fd from being reused
+        return
+    if current not in (-1, writer.fileno()):
+        signal.set_wakeup_fd(current)  # the program's own, set after ours
+    reader.close()
+    writer.close()
 
 
 def _watch_forked_worker() -> None:
@@ -118,5 +257,6 @@ def watch_worker_exit() -> None:
 
 
 if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parents_termination)
     os.register_at_fork(after_in_child=_run_child_hooks)
     os.register_at_fork(after_in_child=_watch_forked_worker)

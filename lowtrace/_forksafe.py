@@ -100,6 +100,7 @@ class _Termination:
         self.helper: threading.Thread | None = None
         self.deadline = 0.0
         self.in_handler = False  # main thread only: a repeated SIGTERM must not re-enter
+        self.handled = threading.Event()  # the main thread has entered the handler
 
     @property
     def started(self) -> bool:
@@ -130,12 +131,14 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     if _exiting[0] and not term.started:
         return  # already exiting through its finalizer (a pool's stop sentinel): let it end
     term.in_handler = True
+    term.handled.set()
     term.deliver()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-_RESIGNAL_S: Final = 2.0  # how long the watcher nudges a main thread that stays in C code
+_TAKE_OVER_S: Final = 0.25  # how long the watcher nudges before delivering by itself
+_RESIGNAL_S: Final = 2.0  # how long it nudges, after delivering, a main thread stuck in C
 _RESIGNAL_EVERY_S: Final = 0.02
 _CREDENTIALS: Final = struct.Struct("3i")  # SCM_CREDENTIALS: pid, uid, gid of the writer
 _wakeup: list[tuple[socket.socket, socket.socket] | None] = [None]  # (read, write) if ours
@@ -174,7 +177,8 @@ def _watch_sigterm() -> None:
 
 
 def _watch(reader: socket.socket) -> None:
-    """The watcher thread: on this process's SIGTERM, deliver and end the process."""
+    """The watcher thread: on this process's SIGTERM, see that the handler runs; if the main
+    thread stays in C code, deliver from here and end the process."""
     while True:
         try:
             data, ancillary, _, _ = reader.recvmsg(1, socket.CMSG_SPACE(_CREDENTIALS.size))
@@ -187,8 +191,16 @@ def _watch(reader: socket.socket) -> None:
         if _exiting[0] and not _term[0].started:
             continue  # exiting through its finalizer, as the handler would let it
         break
-    _term[0].deliver()
-    _end_with_sigterm()
+    term = _term[0]
+    if _nudge_main_thread(until=term.handled, seconds=_TAKE_OVER_S):
+        return  # the handler runs, with the program paused as it should be: it ends us
+    term.deliver()  # the main thread is stuck in C code: deliver from here
+    if _nudge_main_thread(until=term.handled, seconds=_RESIGNAL_S):
+        return  # it came back to Python: the handler resets SIGTERM and dies of it
+    # Off the main thread SIGTERM's action cannot be reset, and the main thread is still in
+    # C code: exit with the shell's status for "terminated by SIGTERM" (SIGKILL would read
+    # as an OOM kill, and the hooks have already run).
+    os._exit(128 + signal.SIGTERM)
 
 
 def _sent_by_this_process(ancillary: list[tuple[int, int, bytes]]) -> bool:
@@ -198,20 +210,19 @@ def _sent_by_this_process(ancillary: list[tuple[int, int, bytes]]) -> bool:
     return True  # no credentials on this platform: trust the byte
 
 
-def _end_with_sigterm() -> None:
-    """Off the main thread SIGTERM's action cannot be reset, so nudge the main thread until
-    it runs the handler, which does that and dies of SIGTERM. A main thread that stays in C
-    code past the bound gets ``os._exit(128 + SIGTERM)``, the shell's status for "terminated
-    by SIGTERM" (SIGKILL would read as an OOM kill; the hooks have already run)."""
+def _nudge_main_thread(until: threading.Event, seconds: float) -> bool:
+    """Re-send SIGTERM to the main thread, whose blocking call then fails with EINTR so it
+    runs the handler, until ``until`` is set or ``seconds`` pass; say whether it was set."""
     main = threading.main_thread().ident
-    deadline = time.monotonic() + _RESIGNAL_S
+    deadline = time.monotonic() + seconds
     while main is not None and time.monotonic() < deadline:
         try:
             signal.pthread_kill(main, signal.SIGTERM)
         except OSError:
             break
-        time.sleep(_RESIGNAL_EVERY_S)
-    os._exit(128 + signal.SIGTERM)
+        if until.wait(_RESIGNAL_EVERY_S):
+            return True
+    return until.is_set()
 
 
 def _forget_parents_termination() -> None:

@@ -16,7 +16,9 @@ Python runs a signal handler only when the main thread is back in the interprete
 SIGTERM that arrives just before a blocking wait (or lands on another thread) leaves it
 blocked with the handler unrun: ``pool.terminate()`` then waits forever. So the worker also
 has Python's C-level handler write each signal to a socket (``signal.set_wakeup_fd``) that a
-daemon thread reads: on SIGTERM it delivers, then makes the main thread run the handler.
+daemon thread reads: on SIGTERM it re-sends the signal to the main thread, whose blocking
+call then fails with EINTR and runs the handler. If the main thread stays inside C code, the
+watcher delivers by itself and ends the process.
 """
 
 from __future__ import annotations
@@ -99,7 +101,6 @@ class _Termination:
         self.lock = threading.Lock()  # guards helper and deadline
         self.helper: threading.Thread | None = None
         self.deadline = 0.0
-        self.in_handler = False  # main thread only: a repeated SIGTERM must not re-enter
         self.handled = threading.Event()  # the main thread has entered the handler
 
     @property
@@ -126,11 +127,10 @@ _term = [_Termination()]  # replaced in a forked child
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     """SIGTERM in a worker: run the exit hooks (bounded), then die of SIGTERM."""
     term = _term[0]
-    if term.in_handler:
-        return  # the watcher's nudge while this handler waits for the delivery
+    if term.handled.is_set():
+        return  # a repeat (the watcher's nudge) while this handler waits for the delivery
     if _exiting[0] and not term.started:
         return  # already exiting through its finalizer (a pool's stop sentinel): let it end
-    term.in_handler = True
     term.handled.set()
     term.deliver()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -154,7 +154,10 @@ def _watch_sigterm() -> None:
     """
     if _wakeup[0] is not None:
         return
-    reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return  # out of descriptors: the handler alone, as before
     writer.setblocking(False)
     passcred = getattr(socket, "SO_PASSCRED", None)
     try:

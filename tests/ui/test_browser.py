@@ -362,3 +362,29 @@ def test_injection_payloads_on_sessions_pages(browser: Any, chats: Chats) -> Non
         ui.settle()
         assert XSS[1] in ui.page.inner_text(".ss-in")
         ui.shot("session-hostile")
+
+
+def test_sessions_show_the_first_request_and_the_last_response(browser: Any, chats: Chats) -> None:
+    from lowtrace import TracingClient
+
+    with TracingClient(chats.uri) as client:
+        root = client.start_trace("chat", inputs={"message": "\u202eevil\u202c question"})
+        client.set_trace_metadata(root.trace_id, session_id="bidi")
+        client.end_trace(root.trace_id, outputs={"reply": XSS[0]})
+        assert client.flush(10)
+    with serving(chats.uri) as url, watched(browser, url) as ui:
+        ui.goto(f"{url}/sessions")
+
+        def previews(session: str) -> list[str]:
+            row = ui.page.locator("tbody tr").filter(
+                has=ui.page.locator(f"a[href='/sessions/{session}']")
+            )
+            return [text.strip() for text in row.locator(".ui-preview").all_inner_texts()]
+
+        assert previews("chat-1") == ["hello", "re: thanks"]
+        assert previews("chat-2") == ["hi again", "re: hi again"]
+        request, response = previews("bidi")
+        assert "\u202e" not in request and "evil" in request and "question" in request
+        assert response == XSS[0]  # the payload as text, not as markup
+        assert ui.page.evaluate("document.documentElement.scrollWidth") <= 1280
+        ui.shot("sessions-previews")

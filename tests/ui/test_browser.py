@@ -388,3 +388,19 @@ def test_sessions_show_the_first_request_and_the_last_response(browser: Any, cha
         assert response == XSS[0]  # the payload as text, not as markup
         assert ui.page.evaluate("document.documentElement.scrollWidth") <= 1280
         ui.shot("sessions-previews")
+
+
+def test_waterfall_rows_show_tokens_and_cost_on_the_trace_page(
+    ui: Watched, seeded: Seeded, live_ui: str
+) -> None:
+    trace = seeded.agents[0]  # v1: 100 in + 20 out on small-model, priced 1.0 / 4.0 per 1M
+    ui.goto(f"{live_ui}/traces/{trace.info.trace_id}")
+    rows = ui.page.locator(".lt-row")
+    labels = rows.locator(".lt-label").all_inner_texts()
+    tokens = dict(zip(labels, rows.locator(".lt-tok").all_inner_texts(), strict=True))
+    costs = dict(zip(labels, rows.locator(".lt-cost").all_inner_texts(), strict=True))
+    counted = [s.name for s in trace.spans if s.token_usage]
+    assert counted and all(tokens[name] == "120" and costs[name] == "0.000180" for name in counted)
+    assert all(tokens[n] == costs[n] == "" for n in labels if n not in counted)
+    assert ui.page.evaluate("document.documentElement.scrollWidth") <= 1280
+    ui.shot("trace-tokens")

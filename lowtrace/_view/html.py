@@ -234,7 +234,7 @@ def trace_document(
         'aria-label="Search spans"></div>'
         + annotations_html(trace)
         + f'{review}<div class="lt-main">'
-        + '<div class="lt-list" tabindex="0">'
+        + f'<div class="lt-list{" lt-usage" if usage else ""}" tabindex="0">'
         + _axis(end - info.start_time_ns, tokens=usage is not None, cost=bool(table))
         + '<div class="lt-spacer"></div></div>'
         '<div class="lt-detail"></div></div>'

@@ -166,14 +166,17 @@ def _structure_assessment(value: Any, _: Any) -> Assessment:
 converter.register_unstructure_hook(Assessment, _unstructure_assessment)
 converter.register_structure_hook(Assessment, _structure_assessment)
 
+#: The hooks ``trace_to_dict`` calls directly: ``converter.unstructure`` looks them up again
+#: for every trace.
+_unstructure_info: Final = converter.get_unstructure_hook(TraceInfo)
 _local = threading.local()
 
 
 def trace_to_dict(trace: Trace) -> dict[str, Any]:
     """A JSON-ready dict (payloads as ``orjson.Fragment``) with the format tag."""
     return {
-        "info": converter.unstructure(trace.info, TraceInfo),
-        "spans": converter.unstructure(trace.spans, SpanList),
+        "info": _unstructure_info(trace.info),
+        "spans": [_unstructure_span(span) for span in trace.spans],
         "format": FORMAT,
     }
 

@@ -133,6 +133,27 @@ def test_buckets_count_traces_errors_percentiles_and_tokens(store: TraceStore) -
     assert (got.traces, got.errors) == (6, 1)
 
 
+def test_a_model_named_empty_and_no_model_are_listed_in_one_order(store: TraceStore) -> None:
+    def chat(client: TracingClient, model: str | None) -> Trace:
+        root = client.start_trace("agent", start_time_ns=_minute(0) * 1_000_000)
+        attributes = {} if model is None else {"model": model}
+        llm = client.start_span(
+            "chat", trace_id=root.trace_id, parent_id=root.span_id, attributes=attributes
+        )
+        llm.set_token_usage(input_tokens=1, output_tokens=1)
+        llm.end()
+        trace = client.end_trace(root.trace_id)
+        assert trace is not None
+        return trace
+
+    with TracingClient("memory://") as client:
+        data = [chat(client, ""), chat(client, None)]  # '' seen first, NULL sorts first
+    store.export(data)
+    got = store.overview(start_ms=_minute(0), end_ms=_minute(1), buckets=1)
+    assert [m.model for m in got.models] == [None, ""]
+    assert got.models == _reference(data, start_ms=_minute(0), end_ms=_minute(1), buckets=1).models
+
+
 def test_the_filter_and_an_open_range(store: TraceStore) -> None:
     with TracingClient("memory://") as client:
         store.export([_record(client, 0, 5), _record(client, 10, 50, error=True)])
@@ -221,3 +242,125 @@ def test_sql_aggregates_match_reading_every_trace(
         store.shutdown()
     expected = _reference(data, filter, buckets=buckets, top=top, **window)
     assert _comparable(got) == _comparable(expected)
+
+
+def _tagged(count: int) -> list[Trace]:
+    with TracingClient("memory://") as client:
+        return [
+            _record(
+                client,
+                m,
+                5 + m,
+                fail_tool=m % 3 == 0,
+                tokens=(m, 1),
+                tags={"env": "prod" if m % 2 else "dev"},
+            )
+            for m in range(count)
+        ]
+
+
+def _counting(store: TraceStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement the store's reads run from now on."""
+    statements: list[str] = []
+    fetch = store._fetch  # type: ignore[attr-defined]
+
+    def counting(sql: str, params: list[object] = []) -> object:  # noqa: B006
+        statements.append(sql)
+        return fetch(sql, params)
+
+    monkeypatch.setattr(store, "_fetch", counting)
+    return statements
+
+
+def test_postgres_answers_a_filtered_overview_in_one_statement(
+    postgres_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(postgres_uri)
+    store.delete_traces(older_than_ms=2**62)
+    data = _tagged(12)
+    store.export(data)
+    statements = _counting(store, monkeypatch)
+    try:
+        got = store.overview("tags.env = 'prod'", buckets=4)
+        assert len(statements) == 1  # the filter, the range and every chart at once
+        assert statements[0].count("trace_tags") == 1
+        assert _comparable(got) == _comparable(_reference(data, "tags.env = 'prod'", buckets=4))
+        statements.clear()
+        window = {"start_ms": _minute(2), "end_ms": _minute(9)}
+        assert _comparable(store.overview(**window)) == _comparable(_reference(data, **window))
+        assert len(statements) == 1  # a closed range needs no look at the data's extent
+    finally:
+        store.shutdown()
+
+
+def test_sqlite_ranks_a_filtered_overviews_span_names_from_one_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    data = _tagged(12)
+    store.export(data)
+    fetch = store._fetch  # type: ignore[attr-defined]
+    plans: list[str] = []
+
+    def explaining(sql: str, params: list[object] = []) -> object:  # noqa: B006
+        if "CROSS JOIN spans" in sql:  # the span ranking, driven by the matching traces
+            plans.append(" ".join(r[3] for r in fetch(f"EXPLAIN QUERY PLAN {sql}", params)))
+        return fetch(sql, params)
+
+    monkeypatch.setattr(store, "_fetch", explaining)
+    try:
+        got = store.overview("tags.env = 'prod'", buckets=4)
+    finally:
+        store.shutdown()
+    assert _comparable(got) == _comparable(_reference(data, "tags.env = 'prod'", buckets=4))
+    assert len(plans) == 1 and "COVERING INDEX spans_trace" in plans[0]
+
+
+def test_a_version_4_sqlite_file_gets_the_covering_span_index(tmp_path: Path) -> None:
+    import contextlib
+    import sqlite3
+
+    path = tmp_path / "t.db"
+    data = _tagged(6)
+    open_store(f"sqlite:///{path}").export(data)
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as version 4 made it
+        conn.execute("DROP INDEX spans_trace")
+        conn.execute("CREATE INDEX spans_trace ON spans (trace_id, type, name, status)")
+        conn.execute("PRAGMA user_version = 4")
+        conn.commit()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        got = store.overview("tags.env = 'prod'")
+    finally:
+        store.shutdown()
+    assert _comparable(got) == _comparable(_reference(data, "tags.env = 'prod'"))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        columns = [row[2] for row in conn.execute("PRAGMA index_info(spans_trace)")]
+    assert columns == ["trace_id", "type", "name", "status", "duration_ms"]
+
+
+def test_sqlite_stages_a_filtered_range_through_the_range_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Staged in id order, but a narrow range of a large store must not read every trace.
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    data = _tagged(12)
+    store.export(data)
+    fetch = store._fetch  # type: ignore[attr-defined]
+    plans: list[str] = []
+
+    def explaining(sql: str, params: list[object] = []) -> object:  # noqa: B006
+        if sql.startswith("CREATE TEMP TABLE"):
+            select = sql[sql.index("SELECT") :]
+            plans.append(" ".join(r[3] for r in fetch(f"EXPLAIN QUERY PLAN {select}", params)))
+        return fetch(sql, params)
+
+    monkeypatch.setattr(store, "_fetch", explaining)
+    try:
+        got = store.overview("tags.env = 'prod'", start_ms=_minute(9))  # the last few minutes
+    finally:
+        store.shutdown()
+    assert got.traces == 2  # minutes 9 and 11
+    want = _reference(data, "tags.env = 'prod'", start_ms=_minute(9))
+    assert _comparable(got) == _comparable(want)
+    assert len(plans) == 1 and "traces_overview (start_time_ms>?)" in plans[0]

@@ -305,6 +305,24 @@ def test_fragments_of_one_trace_are_merged(store: TraceStore) -> None:
     assert merged.info.tags == {"side": "server"}
     assert store.search_traces("span.name = 'tool-service'") == [merged]
     assert store.count() == 1
+    # The index rows were rewritten, not added to: each span counted once.
+    assert sum(s.count for s in store.overview(top=100).slowest) == 3
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_trace_written_again_has_its_rows_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    store = open_kind(kind, request, tmp_path)
+    trace = make_trace(0, tags={"env": "prod"}, tokens=10)
+    tid = trace.info.trace_id
+    store.export([trace])
+    store.export([trace])  # a batch retried after its commit was not confirmed
+    store.update_trace(tid, lambda t: t)  # what adding a tag or an assessment does
+    assert store.search_traces("tags.env = 'prod'") == [trace]
+    assert store.search_traces("span.type = 'RETRIEVER'") == [trace]
+    assert sum(s.count for s in store.overview(top=100).slowest) == trace.info.span_count
+    store.shutdown()
 
 
 @settings(

@@ -4,8 +4,8 @@ An ``Overview`` splits the range into equal buckets by trace start time and give
 bucket, how many traces started and failed, latency p50/p95 (nearest rank) and token usage,
 plus token usage per model (priced by the UI, which holds the price table) and the span
 names that took the most time and failed most often. SQL stores answer with aggregates
-(``sql_overview``); any other store scans its traces (``scan_overview``), the reference the
-SQL must agree with.
+(SQLite: ``staged_overview``; PostgreSQL: ``pgoverview``, one statement); any other store
+scans its traces (``scan_overview``), the reference the SQL must agree with.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from lowtrace._query.sql import Dialect, Query
 
 __all__ = [
     "OVERVIEW_INDEXES",
+    "SPANS_TRACE_INDEX",
     "Bucket",
     "ModelTokens",
     "Overview",
@@ -43,6 +44,12 @@ OVERVIEW_INDEXES: Final = (
     "CREATE INDEX IF NOT EXISTS spans_names ON spans (name, trace_start_ms, duration_ms, status)",
     "CREATE INDEX IF NOT EXISTS spans_usage ON spans "
     "(trace_start_ms, model, input_tokens, output_tokens) WHERE input_tokens IS NOT NULL",
+)
+#: SQLite's per-trace span index (filters' ``span.*`` conditions) with the duration last, so
+#: that the span ranking of a filtered overview reads each matching trace's spans from it
+#: alone (0.87 s -> 0.11 s at 50k matching traces of 100k).
+SPANS_TRACE_INDEX: Final = (
+    "CREATE INDEX spans_trace ON spans (trace_id, type, name, status, duration_ms)"
 )
 
 
@@ -136,7 +143,7 @@ def _finish(
         end_ms,
         bucket_ms,
         buckets,
-        tuple(sorted(models, key=lambda m: (m.bucket, m.model or ""))),
+        tuple(sorted(models, key=lambda m: (m.bucket, m.model is not None, m.model or ""))),
         tuple(slowest),
         tuple(failing),
     )
@@ -303,14 +310,15 @@ def sql_overview(
     def spans_in_range(query: Query, driven: bool = True) -> str:
         """``FROM spans x ... WHERE``: the spans of matching traces in range (``driven``: the
         staged traces lead, else the span index does and looks their ids up)."""
+        if staged is not None and driven:
+            # Driven by the matching traces in id order (already in range), each a seek into
+            # ``spans_trace``, which covers what is summed: no span row is read.
+            return f"FROM {staged} m CROSS JOIN spans x ON x.trace_id = m.trace_id WHERE 1 = 1"
         low, high = query.bind(start_ms), query.bind(end_ms)
         bounds = f"x.trace_start_ms >= {low} AND x.trace_start_ms < {high}"
-        if staged is not None and not driven:
+        if staged is not None:
             # Unary + (SQLite): the ids are looked up, not the index to search by.
             return f"FROM spans x WHERE {bounds} AND +x.trace_id IN (SELECT trace_id FROM {staged})"
-        if staged is not None:
-            # Driven by the matching traces, each a seek into the spans' primary key.
-            return f"FROM {staged} m CROSS JOIN spans x ON x.trace_id = m.trace_id WHERE {bounds}"
         if expr is None:
             return f"FROM spans x WHERE {bounds}"
         # The matching ids once (an ephemeral index), not the filter once per span.
@@ -371,12 +379,18 @@ def staged_overview(
     bounds = [] if start_ms is None else [f"t.start_time_ms >= {query.bind(int(start_ms))}"]
     bounds += [] if end_ms is None else [f"t.start_time_ms < {query.bind(int(end_ms))}"]
     where = " AND ".join([*bounds, query.where(expr)])
+    # In id order, so that the span ranking walks spans_trace in its order. Over all time the
+    # traces are read in that order too (a filter's tag and span lookups then go through
+    # their indexes in order: 1.5x faster); a range is read by its index and then sorted
+    # (unary + keeps SQLite from reading every trace in id order to spare the sort).
+    order = "t.trace_id" if start_ms is None and end_ms is None else "+t.trace_id"
     table = "temp.lowtrace_overview"
     fetch(f"DROP TABLE IF EXISTS {table}", [])
     try:
         columns = ", ".join(f"t.{c.strip()}" for c in STAGED_COLUMNS.split(","))
         fetch(
-            f"CREATE TEMP TABLE lowtrace_overview AS SELECT {columns} FROM traces t WHERE {where}",
+            f"CREATE TEMP TABLE lowtrace_overview AS SELECT {columns} FROM traces t WHERE {where} "
+            f"ORDER BY {order}",
             query.params,
         )
         fetch(

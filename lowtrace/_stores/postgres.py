@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from lowtrace._model import Trace, merge_traces
@@ -23,7 +23,8 @@ from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
 from lowtrace._stores.annotations import SQL_TABLES, write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
-from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, sql_overview
+from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview
+from lowtrace._stores.pgoverview import postgres_overview
 from lowtrace._stores.redact import redact
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
@@ -151,34 +152,41 @@ def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
     )
 
 
+#: The columns of the tables an export fills with ``COPY``, in row order.
+_TRACE_COLUMNS: Final = (
+    "trace_id, name, status, status_message, start_time_ms, end_time_ms, start_time_ns, "
+    "end_time_ns, duration_ms, span_count, input_tokens, output_tokens, total_tokens, data"
+)
+_SPAN_COLUMNS: Final = (
+    "trace_id, span_id, name, type, status, duration_ms, model, input_tokens, output_tokens, "
+    "trace_start_ms"
+)
+
+
+def _copy(cur: psycopg.Cursor[Any], table: str, rows: Iterable[Sequence[Any]]) -> None:
+    """Rows into a table with one ``COPY``: the server parses one stream instead of a
+    statement per row, and the whole batch is one round trip."""
+    with cur.copy(f"COPY {table} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: set[str]) -> None:
-    """Write whole traces (merged with what was stored: ``stored``) and their index rows."""
-    cur.executemany(
-        "INSERT INTO traces (trace_id, name, status, status_message, start_time_ms, "
-        "end_time_ms, start_time_ns, end_time_ns, duration_ms, span_count, "
-        "input_tokens, output_tokens, total_tokens, data) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-        "ON CONFLICT (trace_id) DO UPDATE SET name = EXCLUDED.name, "
-        "status = EXCLUDED.status, status_message = EXCLUDED.status_message, "
-        "start_time_ms = EXCLUDED.start_time_ms, end_time_ms = EXCLUDED.end_time_ms, "
-        "start_time_ns = EXCLUDED.start_time_ns, end_time_ns = EXCLUDED.end_time_ns, "
-        "duration_ms = EXCLUDED.duration_ms, span_count = EXCLUDED.span_count, "
-        "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
-        "total_tokens = EXCLUDED.total_tokens, data = EXCLUDED.data",
-        [summary_row(t) for t in fresh.values()],
-    )
-    cur.executemany(
-        "INSERT INTO trace_tags (trace_id, key, value) VALUES (%s, %s, %s) "
-        "ON CONFLICT (trace_id, key) DO UPDATE SET value = EXCLUDED.value",
-        tag_rows(fresh),
-    )
-    cur.executemany(
-        "INSERT INTO spans (trace_id, span_id, name, type, status, duration_ms, model, "
-        "input_tokens, output_tokens, trace_start_ms) "
-        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (trace_id, span_id) DO UPDATE SET "
-        "duration_ms = EXCLUDED.duration_ms, model = EXCLUDED.model, "
-        "input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens, "
-        "trace_start_ms = EXCLUDED.trace_start_ms",
+    """Write whole traces (merged with what was stored: ``stored``) and their index rows.
+
+    The stored traces' rows are deleted first, so every row is new and goes in by ``COPY``
+    (which cannot update). The caller holds the traces' advisory locks: no other writer
+    adds a row for these ids until this transaction ends.
+    """
+    if stored:
+        ids = sorted(stored)
+        for table in ("traces", "trace_tags", "spans"):
+            cur.execute(f"DELETE FROM {table} WHERE trace_id = ANY(%s)", (ids,))
+    _copy(cur, f"traces ({_TRACE_COLUMNS})", [summary_row(t) for t in fresh.values()])
+    _copy(cur, "trace_tags (trace_id, key, value)", tag_rows(fresh))
+    _copy(
+        cur,
+        f"spans ({_SPAN_COLUMNS})",
         [row for tid, t in fresh.items() for row in span_rows(tid, t)],
     )
     write_annotations(cur.executemany, "%s", fresh, stored)
@@ -192,7 +200,8 @@ class PostgresStore(TraceStore):
         self.uri = redact(dsn)
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all and _generation
-        self._all: list[psycopg.Connection[Any]] = []
+        #: Every connection made: (process, thread that uses it, connection).
+        self._all: list[tuple[int, threading.Thread, psycopg.Connection[Any]]] = []
         self._generation = 0
         self._ensure_schema(create)
 
@@ -214,7 +223,13 @@ class PostgresStore(TraceStore):
             except (psycopg.Error, ValueError) as exc:  # down, or a malformed URI
                 raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
             with self._all_lock:
-                self._all.append(conn)
+                ended = [c for pid, t, c in self._all if pid == key[0] and not t.is_alive()]
+                self._all = [e for e in self._all if e[2] not in ended]
+                self._all.append((key[0], threading.current_thread(), conn))
+            # A web server's worker threads come and go: the connections of ended threads
+            # of this process are closed, not kept until the server refuses new ones.
+            for old in ended:
+                old.close()
             local.conn, local.key = conn, key
         return conn
 
@@ -262,7 +277,6 @@ class PostgresStore(TraceStore):
             if row is None:
                 raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
             new = change(Trace.from_bytes(bytes(row[0])))
-            cur.execute("DELETE FROM trace_tags WHERE trace_id = %s", (trace_id,))
             _write_rows(cur, {trace_id: new}, {trace_id})
         return new
 
@@ -329,7 +343,12 @@ class PostgresStore(TraceStore):
         buckets: int = 30,
         top: int = 8,
     ) -> Overview:
-        return sql_overview(POSTGRES, self._fetch, filter, start_ms, end_ms, buckets, top)
+        conn = self._conn
+        with conn.transaction():
+            # One statement sorting every trace in range by bucket (see pgoverview.py): in
+            # memory, not spilled to disk as with the default 4 MB (1.5x the time at 100k).
+            conn.execute("SET LOCAL work_mem = '64MB'")
+            return postgres_overview(self._fetch, filter, start_ms, end_ms, buckets, top)
 
     def sessions(
         self, filter: str | None = None, *, max_results: int = 100
@@ -341,5 +360,5 @@ class PostgresStore(TraceStore):
         with self._all_lock:
             connections, self._all = self._all, []
             self._generation += 1
-        for conn in connections:
+        for *_, conn in connections:
             conn.close()

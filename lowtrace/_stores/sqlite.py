@@ -2,12 +2,13 @@
 
 One row per trace (summary columns that filters and sorting use, plus the whole trace as
 zstd-compressed JSON), a row per tag and per span for ``tags.*`` and ``span.*`` filters,
-all indexed. WAL mode; one ``BEGIN IMMEDIATE`` transaction per exported batch, retried when
+all indexed (span rows have no key: a stored trace's are deleted before it is written
+again). WAL mode; one ``BEGIN IMMEDIATE`` transaction per exported batch, retried when
 another process holds the write lock; each thread uses its own connection (a forked child
 opens new ones). A trace continued in another process (W3C ``traceparent``) arrives as a
 second fragment with the same id and is merged into the stored tree in the same
-transaction. ``PRAGMA user_version`` records the schema version; ``_MIGRATIONS`` upgrades
-older files step by step.
+transaction. ``PRAGMA user_version`` records the schema version; ``MIGRATIONS`` upgrades
+older files step by step (see sqlite_schema.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,11 +34,12 @@ from lowtrace._query.evaluate import like_match, rlike_match
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import SQLITE, Query, delete_statements, search_page
-from lowtrace._stores.annotations import SQL_TABLES, write_annotations
+from lowtrace._stores.annotations import write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.forkgate import ForkGate, fork_gate
-from lowtrace._stores.overview import OVERVIEW_INDEXES, Overview, staged_overview
+from lowtrace._stores.overview import Overview, staged_overview
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
+from lowtrace._stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, SPAN_COLUMNS
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import (
     LowtraceError,
@@ -49,105 +52,6 @@ from lowtrace.errors import (
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 
-def _migrate_to_1(conn: sqlite3.Connection) -> None:
-    for statement in (
-        """CREATE TABLE traces (
-            trace_id TEXT NOT NULL UNIQUE,
-            name TEXT NOT NULL,
-            status TEXT NOT NULL,
-            status_message TEXT,
-            start_time_ms INTEGER NOT NULL,
-            end_time_ms INTEGER NOT NULL,
-            start_time_ns INTEGER NOT NULL,
-            end_time_ns INTEGER NOT NULL,
-            duration_ms REAL NOT NULL,
-            span_count INTEGER NOT NULL,
-            input_tokens INTEGER,
-            output_tokens INTEGER,
-            total_tokens INTEGER,
-            data BLOB NOT NULL
-        )""",
-        "CREATE INDEX traces_start ON traces (start_time_ns, trace_id)",
-        "CREATE INDEX traces_start_ms ON traces (start_time_ms)",
-        "CREATE INDEX traces_status ON traces (status, start_time_ms)",
-        "CREATE INDEX traces_duration ON traces (duration_ms)",
-        "CREATE INDEX traces_name ON traces (name)",
-        "CREATE INDEX traces_tokens ON traces (total_tokens)",
-        """CREATE TABLE trace_tags (
-            trace_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-            PRIMARY KEY (trace_id, key)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX trace_tags_kv ON trace_tags (key, value)",
-        # Span rows: a rowid table (rows append) with one covering index for the span.*
-        # filters, which probe it per trace as EXISTS (trace_id = ? AND type = ?). Files
-        # made before this have a WITHOUT ROWID table with spans_name / spans_type /
-        # spans_status: the same columns and queries, but four indexes keyed on random
-        # trace ids, so 2-3x slower span inserts at 100k traces (see benchmarks/README.md).
-        """CREATE TABLE spans (
-            trace_id TEXT NOT NULL, span_id TEXT NOT NULL,
-            name TEXT NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
-            PRIMARY KEY (trace_id, span_id)
-        )""",
-        "CREATE INDEX spans_trace ON spans (trace_id, type, name, status)",
-    ):
-        conn.execute(statement)
-
-
-def _migrate_to_2(conn: sqlite3.Connection) -> None:
-    # Newest-first pages of one status read the index in order instead of sorting every
-    # trace of that status (25 ms -> 3 ms for 10,000 ERROR traces in 100,000); as in PostgreSQL.
-    conn.execute("DROP INDEX traces_status")
-    conn.execute("CREATE INDEX traces_status ON traces (status, start_time_ns)")
-
-
-def _migrate_to_3(conn: sqlite3.Connection) -> None:
-    # Metadata, session and user ids, assessments (see annotations.py). Stored traces of
-    # version 2 have none of them: the new columns and tables start empty.
-    for statement in SQL_TABLES:
-        conn.execute(statement.format(text="TEXT", real="REAL", rowid=" WITHOUT ROWID"))
-
-
-def _migrate_to_4(conn: sqlite3.Connection) -> None:
-    # What the dashboard sums per span (duration, model, counted token usage, the trace's
-    # start), filled in for the traces already stored; covering indexes for its queries.
-    for column in (
-        "duration_ms REAL",
-        "model TEXT",
-        "input_tokens INTEGER",
-        "output_tokens INTEGER",
-        "trace_start_ms INTEGER",
-    ):
-        conn.execute(f"ALTER TABLE spans ADD COLUMN {column}")
-    for statement in OVERVIEW_INDEXES:
-        conn.execute(statement)
-    last = -1
-    while True:
-        rows = conn.execute(
-            "SELECT rowid, trace_id, data FROM traces WHERE rowid > ? ORDER BY rowid LIMIT 500",
-            (last,),
-        ).fetchall()
-        if not rows:
-            return
-        last = rows[-1][0]
-        conn.executemany(
-            "UPDATE spans SET duration_ms = ?, model = ?, input_tokens = ?, output_tokens = ?, "
-            "trace_start_ms = ? WHERE trace_id = ? AND span_id = ?",
-            [
-                (*row[5:], tid, row[1])
-                for _, tid, data in rows
-                for row in span_rows(tid, Trace.from_bytes(data))
-            ],
-        )
-
-
-#: ``_MIGRATIONS[i]`` upgrades a file from schema version i to i + 1.
-_MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [
-    _migrate_to_1,
-    _migrate_to_2,
-    _migrate_to_3,
-    _migrate_to_4,
-]
-SCHEMA_VERSION: Final = len(_MIGRATIONS)
 _LOCK_RETRIES: Final = 20
 
 
@@ -166,6 +70,60 @@ def _retry_locked(conn: sqlite3.Connection, sql: str, uri: str) -> None:
 
 #: Connections a forked child inherited: kept, never used or closed (see _after_fork_in_child).
 _ABANDONED: Final[list[sqlite3.Connection]] = []
+
+
+_TRACE_COLUMNS: Final = (
+    "trace_id",
+    "name",
+    "status",
+    "status_message",
+    "start_time_ms",
+    "end_time_ms",
+    "start_time_ns",
+    "end_time_ns",
+    "duration_ms",
+    "span_count",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "data",
+)
+
+
+def _insert_many(
+    conn: sqlite3.Connection,
+    insert: str,
+    columns: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    nullable: Sequence[int],
+) -> None:
+    """``executemany`` of ``insert`` (``INSERT ... INTO table``) for these rows; rows whose
+    ``nullable`` columns are all NULL go without them (the columns default to NULL).
+
+    The sqlite3 module binds every None through its adapter lookup, a failed attribute
+    lookup that formats an error message: with 4 to 8 NULLs a trace, that was about a tenth
+    of an export's instructions.
+    """
+    assert len(nullable) > 1  # itemgetter of one index returns the item, not a tuple
+    kept = [i for i in range(len(columns)) if i not in nullable]
+    nulls, keep, none = itemgetter(*nullable), itemgetter(*kept), (None,) * len(nullable)
+    sql = {
+        short: f"{insert} ({', '.join(names)}) VALUES ({','.join('?' * len(names))})"
+        for short, names in ((False, columns), (True, [columns[i] for i in kept]))
+    }
+    # Consecutive rows of one kind per executemany: the rows keep their order (rowids),
+    # which reads that do not sort fully (ties) give back.
+    batch: list[tuple[Any, ...]] = []
+    batch_short = False
+    for row in rows:
+        short = nulls(row) == none
+        if short is not batch_short and batch:
+            conn.executemany(sql[batch_short], batch)
+            batch = []
+        batch_short = short
+        batch.append(keep(row) if short else row)
+    if batch:
+        conn.executemany(sql[batch_short], batch)
 
 
 def _lt_like(value: str | None, pattern: str | None, insensitive: int, negate: int) -> int:
@@ -316,7 +274,7 @@ class SQLiteStore(TraceStore):
             raise StoreNotFoundError(f"{self.path} is not a lowtrace store")
         with self._write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process?
-            for migrate in _MIGRATIONS[version:]:
+            for migrate in MIGRATIONS[version:]:
                 migrate(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -352,22 +310,25 @@ class SQLiteStore(TraceStore):
         self, conn: sqlite3.Connection, fresh: Mapping[str, Trace], stored: set[str]
     ) -> None:
         """Write whole traces (merged with what was stored: ``stored``) and their index rows."""
-        conn.executemany(
-            "INSERT OR REPLACE INTO traces (trace_id, name, status, status_message, "
-            "start_time_ms, end_time_ms, start_time_ns, end_time_ns, duration_ms, "
-            "span_count, input_tokens, output_tokens, total_tokens, data) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        _insert_many(
+            conn,
+            "INSERT OR REPLACE INTO traces",
+            _TRACE_COLUMNS,
             [summary_row(t) for t in fresh.values()],
+            nullable=(3, 10, 11, 12),  # status_message and token usage: mostly absent
         )
         conn.executemany(
             "INSERT OR REPLACE INTO trace_tags (trace_id, key, value) VALUES (?, ?, ?)",
             tag_rows(fresh),
         )
-        conn.executemany(
-            "INSERT OR REPLACE INTO spans (trace_id, span_id, name, type, status, "
-            "duration_ms, model, input_tokens, output_tokens, trace_start_ms) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+        # Span rows have no key (see _migrate_to_5): a stored trace's old ones go first.
+        conn.executemany("DELETE FROM spans WHERE trace_id = ?", [(tid,) for tid in stored])
+        _insert_many(
+            conn,
+            "INSERT INTO spans",
+            SPAN_COLUMNS,
             [row for tid, t in fresh.items() for row in span_rows(tid, t)],
+            nullable=(6, 7, 8),  # model and token usage: on model calls only
         )
         write_annotations(conn.executemany, "?", fresh, stored)
 

@@ -223,7 +223,7 @@ class LiveTrace:
                 parent_id,
                 name,
                 span_type,
-                _time_ns() if start_time_ns is None else start_time_ns,
+                max(_time_ns(), parent.start_time_ns) if start_time_ns is None else start_time_ns,
                 inputs,
                 attributes,
             )
@@ -317,7 +317,8 @@ class LiveTrace:
         with self.lock:
             if self.state is not _ACTIVE or span.state is _ENDED:
                 self._check_open(span)
-            end = _time_ns() if given is None else given  # under the lock: see add_span
+            # A clock reading is never before the start: the wall clock may step back.
+            end = max(_time_ns(), span.start_time_ns) if given is None else given
             if end < span.start_time_ns:
                 raise InvalidArgumentError(
                     f"end_time_ns {end} is before the span's start_time_ns {span.start_time_ns}"
@@ -400,7 +401,8 @@ class LiveTrace:
         with self.lock:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
-            end = _time_ns() if given is None else given  # under the lock: see add_span
+            # Read under the lock (see add_span); never before the start (see end_span).
+            end = max(_time_ns(), root.start_time_ns) if given is None else given
             if end < root.start_time_ns:
                 if not abandon_reason:
                     raise InvalidArgumentError(

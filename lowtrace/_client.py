@@ -129,6 +129,7 @@ class TracingClient(TraceEdits):
         self.uri: str = uri if uri is not None else env_uri()
         self._ids = IdGenerator()
         self._registry = LiveRegistry(self.limits, self._abandon)
+        self._traces = self._registry.traces  # the live traces by id, read lock-free
         self._unsampled = UnsampledTraces(self.limits.max_live_traces)
         self._stats_lock = threading.Lock()  # guards the violation counters
         self._violations: Counter[str] = Counter()
@@ -192,7 +193,7 @@ class TracingClient(TraceEdits):
         if not self.enabled:
             return NOOP_SPAN
         try:
-            if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
+            if type(name) is not str or not name or name.isspace():
                 _check_name(name)
             if not name.isascii():
                 name = clean_str(name)
@@ -200,12 +201,12 @@ class TracingClient(TraceEdits):
             if traceparent is not None:
                 remote = parse_traceparent_fields(traceparent)
                 trace_id, parent_id, sampled = remote.trace_id, remote.span_id, remote.sampled
-                if trace_id in self._registry.traces:
+                if trace_id in self._traces:
                     raise InvalidArgumentError(
                         f"trace {trace_id} is already live in this client; use start_span"
                     )
             else:
-                trace_id = self._ids.trace_id()
+                trace_id = next(self._ids.trace_ids, None) or self._ids.trace_id()
                 sampled = self._sample_all or int(trace_id[16:], 16) < self._sample_bound
             state = normalize_tracestate(tracestate) if tracestate is not None else None
             if not sampled:
@@ -230,7 +231,8 @@ class TracingClient(TraceEdits):
             if metadata:
                 live.metadata = string_map(metadata, "metadata")
             root = live.add_root(
-                self._ids.span_id(), parent_id, name, kind, start, blob, values, cut + cut_attrs
+                next(self._ids.span_ids, None) or self._ids.span_id(),
+                parent_id, name, kind, start, blob, values, cut + cut_attrs
             )
             self._registry.add(live)
             return root
@@ -260,7 +262,7 @@ class TracingClient(TraceEdits):
             return NOOP_SPAN
         try:
             try:
-                live = self._registry.traces.get(trace_id)
+                live = self._traces.get(trace_id)
             except TypeError:  # an unhashable id: _live() says what is wrong with it
                 live = None
             if live is None or live.state is not _ACTIVE:
@@ -276,7 +278,8 @@ class TracingClient(TraceEdits):
                     if child is not None:
                         return child
                 live = self._live(trace_id)  # raises the right error
-            if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
+            # The checks below are inlined: each Python call costs ~0.1 us on this path.
+            if type(name) is not str or not name or name.isspace():
                 _check_name(name)
             if not name.isascii():
                 name = clean_str(name)
@@ -302,8 +305,16 @@ class TracingClient(TraceEdits):
                     attributes, self.limits.max_value_bytes, "attributes"
                 )
                 cut += cut_attrs
+            ids = self._ids
             return live.add_span(
-                self._ids.span_id(), parent_id, name, kind, start, blob, values, cut
+                next(ids.span_ids, None) or ids.span_id(),
+                parent_id,
+                name,
+                kind,
+                start,
+                blob,
+                values,
+                cut,
             )
         except NotSampled:  # the unsampled trace started after the first look (another thread)
             child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)
@@ -336,7 +347,7 @@ class TracingClient(TraceEdits):
         if not self.enabled:
             return
         try:
-            live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+            live = self._traces.get(trace_id) if type(trace_id) is str else None
             if live is None or live.state is not _ACTIVE:
                 if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     self._unsampled.end(trace_id, span_id)  # no exception: keep it cheap
@@ -347,7 +358,16 @@ class TracingClient(TraceEdits):
                 if type(span_id) is str and live.is_dropped(span_id):
                     return
                 raise self._missing_span(trace_id, span_id)
-            live.end_span(span, outputs, attributes, status, status_message, end_time_ns)
+            if (
+                outputs is None
+                and attributes is None
+                and status is None
+                and status_message is None
+                and end_time_ns is None
+            ):
+                live.end_plain(span)  # the common call: nothing to check or snapshot
+            else:
+                live.end_span(span, outputs, attributes, status, status_message, end_time_ns)
         except NotSampled:
             self._unsampled.end(trace_id, span_id)
         except LowtraceError as exc:
@@ -377,7 +397,7 @@ class TracingClient(TraceEdits):
         if not self.enabled:
             return None
         try:
-            live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+            live = self._traces.get(trace_id) if type(trace_id) is str else None
             if live is None or live.state is not _ACTIVE:
                 if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     self._unsampled.end(trace_id, None)  # no exception: keep it cheap
@@ -512,7 +532,8 @@ class TracingClient(TraceEdits):
     # -- internals used by live traces -------------------------------------------------------
 
     def _new_span_id(self) -> str:
-        return self._ids.span_id()
+        ids = self._ids
+        return next(ids.span_ids, None) or ids.span_id()
 
     def _trace_finished(self, live: LiveTrace, trace: Trace) -> None:
         self._last_trace_id = live.trace_id
@@ -594,7 +615,7 @@ class TracingClient(TraceEdits):
         return self._store
 
     def _after_fork_in_child(self) -> None:
-        self._registry.after_fork_in_child()
+        self._registry.after_fork_in_child()  # empties self._traces in place
         self._unsampled = UnsampledTraces(self.limits.max_live_traces)
         self._pipeline.after_fork_in_child()
         self._stats_lock = threading.Lock()

@@ -55,6 +55,7 @@ __all__ = ["LiveTrace", "TraceOwner", "TraceState", "resolve_status"]
 
 _monotonic = time.monotonic
 _time_ns = time.time_ns
+_new = object.__new__
 _T = TypeVar("_T")
 
 
@@ -218,15 +219,23 @@ class LiveTrace:
                 )
             if len(self.spans) >= self.max_spans:
                 return self._drop(span_id, parent_id, name)
-            span = SpanData(
-                span_id,
-                parent_id,
-                name,
-                span_type,
-                _time_ns() if start_time_ns is None else start_time_ns,
-                inputs,
-                attributes,
-            )
+            # SpanData.__init__ inlined: a class call into Python costs more than the stores.
+            span = _new(SpanData)
+            span.span_id = span_id
+            span.parent_id = parent_id
+            span.name = name
+            span.span_type = span_type
+            span.start_time_ns = _time_ns() if start_time_ns is None else start_time_ns
+            span.end_time_ns = None
+            span.status = _UNSET
+            span.status_message = None
+            span.state = _OPEN
+            span.inputs = inputs
+            span.outputs = NULL_BLOB
+            span.attributes = attributes
+            span.events = None
+            span.token_usage = None
+            span.notes = None
             if len(attributes) > self.max_attributes:
                 span.attributes = {}
                 merge_attributes(self, span, attributes, 0)
@@ -237,7 +246,10 @@ class LiveTrace:
             if inputs is not NULL_BLOB:
                 self.payload += len(inputs.raw)
             self.last_active = _monotonic()
-        return LiveSpan(self, span)
+        handle = _new(LiveSpan)  # LiveSpan(self, span) without the __init__ call
+        handle._trace = self
+        handle._data = span
+        return handle
 
     def _drop(self, span_id: str, parent_id: str, name: str) -> DroppedSpan:
         if self.dropped_ids is None:
@@ -328,6 +340,28 @@ class LiveTrace:
             self.open_count -= 1
             self.last_active = _monotonic()
         return None
+
+    def end_plain(self, span: SpanData) -> None:
+        """``end_span`` without arguments (the common call): the span ends now, OK unless an
+        exception made it ERROR; ending the root ends the trace."""
+        if span is self.root:
+            self.end_span(span, None, None, None, None, None)
+            return
+        with self.lock:
+            if self.state is not _ACTIVE or span.state is _ENDED:
+                self._check_open(span)
+            end = _time_ns()  # under the lock: see add_span
+            if end < span.start_time_ns:
+                raise InvalidArgumentError(
+                    f"end_time_ns {end} is before the span's start_time_ns {span.start_time_ns}"
+                )
+            if span.status is not _ERROR:  # a recorded exception keeps ERROR and its message
+                span.status = _OK
+                span.status_message = None
+            span.end_time_ns = end
+            span.state = _ENDED
+            self.open_count -= 1
+            self.last_active = _monotonic()
 
     def _close(
         self,
@@ -458,19 +492,19 @@ class LiveTrace:
         CPython objects of that kind take (measured: a span of a few small attributes holds
         ~1.2 KiB), so the bound limits real memory, not just JSON bytes.
         """
-        size = TRACE_BYTES + self.payload
-        for span in self.spans.values():
+        spans = self.spans
+        size = TRACE_BYTES + self.payload + SPAN_BYTES * len(spans)
+        for span in spans.values():
             attributes = span.attributes
-            size += SPAN_BYTES + ENTRY_BYTES * len(attributes)
+            size += ENTRY_BYTES * len(attributes)
             for value in attributes.values():  # flat and cheap: this runs in end_trace
                 cls = type(value)
                 if cls is str:
                     size += len(value)
                 elif cls is not int and cls is not float and cls is not bool:
                     size += value_bytes(value)
-            events = span.events
-            if events:
-                for event in events:
+            if span.events:
+                for event in span.events:
                     size += EVENT_BYTES + value_bytes(event.attributes)
         return size
 

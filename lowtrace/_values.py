@@ -58,6 +58,7 @@ SCALAR_TYPES: Final[frozenset[type]] = frozenset({str, int, float, bool, type(No
 _COMPACT_BELOW: Final = 16 * 1024
 _INT_MIN: Final = -(2**63)
 _INT_END: Final = 2**64
+_isfinite = math.isfinite
 
 
 def clean_str(text: str) -> str:
@@ -226,18 +227,23 @@ def snapshot_value(value: Any, limit: int) -> tuple[Any, bool]:
 def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any], int]:
     """Snapshot a str-keyed mapping of values; returns (copy, number of truncated values)."""
     if type(values) is dict:
-        # Fast path: small scalar values under str keys are copied as they are.
+        # Fast path: small scalar values under ASCII str keys are copied as they are
+        # (str subclasses, huge ints, lone surrogates and NaN take the slow path below).
         small = limit >> 2
         for key, value in values.items():
+            if type(key) is not str or not key.isascii():
+                break
             cls = type(value)
-            if (
-                type(key) is not str
-                or not key.isascii()
-                or cls not in SCALAR_TYPES
-                or (cls is str and (len(value) > small or not value.isascii()))
-                or (cls is int and not _INT_MIN <= value < _INT_END)
-                or (cls is float and not math.isfinite(value))
-            ):
+            if cls is str:
+                if len(value) > small or not value.isascii():
+                    break
+            elif cls is int:
+                if not _INT_MIN <= value < _INT_END:
+                    break
+            elif cls is float:
+                if not _isfinite(value):
+                    break
+            elif cls is not bool and value is not None:
                 break
         else:
             return values.copy(), 0

@@ -45,7 +45,7 @@ from lowtrace._traceparent import (
     parse_traceparent_fields,
 )
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import clean_str, safe_repr, snapshot_mapping
+from lowtrace._values import clean_str, safe_repr, snapshot_mapping, snapshot_sized
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -299,9 +299,9 @@ class TracingClient(TraceEdits):
             else:
                 blob, cut = make_blob(inputs, self.limits.max_value_bytes)
             if attributes is None:
-                values = {}
+                values, size = {}, 0
             else:
-                values, cut_attrs = snapshot_mapping(
+                values, cut_attrs, size = snapshot_sized(
                     attributes, self.limits.max_value_bytes, "attributes"
                 )
                 cut += cut_attrs
@@ -315,6 +315,7 @@ class TracingClient(TraceEdits):
                 blob,
                 values,
                 cut,
+                size,
             )
         except NotSampled:  # the unsampled trace started after the first look (another thread)
             child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)

@@ -30,13 +30,12 @@ from lowtrace._spandata import DROPPED_SPANS, SpanData, SpanState, merge_attribu
 from lowtrace._types import SpanStatus
 from lowtrace._values import (
     ENTRY_BYTES,
-    EVENT_BYTES,
     SPAN_BYTES,
     TRACE_BYTES,
     clean_str,
+    mapping_bytes,
     safe_repr,
     snapshot_mapping,
-    value_bytes,
 )
 from lowtrace.errors import (
     InvalidArgumentError,
@@ -150,7 +149,9 @@ class LiveTrace:
         self.dropped_spans = 0
         self.end_reason = ""
         self.has_usage = False
-        self.payload = 0  # bytes of recorded inputs and outputs
+        # Bytes the recorded values hold: inputs, outputs, attributes and events, kept up to
+        # date as they are recorded (``payload_bytes``, the export queue's byte bound).
+        self.payload = 0
         self.tracestate: str | None = None  # the incoming W3C tracestate, passed on as is
         self.metadata: dict[str, str] = {}
         self.session_id: str | None = None
@@ -185,7 +186,9 @@ class LiveTrace:
             root.note().truncated_values += cut
         self.spans[span_id] = root
         self.open_count = 1
-        self.payload = len(inputs.raw)
+        self.payload = mapping_bytes(attributes)
+        if inputs is not NULL_BLOB:
+            self.payload += len(inputs.raw)
         return LiveSpan(self, root)
 
     def add_span(
@@ -198,10 +201,12 @@ class LiveTrace:
         inputs: JsonBlob,
         attributes: dict[str, Any],
         cut: int,
+        size: int,
     ) -> LiveSpan | DroppedSpan:
         """Start a child of ``parent_id``; raises if the trace or the parent cannot take it.
 
         ``start_time_ns=None`` reads the clock under the lock, after the parent is known open.
+        ``size``: what ``attributes`` hold (``snapshot_sized``).
         """
         with self.lock:
             if self.state is not _ACTIVE:
@@ -238,13 +243,13 @@ class LiveTrace:
             span.notes = None
             if len(attributes) > self.max_attributes:
                 span.attributes = {}
-                merge_attributes(self, span, attributes, 0)
+                merge_attributes(self, span, attributes, 0)  # counts what it keeps
+                size = 0
             if cut:
                 span.note().truncated_values += cut
             self.spans[span_id] = span
             self.open_count += 1
-            if inputs is not NULL_BLOB:
-                self.payload += len(inputs.raw)
+            self.payload += size if inputs is NULL_BLOB else size + len(inputs.raw)
             self.last_active = _monotonic()
         handle = _new(LiveSpan)  # LiveSpan(self, span) without the __init__ call
         handle._trace = self
@@ -471,9 +476,11 @@ class LiveTrace:
                         span.end_time_ns = max(end, span.start_time_ns)
                         span.state = _ENDED
                         span.attributes["lowtrace.closed_open_span"] = True
+                        self.payload += ENTRY_BYTES
             self._close(root, blob, cut, values, cut_attrs, new_status, status_message, end)
             if self.dropped_spans:
                 root.attributes[DROPPED_SPANS] = self.dropped_spans
+                self.payload += ENTRY_BYTES
             self.open_count = 0
             if abandon_reason:
                 self.state = _ABANDONED
@@ -490,23 +497,10 @@ class LiveTrace:
 
         Recorded payloads count their size; every span, event and attribute counts what
         CPython objects of that kind take (measured: a span of a few small attributes holds
-        ~1.2 KiB), so the bound limits real memory, not just JSON bytes.
+        ~1.2 KiB), so the bound limits real memory, not just JSON bytes. The values were
+        counted as they were recorded, so this does not walk the spans.
         """
-        spans = self.spans
-        size = TRACE_BYTES + self.payload + SPAN_BYTES * len(spans)
-        for span in spans.values():
-            attributes = span.attributes
-            size += ENTRY_BYTES * len(attributes)
-            for value in attributes.values():  # flat and cheap: this runs in end_trace
-                cls = type(value)
-                if cls is str:
-                    size += len(value)
-                elif cls is not int and cls is not float and cls is not bool:
-                    size += value_bytes(value)
-            if span.events:
-                for event in span.events:
-                    size += EVENT_BYTES + value_bytes(event.attributes)
-        return size
+        return TRACE_BYTES + self.payload + SPAN_BYTES * len(self.spans)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         with self.lock:

@@ -232,7 +232,13 @@ class TracingClient(TraceEdits):
                 live.metadata = string_map(metadata, "metadata")
             root = live.add_root(
                 next(self._ids.span_ids, None) or self._ids.span_id(),
-                parent_id, name, kind, start, blob, values, cut + cut_attrs
+                parent_id,
+                name,
+                kind,
+                start,
+                blob,
+                values,
+                cut + cut_attrs,
             )
             self._registry.add(live)
             return root

@@ -13,6 +13,7 @@ default store (``sqlite:///lowtrace.db`` in the working directory, or ``LOWTRACE
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import random
 import shlex
 import shutil
@@ -130,6 +131,19 @@ def lowtrace_command() -> str:
     return shlex.quote(str(script))
 
 
+def ui_command(cmd: str, uri: str) -> str:
+    """``lowtrace ui``, after installing the 'ui' extra when this environment lacks it."""
+    ui = f"{cmd} ui{uri}"
+    if all(importlib.util.find_spec(name) for name in ("starlette", "uvicorn")):
+        return ui
+    pip = Path(sys.executable).parent / "pip"
+    where = "." if (Path.cwd() / "pyproject.toml").exists() else "lowtrace"
+    extra = shlex.quote(f"{where}[ui]")
+    with contextlib.suppress(ValueError):
+        pip = pip.relative_to(Path.cwd())
+    return f"{shlex.quote(str(pip))} install {'-e ' * (where == '.')}{extra} && {ui}"
+
+
 def main() -> None:
     from lowtrace._textview import format_tree
 
@@ -149,6 +163,7 @@ def main() -> None:
     cmd = lowtrace_command()
     print(f"  {cmd} list{uri}\n  {cmd} show{uri} {trace_id}")
     print(f"  {cmd} search{uri} \"span.type = 'TOOL' AND status = 'OK'\"")
+    print(f"\nOr in the browser (Ctrl+C stops it):\n  {ui_command(cmd, uri)}")
     client.close()
 
 

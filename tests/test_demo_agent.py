@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,8 @@ def run_demo(cwd: Path, uri: str | None) -> tuple[str, dict[str, str]]:
 
 
 def printed_commands(stdout: str) -> list[str]:
-    """The lines after "Look at it with:"."""
-    tail = stdout.split("Look at it with:\n", 1)[1]
+    """The lines after "Look at it with:", up to the blank line before the browser's."""
+    tail = stdout.split("Look at it with:\n", 1)[1].split("\n\n", 1)[0]
     return [line.strip() for line in tail.splitlines() if line.strip()]
 
 
@@ -73,3 +74,33 @@ def test_the_commands_the_demo_prints_work_when_pasted(tmp_path: Path, uri: str 
         )
         assert done.returncode == 0, (command, done.stderr)
         assert trace_id in done.stdout, (command, done.stdout)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(BASH is None, reason="needs bash to paste the command into")
+def test_the_demo_says_how_to_open_the_ui_and_that_command_serves_the_trace(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("starlette", reason="the UI command needs the 'ui' extra")
+    stdout, env = run_demo(tmp_path, None)
+    trace_id = stdout.split()[1]
+    command = stdout.split("Or in the browser (Ctrl+C stops it):\n", 1)[1].strip()
+    assert command.endswith("lowtrace ui") and "\n" not in command
+    server = subprocess.Popen(  # --port 0: whatever port is free, printed on the first line
+        [str(BASH), "-c", f"exec {command} --port 0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert first.startswith("lowtrace ui: http://127.0.0.1:"), first
+        url = first.split()[2]
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert trace_id in response.read().decode()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -231,7 +231,7 @@ class _UI:
             trace,
             prices=self.prices,
             assets_url="/static/view",
-            nav=trace_nav(trace.info.trace_id),
+            nav=trace_nav(trace),
             review=review_panel(self.site, trace, notice=notice),
         )
         return HTMLResponse(page)

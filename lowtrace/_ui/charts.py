@@ -135,7 +135,8 @@ def line_chart(
     parts = _frame(label, top, x_labels, fmt)
     plot_h = _H - _BOTTOM - _TOP
     width = (_W - _LEFT) / max(n, 1)
-    for s in series:
+    for k, s in enumerate(series):
+        radius = 2.5 + 1.5 * (len(series) - 1 - k)  # earlier series ring the later: p50 = p95
         runs: list[list[str]] = [[]]
         for i, value in enumerate(s.values):
             if value is None:
@@ -145,7 +146,7 @@ def line_chart(
             y = _TOP + plot_h - plot_h * value / top
             runs[-1].append(f"{x:.1f},{y:.1f}")
             parts.append(
-                f'<circle class="{e(s.css)}" cx="{x:.1f}" cy="{y:.1f}" r="2.5">'
+                f'<circle class="{e(s.css)}" cx="{x:.1f}" cy="{y:.1f}" r="{radius:g}">'
                 f"<title>{e(x_labels[i])}: {e(s.name)} {e(fmt(value))}</title></circle>"
             )
         for run in runs:

@@ -35,6 +35,13 @@ RANGES: Final[dict[str, tuple[str, int | None]]] = {
 }
 
 
+#: What an empty store's dashboard says: the charts fill in as traces arrive.
+_NO_TRACES: Final = (
+    "No traces in this store yet: the charts fill in as your app records traces "
+    "(<code>TracingClient(uri)</code> or <code>@lowtrace.trace</code>)."
+)
+
+
 @attrs.frozen
 class DashboardQuery:
     """The dashboard's state from the URL: the time range and an optional filter."""
@@ -157,7 +164,10 @@ def dashboard_page(
     )
     if not traces:
         empty = (
-            '<p class="ui-empty">No traces in this range. Try a longer range or another filter.</p>'
+            f'<p class="ui-empty">{_NO_TRACES}</p>'
+            if query.range == "all" and not query.q
+            else '<p class="ui-empty">No traces in this range. '
+            "Try a longer range or another filter.</p>"
         )
         return layout(site, "Dashboard", head + f'<div class="db-cards">{cards}</div>{empty}')
     ok = tuple(float(b.traces - b.errors) for b in buckets)

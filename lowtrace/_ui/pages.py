@@ -21,6 +21,15 @@ from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.filter import string_literal
 from lowtrace._query.paging import parse_order_by
 from lowtrace._stores.uri import redact
+from lowtrace._ui.cells import (
+    duration_text,
+    failure_note,
+    feedback_marks,
+    preview_cell,
+    session_chip,
+    short_when,
+    tokens_text,
+)
 from lowtrace._ui.compare import NameStats, Row
 from lowtrace._ui.frame import Site, layout, plural, preview
 from lowtrace.errors import LowtraceError
@@ -110,12 +119,6 @@ def _when(time_ns: int) -> str:
     return f"{dt.datetime.fromtimestamp(time_ns / 1e9, dt.UTC):%Y-%m-%d %H:%M:%S}"
 
 
-def _duration(ms: float) -> str:
-    if ms < 10:
-        return f"{ms:.2f} ms"
-    return f"{ms:,.1f} ms" if ms < 10_000 else f"{ms / 1000:,.2f} s"
-
-
 def _status(status: str) -> str:
     kind = "ui-err" if status == "ERROR" else "ui-ok" if status == "OK" else "ui-unset"
     return f'<span class="ui-badge {kind}">{e(status)}</span>'
@@ -140,12 +143,15 @@ def _tags(info: TraceInfo, query: ListQuery | None = None) -> str:
     chips = []
     for key, value in items[:_MAX_TAGS]:
         text = f"{t(key)}={t(value)}"
+        whole = e(escape_controls(f"{key}={value}"[:500]))
         if query is None or tag_filter(key, value) is None:
-            chips.append(f'<span class="ui-tag">{text}</span>')
+            chips.append(f'<span class="ui-tag" title="{whole}">{text}</span>')
             continue
         params = [("tk", key), ("tv", value)] + [("order", query.order)] * bool(query.order)
         href = "/?" + urlencode(params)
-        chips.append(f'<a class="ui-tag" href="{e(href)}" title="Traces with this tag">{text}</a>')
+        chips.append(
+            f'<a class="ui-tag" href="{e(href)}" title="{whole} (traces with this tag)">{text}</a>'
+        )
     if len(items) > _MAX_TAGS:
         chips.append(f'<span class="ui-more">+{len(items) - _MAX_TAGS}</span>')
     return "".join(chips)
@@ -243,37 +249,37 @@ def list_page(
     return layout(site, "Traces", "".join(parts))
 
 
-def _failed_spans(trace: Trace) -> int:
-    return sum(1 for span in trace.spans if span.status == "ERROR")
-
-
 def _list_row(query: ListQuery, trace: Trace) -> str:
     info = trace.info
     usage = info.token_usage
     root = trace.root
-    request = preview(root.inputs_json) if root else ""
-    response = preview(root.outputs_json) if root else ""
-    failed = _failed_spans(trace)
-    mark = (
-        f'<span class="ui-failed" title="Spans that ended in ERROR">'
-        f"⚠ {plural(failed, 'span')} failed</span>"
-        if failed
-        else ""
-    )
+    failure = failure_note(trace)
     return (
-        f'<tr{_FAILED_ROW if failed else ""}><td class="ui-check">'
+        f'<tr{_FAILED_ROW if failure else ""}><td class="ui-check">'
         '<input type="checkbox" name="id" form="ui-selection" '
         f'value="{e(info.trace_id)}" aria-label="Select {e(escape_controls(info.name))}"></td>'
         f'<td class="ui-name"><a href="{e(_trace_href(info.trace_id))}">{t(info.name)}</a>'
         f'<code class="ui-id" title="trace id">{e(info.trace_id)}</code></td>'
-        f"<td>{_status(str(info.status))}{mark}</td>"
-        f'<td class="ui-preview" title="{e(escape_controls(request))}">{t(request)}</td>'
-        f'<td class="ui-preview" title="{e(escape_controls(response))}">{t(response)}</td>'
-        f"<td>{_when(info.start_time_ns)}</td>"
-        f'<td class="ui-num">{_duration(info.duration_ms)}</td>'
-        f'<td class="ui-num">{info.span_count}</td>'
-        f'<td class="ui-num">{usage.total_tokens if usage else ""}</td>'
-        f'<td class="ui-tags">{_tags(info, query)}</td></tr>'
+        f'<td class="ui-status">{_status(str(info.status))}{failure}{feedback_marks(trace)}</td>'
+        + preview_cell(preview(root.inputs_json) if root else "")
+        + preview_cell(preview(root.outputs_json) if root else "")
+        + f'<td class="ui-when">{short_when(info.start_time_ns)}</td>'
+        f'<td class="ui-num">{duration_text(info.duration_ms)}</td>'
+        f'<td class="ui-num">{info.span_count:,}</td>'
+        f'<td class="ui-num">{tokens_text(usage.total_tokens if usage else None)}</td>'
+        f'<td class="ui-tags">{session_chip(info)}{_tags(info, query)}</td></tr>'
+    )
+
+
+def _empty(query: ListQuery) -> str:
+    """What an empty list says: nothing recorded yet, or nothing matching the filter."""
+    if query.q:
+        return 'No traces match this filter. <a href="/">Show all traces</a>'
+    if query.page:
+        return 'No more traces. <a href="/">Back to the first page</a>'
+    return (
+        "No traces in this store yet. Record some with <code>TracingClient(uri)</code> or "
+        "<code>@lowtrace.trace</code> on this store, then reload this page."
     )
 
 
@@ -290,7 +296,7 @@ def _list_table(query: ListQuery, traces: Sequence[Trace]) -> str:
     )
     rows = [_list_row(query, trace) for trace in traces]
     if not rows:
-        rows.append('<tr><td colspan="10" class="ui-empty">No traces match.</td></tr>')
+        rows.append(f'<tr><td colspan="10" class="ui-empty">{_empty(query)}</td></tr>')
     return head + "".join(rows) + "</tbody></table>"
 
 
@@ -310,13 +316,20 @@ def _pager(query: ListQuery, next_token: str | None) -> str:
     return '<nav class="ui-pager">' + "".join(links) + "</nav>"
 
 
-def trace_nav(trace_id: str) -> str:
-    """The links above a served trace view."""
-    href = _trace_href(trace_id)
+def trace_nav(trace: Trace) -> str:
+    """The links above a served trace view: back to the pages, this trace's session, files."""
+    href = _trace_href(trace.info.trace_id)
+    session = trace.info.session_id
+    in_session = (
+        f'<a href="/sessions/{e(quote(session, safe=""))}">Session {t(session)}</a>'
+        if session
+        else ""
+    )
     return (
-        '<nav class="lt-nav"><a href="/">← Traces</a>'
-        f'<a href="{e(href)}/json" download>Download JSON</a>'
-        f'<a href="/export?id={e(quote(trace_id, safe=""))}">Dataset row</a></nav>'
+        '<nav class="lt-nav" aria-label="Pages"><a href="/">← Traces</a>'
+        f'<a href="/dashboard">Dashboard</a><a href="/sessions">Sessions</a>{in_session}'
+        f'<a class="lt-navsep" href="{e(href)}/json" download>Download JSON</a>'
+        f'<a href="/export?id={e(quote(trace.info.trace_id, safe=""))}">Dataset row</a></nav>'
     )
 
 
@@ -345,7 +358,7 @@ def compare_page(site: Site, a: Trace, b: Trace, rows: Sequence[Row]) -> str:
         + _pair("id", f"<code>{e(ia.trace_id)}</code>", f"<code>{e(ib.trace_id)}</code>")
         + _pair("status", _status(str(ia.status)), _status(str(ib.status)))
         + _pair("started (UTC)", _when(ia.start_time_ns), _when(ib.start_time_ns))
-        + _pair("duration", _duration(ia.duration_ms), _duration(ib.duration_ms))
+        + _pair("duration", duration_text(ia.duration_ms), duration_text(ib.duration_ms))
         + _pair("spans", str(ia.span_count), str(ib.span_count))
         + _pair("tokens", str(ta.total_tokens) if ta else "", str(tb.total_tokens) if tb else "")
         + _pair("tags", _tags(ia), _tags(ib))

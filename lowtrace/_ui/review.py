@@ -16,6 +16,7 @@ from urllib.parse import quote
 from lowtrace._controls import html_text
 from lowtrace._model import Trace
 from lowtrace._stores.sessions import SessionSummary
+from lowtrace._ui.cells import duration_text, failure_note, feedback_marks
 from lowtrace._ui.frame import Site, layout, plural, preview
 
 __all__ = ["MAX_TURNS", "feedback_value", "review_panel", "session_page", "sessions_page"]
@@ -79,19 +80,10 @@ def session_page(site: Site, session_id: str, turns: Sequence[Trace], *, more: b
     for number, trace in enumerate(turns, 1):
         info = trace.info
         root = trace.root
-        failed = sum(1 for s in trace.spans if s.status == "ERROR")
         status = (
             '<span class="ui-badge ui-err">ERROR</span>'
             if str(info.status) == "ERROR"
             else '<span class="ui-badge ui-ok">OK</span>'
-        )
-        marks = (
-            f'<span class="ui-failed">⚠ {plural(failed, "span")} failed</span>' if failed else ""
-        )
-        feedback = (
-            f'<span class="ui-more">{plural(len(info.assessments), "assessment")}</span>'
-            if info.assessments
-            else ""
         )
         usage = f" · {info.token_usage.total_tokens:,} tokens" if info.token_usage else ""
         request = _turn_text(root.inputs_json) if root else ""
@@ -99,8 +91,9 @@ def session_page(site: Site, session_id: str, turns: Sequence[Trace], *, more: b
         items.append(
             f'<li class="ss-turn"><div class="ss-meta"><span class="ss-n">Turn {number}</span>'
             f'<a href="{e(_trace_href(info.trace_id))}">{t(info.name)}</a>{status}'
-            f"<span>{_when(info.start_time_ns)} UTC · {info.duration_ms:,.1f} ms{usage}</span>"
-            f"{marks}{feedback}</div>"
+            f"<span>{_when(info.start_time_ns)} UTC · {duration_text(info.duration_ms)}"
+            f"{usage}</span>"
+            f"{failure_note(trace)}{feedback_marks(trace)}</div>"
             f'<div class="ss-msg ss-in"><span class="ss-who">Request</span>{t(request)}</div>'
             f'<div class="ss-msg ss-out"><span class="ss-who">Response</span>{t(response)}</div>'
             "</li>"

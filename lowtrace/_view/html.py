@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import math
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
@@ -138,6 +139,26 @@ def _axis(total_ns: int) -> str:
     )
 
 
+def _duration(ms: float) -> str:
+    # Halves round up, as the waterfall's JavaScript rounds them (2.125 s -> 2.13 s).
+    return f"{ms:,.1f} ms" if ms < 1000 else f"{math.floor(ms / 10 + 0.5) / 100:,.2f} s"
+
+
+def _failures(trace: Trace) -> str:
+    """``⚠ 1 span failed`` and the first failure's message, beside the status (or nothing)."""
+    failed = [s for s in trace.spans if s.status == "ERROR"]
+    if not failed:
+        return ""
+    n = len(failed)
+    message = trace.info.status_message or next(
+        (s.status_message for s in failed if s.status_message), ""
+    )
+    title = html.escape(escape_controls(message[:500]), quote=True)
+    return f'<span class="lt-failed">⚠ {n} span{"" if n == 1 else "s"} failed</span>' + (
+        f'<span class="lt-errmsg" title="{title}">{t(message[:300])}</span>' if message else ""
+    )
+
+
 def _legend(trace: Trace) -> str:
     """The span types of this trace with their waterfall colours."""
     types = sorted({str(s.span_type) for s in trace.spans})
@@ -177,9 +198,11 @@ def trace_document(
     status = str(info.status)
     cost = estimate_cost(trace, table) if table else None
     meta = [
-        f"{info.duration_ms:,.1f} ms",
+        _duration(info.duration_ms),
         f"{info.span_count} span{'' if info.span_count == 1 else 's'}",
-        f"{usage.total_tokens} tokens" if usage else "",
+        f"{usage.total_tokens:,} tokens ({usage.input_tokens:,} in · {usage.output_tokens:,} out)"
+        if usage
+        else "",
         f"cost {cost.total:.6f}" if cost is not None and cost.by_model else "",
         " ".join(f"{k}={v}" for k, v in sorted(info.tags.items())),
         f"session {info.session_id}" if info.session_id else "",
@@ -200,6 +223,7 @@ def trace_document(
         f'<span class="lt-title">{t(info.name)}</span>'
         f'<span class="lt-badge {"lt-error" if status == "ERROR" else "lt-ok"}">{e(status)}'
         "</span>"
+        + _failures(trace)
         + "".join(f'<span class="lt-meta">{t(m)}</span>' for m in meta if m)
         + f'<span class="lt-meta">{e(info.trace_id)}</span>{_legend(trace)}'
         '<input class="lt-search" type="search" placeholder="Search spans…" '

@@ -50,7 +50,7 @@
 
   function fmtMs(ms) {
     if (ms < 1) return ms.toFixed(2) + " ms";
-    if (ms < 10000) return ms.toFixed(1) + " ms";
+    if (ms < 1000) return ms.toFixed(1) + " ms";
     return (ms / 1000).toFixed(2) + " s";
   }
 
@@ -204,8 +204,9 @@
         ["type", s.type], ["status", s.status + (s.message ? ": " + s.message : "")],
         ["duration", fmtMs(s.dur / 1e6)], ["starts at", "+" + fmtMs((s.start - t0) / 1e6)],
         ["span id", s.id], ["parent id", s.parent],
-        ["tokens", s.tokens ? s.tokens.total + " (" + s.tokens.input + " in / " +
-          s.tokens.output + " out)" : null],
+        ["tokens", s.tokens ? s.tokens.total.toLocaleString("en") + " (" +
+          s.tokens.input.toLocaleString("en") + " in / " +
+          s.tokens.output.toLocaleString("en") + " out)" : null],
         ["cost", typeof s.cost === "number" ? s.cost.toFixed(6) : null]
       ]));
       [["Inputs", s.inputs], ["Outputs", s.outputs]].forEach(function (p) {

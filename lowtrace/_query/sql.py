@@ -29,13 +29,14 @@ from lowtrace._query.paging import (
 from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
-    "KEYED_TABLES",
     "POSTGRES",
     "SQLITE",
     "Dialect",
     "Query",
     "compile_query",
     "delete_statements",
+    "keyed_conjunct",
+    "keyed_ids",
     "search_page",
 ]
 
@@ -78,7 +79,7 @@ _NULLABLE: Final = frozenset(
     {"status_message", "input_tokens", "output_tokens", "total_tokens", "session_id", "user_id"}
 )
 #: The tables of keyed fields (``tags.<key>``, ``metadata.<key>``), each with key and value.
-KEYED_TABLES: Final = {"tag": "trace_tags", "metadata": "trace_metadata"}
+_KEYED_TABLES: Final = {"tag": "trace_tags", "metadata": "trace_metadata"}
 _SPAN_COLUMNS: Final = {"span.name": "s.name", "span.type": "s.type", "span.status": "s.status"}
 
 
@@ -107,10 +108,10 @@ class Query:
 
     def scalar(self, field: Field) -> str:
         """A trace-level field (or a tag) as the SQL value it sorts by, NULL when missing."""
-        if field.scope in KEYED_TABLES:
+        if field.scope in _KEYED_TABLES:
             key = self.bind(field.tag)
             return (
-                f"(SELECT g.value FROM {KEYED_TABLES[field.scope]} g "
+                f"(SELECT g.value FROM {_KEYED_TABLES[field.scope]} g "
                 f"WHERE g.trace_id = t.trace_id AND g.key = {key})"
             )
         return _ORDER_COLUMNS[field.name]
@@ -162,10 +163,10 @@ class Query:
             return f"EXISTS (SELECT 1 FROM spans s WHERE s.trace_id = t.trace_id AND {inner})"
         if field.scope in ("feedback", "expectation"):
             return self.assessment(cmp)
-        if field.scope in KEYED_TABLES:
+        if field.scope in _KEYED_TABLES:
             key = self.bind(field.tag)
             exists = (
-                f"EXISTS (SELECT 1 FROM {KEYED_TABLES[field.scope]} g "
+                f"EXISTS (SELECT 1 FROM {_KEYED_TABLES[field.scope]} g "
                 f"WHERE g.trace_id = t.trace_id AND g.key = {key}"
             )
             if op == "IS NULL":
@@ -205,7 +206,7 @@ class Query:
         for key in keys:
             value = self.scalar(key.field)
             direction = "DESC" if key.descending else "ASC"
-            if key.field.name in _NULLABLE or key.field.scope in KEYED_TABLES:
+            if key.field.name in _NULLABLE or key.field.scope in _KEYED_TABLES:
                 parts.append(f"({value} IS NULL) ASC")
                 value = self.scalar(key.field)
             parts.append(f"{value} {direction}")
@@ -220,7 +221,7 @@ class Query:
         1,000 of 10,000 in SQLite), with it the index range starts at the token.
         """
         key, value = keys[0], values[0]
-        if value is None or key.field.name in _NULLABLE or key.field.scope in KEYED_TABLES:
+        if value is None or key.field.name in _NULLABLE or key.field.scope in _KEYED_TABLES:
             return self._after(keys, values, 0)  # NULLs sort last: no plain bound to add
         bound = f"{self.scalar(key.field)} {'<=' if key.descending else '>='} {self.bind(value)}"
         return f"({bound} AND {self._after(keys, values, 0)})"
@@ -228,7 +229,7 @@ class Query:
     def _after(self, keys: Sequence[OrderKey], values: Sequence[Any], index: int) -> str:
         key, value = keys[index], values[index]
         last = index == len(keys) - 1
-        nullable = key.field.name in _NULLABLE or key.field.scope in KEYED_TABLES
+        nullable = key.field.name in _NULLABLE or key.field.scope in _KEYED_TABLES
         if value is None:  # in the NULL group, which sorts last: only ties on later keys
             if last:
                 return "0 = 1"
@@ -245,6 +246,29 @@ class Query:
         tied = self.scalar(key.field)
         mark = self.bind(value)
         return f"({text} OR ({tied} = {mark} AND {self._after(keys, values, index + 1)}))"
+
+
+def keyed_conjunct(expr: Expr) -> tuple[Comparison, Expr | None] | None:
+    """A top-level ``tags.k = 'v'`` (or ``metadata.k = 'v'``) conjunct of the filter, and
+    the rest of it (None: nothing else)."""
+    items = expr.items if isinstance(expr, And) else (expr,)
+    for i, item in enumerate(items):
+        if (
+            isinstance(item, Comparison)
+            and item.field.scope in _KEYED_TABLES
+            and item.op == "="
+            and isinstance(item.value, str)
+        ):
+            rest = items[:i] + items[i + 1 :]
+            return item, None if not rest else rest[0] if len(rest) == 1 else And(rest)
+    return None
+
+
+def keyed_ids(query: Query, cmp: Comparison, select: str = "g.trace_id") -> str:
+    """The rows of ``cmp``'s tag (or metadata) table that it holds for: its (key, value) range."""
+    key, value = query.bind(cmp.field.tag), query.bind(cmp.value)
+    table = _KEYED_TABLES[cmp.field.scope]
+    return f"SELECT {select} FROM {table} g WHERE g.key = {key} AND g.value = {value}"
 
 
 def compile_query(

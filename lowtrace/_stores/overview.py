@@ -16,8 +16,8 @@ from typing import Any, Final
 import attrs
 
 from lowtrace._model import SpanRecord, Trace, counted_usage_spans
-from lowtrace._query.filter import And, Comparison, Expr, parse_filter
-from lowtrace._query.sql import KEYED_TABLES, Dialect, Query
+from lowtrace._query.filter import Comparison, parse_filter
+from lowtrace._query.sql import Dialect, Query, keyed_conjunct, keyed_ids
 
 __all__ = [
     "OVERVIEW_INDEXES",
@@ -376,7 +376,7 @@ def staged_overview(
     if expr is None:
         return sql_overview(dialect, fetch, None, start_ms, end_ms, buckets, top)
     query = Query(dialect)
-    keyed = _keyed_conjunct(expr)
+    keyed = keyed_conjunct(expr)
     ranged = start_ms is not None or end_ms is not None
     if keyed is not None and (
         not ranged or _fewer_keyed(dialect, fetch, keyed[0], start_ms, end_ms)
@@ -384,7 +384,7 @@ def staged_overview(
         # Driven by the (key, value) index: only the traces with that tag are read, in id
         # order, each by its id (50k of 100k: 114-187 -> 97-100 ms CPU); the unary + keeps
         # the range index from leading.
-        where = f"t.trace_id IN ({_keyed_ids(query, keyed[0])})"
+        where = f"t.trace_id IN ({keyed_ids(query, keyed[0])})"
         prefix, rest = "+", keyed[1]
     else:
         where, prefix, rest = "1 = 1", "", expr
@@ -418,29 +418,6 @@ def staged_overview(
         fetch(f"DROP TABLE IF EXISTS {table}", [])
 
 
-def _keyed_conjunct(expr: Expr) -> tuple[Comparison, Expr | None] | None:
-    """A top-level ``tags.k = 'v'`` (or ``metadata.k = 'v'``) conjunct of the filter, and
-    the rest of it (None: nothing else)."""
-    items = expr.items if isinstance(expr, And) else (expr,)
-    for i, item in enumerate(items):
-        if (
-            isinstance(item, Comparison)
-            and item.field.scope in KEYED_TABLES
-            and item.op == "="
-            and isinstance(item.value, str)
-        ):
-            rest = items[:i] + items[i + 1 :]
-            return item, None if not rest else rest[0] if len(rest) == 1 else And(rest)
-    return None
-
-
-def _keyed_ids(query: Query, cmp: Comparison, select: str = "g.trace_id") -> str:
-    """The rows of ``cmp``'s tag (or metadata) table that it holds for: its (key, value) range."""
-    key, value = query.bind(cmp.field.tag), query.bind(cmp.value)
-    table = KEYED_TABLES[cmp.field.scope]
-    return f"SELECT {select} FROM {table} g WHERE g.key = {key} AND g.value = {value}"
-
-
 def _fewer_keyed(
     dialect: Dialect, fetch: Fetch, cmp: Comparison, start_ms: int | None, end_ms: int | None
 ) -> bool:
@@ -453,4 +430,4 @@ def _fewer_keyed(
     sql = f"SELECT COUNT(*) FROM traces WHERE {' AND '.join(bounds)}"
     in_range = int(fetch(sql, query.params)[0][0])
     query = Query(dialect)
-    return int(fetch(_keyed_ids(query, cmp, "COUNT(*)"), query.params)[0][0]) <= in_range
+    return int(fetch(keyed_ids(query, cmp, "COUNT(*)"), query.params)[0][0]) <= in_range

@@ -31,7 +31,7 @@ from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._stores.jsonl import inference_row
 from lowtrace._stores.uri import open_store
-from lowtrace._textview import format_assessment, format_table, format_tree
+from lowtrace._textview import failed_spans, format_assessment, format_table, format_tree
 from lowtrace.errors import LowtraceError, StoreNotFoundError
 
 __all__ = ["main", "run"]
@@ -68,10 +68,11 @@ def _cmd_list(args: argparse.Namespace, out: IO[str]) -> int:
         order_by = order_by or "start_time_ms ASC"
     traces = list(iter_traces(store, filter, order_by=order_by, limit=args.limit))
     if args.json:
-        for trace in traces:
-            out.write(trace.to_json().decode() + "\n")
+        for trace in traces:  # the trace as ``Trace.to_json`` writes it, and its failed spans
+            row = orjson.loads(trace.to_json()) | {"failed_spans": failed_spans(trace)}
+            out.write(orjson.dumps(row).decode() + "\n")
     else:
-        out.write(format_table([t.info for t in traces]) + "\n")
+        out.write(format_table([t.info for t in traces], [failed_spans(t) for t in traces]) + "\n")
         if not traces:
             out.write("(no traces)\n")
     return EXIT_OK

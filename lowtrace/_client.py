@@ -9,25 +9,24 @@ inert value, so instrumentation can never take the application down.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
-import weakref
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-
-import attrs
 
 from lowtrace import _forksafe
 from lowtrace._annotate import TraceEdits, string_map
 from lowtrace._config import Limits, PipelineConfig, env_enabled, env_uri
+from lowtrace._delivery import Delivery, close_at_exit
 from lowtrace._handle import Span
-from lowtrace._ids import IdGenerator, is_span_id, is_trace_id
+from lowtrace._ids import IdGenerator
 from lowtrace._live import LiveTrace, TraceState
 from lowtrace._model import NULL_BLOB, Trace
 from lowtrace._noop import NOOP_SPAN
-from lowtrace._pipeline import Exporter, ExporterStats, ExportPipeline, describe
+from lowtrace._pipeline import Exporter, ExportPipeline, describe
+from lowtrace._reads import StoreReads
+from lowtrace._refusals import ClientStats, Refusals, check_name
 from lowtrace._registry import LiveRegistry
 from lowtrace._sampling import (
     NotSampled,
@@ -36,7 +35,7 @@ from lowtrace._sampling import (
     resolve_sample_ratio,
 )
 from lowtrace._span import LiveSpan, check_time, make_blob
-from lowtrace._stores.base import TraceList, TraceStore
+from lowtrace._stores.base import TraceStore
 from lowtrace._stores.discard import DiscardStore
 from lowtrace._stores.uri import open_store
 from lowtrace._traceparent import (
@@ -45,13 +44,10 @@ from lowtrace._traceparent import (
     parse_traceparent_fields,
 )
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import clean_str, safe_repr, snapshot_mapping
+from lowtrace._values import clean_str, safe_repr, snapshot_mapping, snapshot_sized
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
-    SpanNotFoundError,
-    TraceEndedError,
-    TraceNotFoundError,
 )
 
 if TYPE_CHECKING:
@@ -66,26 +62,7 @@ _ACTIVE: Final = TraceState.ACTIVE
 _T = TypeVar("_T")
 
 
-@attrs.frozen
-class ClientStats:
-    """A snapshot of what a client did and lost."""
-
-    live_traces: int
-    started_traces: int
-    finished_traces: int
-    abandoned_traces: int
-    dropped_spans: int
-    violations: Mapping[str, int]
-    exporters: tuple[ExporterStats, ...]
-    unsampled_traces: int = 0  # started but not recorded (sample_ratio, a -00 caller)
-
-    @property
-    def lost_traces(self) -> int:
-        """Traces some destination never received (dropped, failed or rejected)."""
-        return sum(e.lost for e in self.exporters)
-
-
-class TracingClient(TraceEdits):
+class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
     """Records traces: start them, add spans with explicit parents, end them, read them back.
 
     Every method may be called from any thread, concurrently, on the same or different
@@ -129,6 +106,7 @@ class TracingClient(TraceEdits):
         self.uri: str = uri if uri is not None else env_uri()
         self._ids = IdGenerator()
         self._registry = LiveRegistry(self.limits, self._abandon)
+        self._traces = self._registry.traces  # the live traces by id, read lock-free
         self._unsampled = UnsampledTraces(self.limits.max_live_traces)
         self._stats_lock = threading.Lock()  # guards the violation counters
         self._violations: Counter[str] = Counter()
@@ -148,7 +126,7 @@ class TracingClient(TraceEdits):
         lanes.extend((describe(e), e) for e in exporters)
         self._pipeline = ExportPipeline(lanes, self._pipeline_config, store_lane=store_lane)
         _forksafe.register(self)
-        _live_clients.add(self)
+        close_at_exit(self)
         _forksafe.watch_worker_exit()
 
     def __repr__(self) -> str:
@@ -192,20 +170,20 @@ class TracingClient(TraceEdits):
         if not self.enabled:
             return NOOP_SPAN
         try:
-            if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
-                _check_name(name)
+            if type(name) is not str or not name or name.isspace():
+                check_name(name)
             if not name.isascii():
                 name = clean_str(name)
             parent_id: str | None = None
             if traceparent is not None:
                 remote = parse_traceparent_fields(traceparent)
                 trace_id, parent_id, sampled = remote.trace_id, remote.span_id, remote.sampled
-                if trace_id in self._registry.traces:
+                if trace_id in self._traces:
                     raise InvalidArgumentError(
                         f"trace {trace_id} is already live in this client; use start_span"
                     )
             else:
-                trace_id = self._ids.trace_id()
+                trace_id = next(self._ids.trace_ids, None) or self._ids.trace_id()
                 sampled = self._sample_all or int(trace_id[16:], 16) < self._sample_bound
             state = normalize_tracestate(tracestate) if tracestate is not None else None
             if not sampled:
@@ -230,7 +208,14 @@ class TracingClient(TraceEdits):
             if metadata:
                 live.metadata = string_map(metadata, "metadata")
             root = live.add_root(
-                self._ids.span_id(), parent_id, name, kind, start, blob, values, cut + cut_attrs
+                next(self._ids.span_ids, None) or self._ids.span_id(),
+                parent_id,
+                name,
+                kind,
+                start,
+                blob,
+                values,
+                cut + cut_attrs,
             )
             self._registry.add(live)
             return root
@@ -260,13 +245,13 @@ class TracingClient(TraceEdits):
             return NOOP_SPAN
         try:
             try:
-                live = self._registry.traces.get(trace_id)
+                live = self._traces.get(trace_id)
             except TypeError:  # an unhashable id: _live() says what is wrong with it
                 live = None
             if live is None or live.state is not _ACTIVE:
                 if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     if type(name) is not str or not name or name.isspace():
-                        _check_name(name)
+                        check_name(name)
                     if type(parent_id) is not str:
                         raise InvalidArgumentError(
                             "parent_id must be the str span_id of a span, "
@@ -276,8 +261,9 @@ class TracingClient(TraceEdits):
                     if child is not None:
                         return child
                 live = self._live(trace_id)  # raises the right error
-            if type(name) is not str or not name or (name[0].isspace() and name.isspace()):
-                _check_name(name)
+            # The checks below are inlined: each Python call costs ~0.1 us on this path.
+            if type(name) is not str or not name or name.isspace():
+                check_name(name)
             if not name.isascii():
                 name = clean_str(name)
             if type(parent_id) is not str:
@@ -296,14 +282,23 @@ class TracingClient(TraceEdits):
             else:
                 blob, cut = make_blob(inputs, self.limits.max_value_bytes)
             if attributes is None:
-                values = {}
+                values, size = {}, 0
             else:
-                values, cut_attrs = snapshot_mapping(
+                values, cut_attrs, size = snapshot_sized(
                     attributes, self.limits.max_value_bytes, "attributes"
                 )
                 cut += cut_attrs
+            ids = self._ids
             return live.add_span(
-                self._ids.span_id(), parent_id, name, kind, start, blob, values, cut
+                next(ids.span_ids, None) or ids.span_id(),
+                parent_id,
+                name,
+                kind,
+                start,
+                blob,
+                values,
+                cut,
+                size,
             )
         except NotSampled:  # the unsampled trace started after the first look (another thread)
             child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)
@@ -336,7 +331,7 @@ class TracingClient(TraceEdits):
         if not self.enabled:
             return
         try:
-            live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+            live = self._traces.get(trace_id) if type(trace_id) is str else None
             if live is None or live.state is not _ACTIVE:
                 if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     self._unsampled.end(trace_id, span_id)  # no exception: keep it cheap
@@ -347,7 +342,16 @@ class TracingClient(TraceEdits):
                 if type(span_id) is str and live.is_dropped(span_id):
                     return
                 raise self._missing_span(trace_id, span_id)
-            live.end_span(span, outputs, attributes, status, status_message, end_time_ns)
+            if (
+                outputs is None
+                and attributes is None
+                and status is None
+                and status_message is None
+                and end_time_ns is None
+            ):
+                live.end_plain(span)  # the common call: nothing to check or snapshot
+            else:
+                live.end_span(span, outputs, attributes, status, status_message, end_time_ns)
         except NotSampled:
             self._unsampled.end(trace_id, span_id)
         except LowtraceError as exc:
@@ -377,7 +381,7 @@ class TracingClient(TraceEdits):
         if not self.enabled:
             return None
         try:
-            live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
+            live = self._traces.get(trace_id) if type(trace_id) is str else None
             if live is None or live.state is not _ACTIVE:
                 if live is None and type(trace_id) is str and trace_id in self._unsampled:
                     self._unsampled.end(trace_id, None)  # no exception: keep it cheap
@@ -397,229 +401,14 @@ class TracingClient(TraceEdits):
         live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
         return live.span(span_id) if live is not None and type(span_id) is str else None
 
-    # -- reading ----------------------------------------------------------------------------
-
-    def get_trace(self, trace_id: str) -> Trace | None:
-        """A finished trace from the store (after ``flush()``), or None if it is not there.
-
-        Raises ``StoreNotFoundError`` when the store does not exist (reading never creates
-        one) and ``StoreError`` when it cannot be read.
-        """
-        self._settle_reads()
-        return self._require_store().get_trace(trace_id)
-
-    def search_traces(
-        self,
-        filter: str | None = None,
-        *,
-        order_by: Sequence[str] | str | None = None,
-        max_results: int = 100,
-        page_token: str | None = None,
-    ) -> TraceList:
-        """Stored traces matching ``filter``, newest first unless ``order_by`` says otherwise.
-
-        Returns one page, a ``TraceList`` whose ``next_page_token`` is None on the last page.
-        Raises ``FilterError`` (saying where) for a malformed filter or ``order_by``,
-        ``InvalidArgumentError`` for a bad page token or ``max_results``, and
-        ``StoreNotFoundError`` / ``StoreError`` like ``get_trace``.
-        """
-        self._settle_reads()
-        return self._require_store().search_traces(
-            filter, order_by=order_by, max_results=max_results, page_token=page_token
-        )
-
-    def count_traces(self, filter: str | None = None) -> int:
-        """How many stored traces match ``filter``; raises like ``search_traces``."""
-        self._settle_reads()
-        return self._require_store().count(filter)
-
-    def delete_traces(
-        self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
-    ) -> int:
-        """Delete stored traces by id and/or start time; returns how many were deleted.
-
-        Raises ``InvalidArgumentError`` when neither is given, ``StoreNotFoundError`` /
-        ``StoreError`` like ``get_trace``.
-        """
-        return self._require_store().delete_traces(trace_ids, older_than_ms=older_than_ms)
-
-    @property
-    def store(self) -> TraceStore | None:
-        """The store named by ``uri``, or the one given (None: disabled and not read yet)."""
-        return self._store
-
-    # -- delivery ---------------------------------------------------------------------------
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every trace ended so far reached every destination.
-
-        True when all of them were delivered; False on timeout or if any was lost (dropped
-        on a full queue or failed after retries) since the previous ``flush``. Never raises
-        for a failing destination: its failures are counted in ``stats()``.
-        """
-        return self._pipeline.flush(timeout)
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Abandon live traces, deliver what is queued (bounded in time), stop the workers.
-
-        Calls each exporter's ``shutdown()`` once. Returns ``flush``'s verdict; a second
-        call does nothing and returns True. Never raises for a failing destination.
-        """
-        if self._closed:
-            return True
-        self._closed = True
-        for live in list(self._registry.traces.values()):
-            self._abandon(live, "the client was closed while the trace was live")
-        self._registry.stop()
-        _live_clients.discard(self)
-        return self._pipeline.shutdown(
-            self._pipeline_config.shutdown_timeout_s if timeout is None else timeout
-        )
-
-    def stats(self) -> ClientStats:
-        """Counters: traces started, finished, abandoned; violations; per-destination export.
-
-        Returns a frozen ``ClientStats`` snapshot; never raises.
-        """
-        with self._stats_lock:
-            violations = dict(self._violations)
-        registry = self._registry
-        return ClientStats(
-            live_traces=len(registry.traces),
-            started_traces=registry.started,
-            finished_traces=registry.finished,
-            abandoned_traces=registry.abandoned,
-            dropped_spans=registry.dropped_spans,
-            violations=violations,
-            exporters=tuple(self._pipeline.stats()),
-            unsampled_traces=self._unsampled.started,
-        )
-
-    def report_error(self, exc: BaseException, where: str) -> None:
-        """Count and log an error that instrumentation built on this client caught.
-
-        The fluent API and the integrations never let a tracing error reach the user's
-        code; they report it here instead, so it shows up in ``stats().violations``.
-        Never raises.
-        """
-        name = f"{where}: {type(exc).__name__}"
-        with self._stats_lock:
-            self._violations[name] += 1
-            count = self._violations[name]
-        if count <= 10 or count % 1000 == 0:
-            log.warning("lowtrace: error in %s (occurrence %d): %r", where, count, exc)
-
     # -- internals used by live traces -------------------------------------------------------
 
     def _new_span_id(self) -> str:
-        return self._ids.span_id()
-
-    def _trace_finished(self, live: LiveTrace, trace: Trace) -> None:
-        self._last_trace_id = live.trace_id
-        # Queued before it leaves the live set: a call racing the end finds it either live
-        # (and ended) or on its way to the store, never nowhere.
-        self._pipeline.submit(trace, live.payload_bytes())
-        self._registry.remove(live)
-
-    def _abandon(self, live: LiveTrace, reason: str) -> None:
-        try:
-            live.finish(
-                None,
-                None,
-                SpanStatus.ERROR,
-                f"trace abandoned: {reason}",
-                None,
-                True,
-                abandon_reason=reason,
-            )
-        except LowtraceError:
-            return  # it ended meanwhile: nothing was abandoned
-        self._registry.count_abandoned()
-        log.warning("lowtrace: trace %s closed as ERROR: abandoned (%s)", live.trace_id, reason)
-
-    def _violation(self, exc: LowtraceError, fallback: _T) -> _T:
-        """The one guard of every public call: raise (strict), else log, count, go on.
-
-        Non-strict, the call returns ``fallback`` (an inert span, or None) as if it had
-        done nothing, which it has: a refused call changes nothing.
-        """
-        if self.strict:
-            raise exc
-        name = type(exc).__name__
-        with self._stats_lock:
-            self._violations[name] += 1
-            count = self._violations[name]
-        if count <= 10 or count % 1000 == 0:
-            log.warning("lowtrace: %s: %s (occurrence %d)", name, exc, count)
-        return fallback
-
-    def _live(self, trace_id: str) -> LiveTrace:
-        live = self._registry.traces.get(trace_id) if type(trace_id) is str else None
-        if live is None:
-            if type(trace_id) is str and trace_id in self._unsampled:
-                raise NotSampled(trace_id)
-            if type(trace_id) is not str or not is_trace_id(trace_id):
-                raise InvalidArgumentError(
-                    f"trace_id must be 32 lowercase hex digits, got {safe_repr(trace_id)}"
-                )
-            if self._registry.was_ended(trace_id) or self._unsampled.was_ended(trace_id):
-                raise TraceEndedError(f"trace {trace_id} has already ended; it cannot change")
-            raise TraceNotFoundError(
-                f"no live trace {trace_id} in this client; start it with start_trace() first"
-            )
-        if live.state is not _ACTIVE:
-            raise live.ended_error()
-        return live
-
-    def _missing_span(self, trace_id: str, span_id: object) -> LowtraceError:
-        """The error for a span id a live trace does not have (the error path only)."""
-        if type(span_id) is not str or not is_span_id(span_id):
-            return InvalidArgumentError(
-                f"span ids are 16 lowercase hex digits, got {safe_repr(span_id)}"
-            )
-        other = self._registry.owner_of_span(span_id)
-        if other is not None and other != trace_id:
-            return SpanNotFoundError(
-                f"span {span_id} belongs to trace {other}, not to trace {trace_id}; "
-                "a parent must be in the same trace as its child"
-            )
-        return SpanNotFoundError(
-            f"no span {safe_repr(span_id)} in trace {trace_id}; "
-            "pass the span_id of a span started in this trace"
-        )
-
-    def _require_store(self) -> TraceStore:
-        if self._store is None:
-            self._store = open_store(self.uri, create=False)
-        return self._store
+        ids = self._ids
+        return next(ids.span_ids, None) or ids.span_id()
 
     def _after_fork_in_child(self) -> None:
-        self._registry.after_fork_in_child()
+        self._registry.after_fork_in_child()  # empties self._traces in place
         self._unsampled = UnsampledTraces(self.limits.max_live_traces)
         self._pipeline.after_fork_in_child()
         self._stats_lock = threading.Lock()
-
-
-def _check_name(name: object) -> None:
-    if not isinstance(name, str):
-        raise InvalidArgumentError(
-            f"name must be a str, got {type(name).__name__}: {safe_repr(name)}"
-        )
-    if not name.strip():
-        raise InvalidArgumentError("name must be a non-empty str")
-
-
-_live_clients: weakref.WeakSet[TracingClient] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_clients_at_exit() -> None:
-    """Deliver what is queued at interpreter exit, each client within its shutdown timeout."""
-    for client in list(_live_clients):
-        try:
-            client.close()
-        except Exception:
-            log.exception("lowtrace: closing %r at exit failed", client)
-
-
-_forksafe.at_worker_exit(_close_clients_at_exit)

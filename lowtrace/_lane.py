@@ -36,6 +36,7 @@ log = logging.getLogger("lowtrace")
 FOREVER = float("inf")
 _PROBES = 2  # single-trace attempts that all fail before a destination counts as down
 _POLL_S = 0.5  # how often a waiting flush() checks that the worker is still alive
+_BREAKER_AFTER = 3  # batches given up on in a row before the destination counts as dead
 
 
 class LaneCounts:
@@ -94,6 +95,10 @@ class Lane:
         self.waiters: list[_Waiter] = []
         self.unreported_loss = False  # a loss no completed flush() has reported yet
         self._rejection: BaseException | None = None  # the worker's last final answer
+        # The circuit breaker (worker thread only): batches given up on in a row; once
+        # _BREAKER_AFTER of them, each batch gets one attempt (a probe), no retries.
+        self.failed_batches = 0
+        self.tripped = False
 
     # -- caller side ------------------------------------------------------------------------
 
@@ -336,6 +341,35 @@ class Lane:
         return delivered, len(rejected), failing
 
     def _deliver(self, batch: list[Trace]) -> tuple[int, int, int]:
+        """Export a batch: (delivered, rejected, failed), through the circuit breaker.
+
+        A dead destination must not make every queued batch wait out the full backoff in
+        turn (a ``flush()`` would take minutes): after ``_BREAKER_AFTER`` batches in a row
+        were given up on, each batch is tried once and failed at once if that probe fails;
+        the first probe that is answered closes the breaker.
+        """
+        if self.tripped:
+            error = self._attempt(batch)
+            if error is not None and not isinstance(error, ExportRejectedError):
+                return 0, 0, len(batch)  # counted as failed by the caller, logged at tripping
+            self.tripped = False
+            self.failed_batches = 0
+            log.warning("lowtrace: %s answers again; exporting with retries again", self.name)
+            if error is None:
+                return len(batch), 0, 0
+        delivered, rejected, failed = self._retry(batch)
+        self.failed_batches = self.failed_batches + 1 if failed else 0
+        if self.failed_batches >= _BREAKER_AFTER:
+            self.tripped = True
+            log.error(
+                "lowtrace: %s failed %d batches in a row: failing queued traces fast (one "
+                "attempt per batch, counted as failed) until it answers again",
+                self.name,
+                self.failed_batches,
+            )
+        return delivered, rejected, failed
+
+    def _retry(self, batch: list[Trace]) -> tuple[int, int, int]:
         """Export a batch with retries: (delivered, rejected, failed); logs once per batch."""
         config = self.config
         delay = config.backoff_initial_s

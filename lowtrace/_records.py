@@ -10,6 +10,7 @@ without importing the class that calls them.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, overload
@@ -199,6 +200,18 @@ class TraceInfo:
         return self.start_time_ns // 1_000_000
 
 
+_BUILD_LOCKS: list[threading.Lock] = [threading.Lock() for _ in range(16)]
+
+
+def _new_build_locks() -> None:
+    """In a forked child: a lock another thread of the parent held would never be released."""
+    _BUILD_LOCKS[:] = [threading.Lock() for _ in range(16)]
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_build_locks)
+
+
 class SpanList(Sequence[SpanRecord]):
     """The spans of a finished trace: an immutable sequence in start order.
 
@@ -207,7 +220,7 @@ class SpanList(Sequence[SpanRecord]):
     Compares equal to another ``SpanList`` or a tuple with the same records.
     """
 
-    __slots__ = ("_lock", "_records", "_source")
+    __slots__ = ("_records", "_source")
 
     def __init__(
         self,
@@ -216,7 +229,6 @@ class SpanList(Sequence[SpanRecord]):
     ) -> None:
         self._records: tuple[SpanRecord, ...] | None = None if source else tuple(records)
         self._source = source
-        self._lock = threading.Lock() if source else None
 
     @classmethod
     def of(cls, spans: Iterable[SpanRecord]) -> SpanList:
@@ -226,10 +238,12 @@ class SpanList(Sequence[SpanRecord]):
     def _get(self) -> tuple[SpanRecord, ...]:
         records = self._records
         if records is None:
-            assert self._lock is not None and self._source is not None
-            with self._lock:
+            # A lock from a shared stripe, not one per list: a lock is one more object for
+            # the garbage collector to scan while a finished trace waits in the queue.
+            with _BUILD_LOCKS[id(self) % len(_BUILD_LOCKS)]:
                 records = self._records
                 if records is None:
+                    assert self._source is not None
                     records = self._records = tuple(self._source())
                     self._source = None
         return records

@@ -141,7 +141,7 @@ class LiveRegistry:
         for live in self.traces.values():
             live.detach_after_fork()
             self._ended[live.trace_id] = None
-        self.traces = {}
+        self.traces.clear()  # the same dict: the client keeps a reference to it
 
 
 def _count(counter: itertools.count[int]) -> int:

@@ -102,7 +102,10 @@ class Scope:
         try:
             current.reset(token)
         except ValueError:  # ended in another task or thread than the one that entered it
-            current.set(token.old_value if token.old_value is not Token.MISSING else None)
+            # Only where this span is current (a context copied from inside it): elsewhere
+            # (a coroutine closed by the garbage collector) another span may be current.
+            if current.get() is self.entry:
+                current.set(token.old_value if token.old_value is not Token.MISSING else None)
 
     def close(
         self,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from lowtrace._model import NULL_BLOB, JsonBlob, SpanEvent, SpanRecord, TokenUsage
 from lowtrace._types import SpanStatus
+from lowtrace._values import ENTRY_BYTES, EVENT_BYTES, attribute_bytes, value_bytes
 
 if TYPE_CHECKING:
     from lowtrace._live import LiveTrace
@@ -154,11 +155,17 @@ def merge_attributes(live: LiveTrace, span: SpanData, values: dict[str, Any], cu
     current = span.attributes
     limit = live.limits.max_attributes_per_span
     dropped = 0
+    size = 0  # what the change adds to the trace's recorded bytes (payload_bytes)
     for key, value in values.items():
-        if key in current or len(current) < limit:
+        if key in current:
+            size += attribute_bytes(value) - attribute_bytes(current[key])
+            current[key] = value
+        elif len(current) < limit:
+            size += ENTRY_BYTES + attribute_bytes(value)
             current[key] = value
         else:
             dropped += 1  # the newest extras go, never what is already recorded
+    live.payload += size
     if dropped or cut:
         notes = span.note()
         notes.dropped_attributes += dropped
@@ -183,6 +190,7 @@ def add_event(live: LiveTrace, span: SpanData, event: SpanEvent, cut: int) -> No
         events = span.events = []
     if len(events) < live.limits.max_events_per_span:
         events.append(event)
+        live.payload += EVENT_BYTES + value_bytes(event.attributes)
         if cut:
             span.note().truncated_values += cut
     else:

@@ -14,7 +14,7 @@ from lowtrace._controls import escape_controls
 from lowtrace._model import SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._types import SpanStatus
 
-__all__ = ["format_assessment", "format_table", "format_tree"]
+__all__ = ["failed_spans", "format_assessment", "format_table", "format_tree"]
 
 
 def _clip(text: str, width: int) -> str:
@@ -85,19 +85,31 @@ def format_assessment(assessment: Assessment, width: int = 100) -> str:
     return escape_controls(_clip(line, width))
 
 
-def format_table(infos: Sequence[TraceInfo]) -> str:
-    """One line per trace: id, start, name, status, duration, spans, tokens, tags."""
+def failed_spans(trace: Trace) -> int:
+    """How many of the trace's spans ended in ERROR (an OK trace may hide a failed tool)."""
+    return sum(span.status == "ERROR" for span in trace.spans)
+
+
+def format_table(infos: Sequence[TraceInfo], failed: Sequence[int] | None = None) -> str:
+    """One line per trace: id, start, name, status, duration, spans, tokens, tags.
+
+    ``failed[i]``, the failed-span count of ``infos[i]``, marks its status as the UI list
+    does (``OK ⚠1``: the trace ended OK but a span in it failed).
+    """
     header = (
-        f"{'TRACE ID':32}  {'START (UTC)':19}  {'STATUS':6}  {'DURATION':>11}  "
+        f"{'TRACE ID':32}  {'START (UTC)':19}  {'STATUS':9}  {'DURATION':>11}  "
         f"{'SPANS':>5}  {'TOKENS':>7}  NAME / TAGS"
     )
     rows = [header]
-    for info in infos:
+    for n, info in enumerate(infos):
+        status = str(info.status)
+        if failed and failed[n]:
+            status += f" ⚠{failed[n]}"
         start = dt.datetime.fromtimestamp(info.start_time_ns / 1e9, dt.UTC)
         tokens = str(info.token_usage.total_tokens) if info.token_usage else "-"
         tags = " ".join(f"{k}={v}" for k, v in sorted(info.tags.items()))
         rows.append(
-            f"{info.trace_id}  {start:%Y-%m-%d %H:%M:%S}  {info.status!s:6}  "
+            f"{info.trace_id}  {start:%Y-%m-%d %H:%M:%S}  {status:9}  "
             f"{_ms(info.duration_ms):>11}  {info.span_count:>5}  {tokens:>7}  "
             f"{_clip(info.name, 40)}{'  ' + _clip(tags, 60) if tags else ''}"
         )

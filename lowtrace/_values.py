@@ -32,12 +32,15 @@ __all__ = [
     "SCALAR_TYPES",
     "SPAN_BYTES",
     "TRACE_BYTES",
+    "attribute_bytes",
     "clean_int",
     "clean_str",
     "encode_value",
+    "mapping_bytes",
     "safe_repr",
     "safe_str",
     "snapshot_mapping",
+    "snapshot_sized",
     "snapshot_value",
     "truncation_marker",
     "value_bytes",
@@ -58,6 +61,7 @@ SCALAR_TYPES: Final[frozenset[type]] = frozenset({str, int, float, bool, type(No
 _COMPACT_BELOW: Final = 16 * 1024
 _INT_MIN: Final = -(2**63)
 _INT_END: Final = 2**64
+_isfinite = math.isfinite
 
 
 def clean_str(text: str) -> str:
@@ -225,22 +229,41 @@ def snapshot_value(value: Any, limit: int) -> tuple[Any, bool]:
 
 def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any], int]:
     """Snapshot a str-keyed mapping of values; returns (copy, number of truncated values)."""
+    copy, truncated, _ = snapshot_sized(values, limit, what)
+    return copy, truncated
+
+
+def snapshot_sized(values: Any, limit: int, what: str) -> tuple[dict[str, Any], int, int]:
+    """``snapshot_mapping`` plus the memory the copy holds (``mapping_bytes`` of it).
+
+    The size comes from the same pass that checks the values, so a live trace can keep its
+    export-queue size up to date without walking its spans again when it ends.
+    """
     if type(values) is dict:
-        # Fast path: small scalar values under str keys are copied as they are.
+        # Fast path: small scalar values under ASCII str keys are copied as they are
+        # (str subclasses, huge ints, lone surrogates and NaN take the slow path below).
         small = limit >> 2
+        size = ENTRY_BYTES * len(values)
         for key, value in values.items():
+            if type(key) is not str or not key.isascii():
+                break
             cls = type(value)
-            if (
-                type(key) is not str
-                or not key.isascii()
-                or cls not in SCALAR_TYPES
-                or (cls is str and (len(value) > small or not value.isascii()))
-                or (cls is int and not _INT_MIN <= value < _INT_END)
-                or (cls is float and not math.isfinite(value))
-            ):
+            if cls is str:
+                if len(value) > small or not value.isascii():
+                    break
+                size += len(value)
+            elif cls is int:
+                if not _INT_MIN <= value < _INT_END:
+                    break
+            elif cls is float:
+                if not _isfinite(value):
+                    break
+            elif value is None:
+                size += 32
+            elif cls is not bool:
                 break
         else:
-            return values.copy(), 0
+            return values.copy(), 0, size
     elif not isinstance(values, collections.abc.Mapping):
         raise InvalidArgumentError(
             f"{what} must be a mapping of str to values, got {type(values).__name__}"
@@ -252,7 +275,7 @@ def snapshot_mapping(values: Any, limit: int, what: str) -> tuple[dict[str, Any]
             raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
         out[clean_str(str(key))], cut = snapshot_value(value, limit)
         truncated += cut
-    return out, truncated
+    return out, truncated, mapping_bytes(out)
 
 
 # What CPython objects of a finished trace hold while it waits in an export queue (measured
@@ -261,6 +284,21 @@ TRACE_BYTES: Final = 1024  # LiveTrace, Trace, TraceInfo, tags, span list
 SPAN_BYTES: Final = 768  # LiveSpan, ids, blobs, its record once built
 EVENT_BYTES: Final = 256
 ENTRY_BYTES: Final = 100  # a dict slot, its key and a small value
+
+
+def attribute_bytes(value: Any) -> int:
+    """What one snapshotted attribute value adds to its span's size (``ENTRY_BYTES`` aside)."""
+    cls = type(value)
+    if cls is str:
+        return len(value)
+    if cls is int or cls is float or cls is bool:
+        return 0
+    return value_bytes(value)
+
+
+def mapping_bytes(values: dict[str, Any]) -> int:
+    """What a snapshotted attribute mapping adds to its span's size."""
+    return ENTRY_BYTES * len(values) + sum(map(attribute_bytes, values.values()))
 
 
 def value_bytes(value: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 
@@ -57,8 +58,32 @@ def postgres_uri(postgres_dsn: str) -> str:
     return postgres_dsn.rsplit("/", 1)[0] + "/" + name
 
 
+class BrowserSession:
+    """One Chromium for the whole run, and the mark that Playwright's loop is running.
+
+    Playwright's sync API runs its asyncio loop in a greenlet of the main thread and, between
+    its calls, marks that loop as the thread's running loop. Left set, it makes every later
+    ``asyncio.run()`` in the main thread fail ("cannot be called from a running event
+    loop"), so the suite's result would depend on test order. The mark is therefore set only
+    while a test that asked for ``browser`` runs, and parked in between.
+    """
+
+    def __init__(self, browser: object) -> None:
+        self.browser = browser
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def park(self) -> None:
+        """Take Playwright's running-loop mark off this thread (kept for ``resume``)."""
+        self.loop = asyncio._get_running_loop()
+        asyncio._set_running_loop(None)
+
+    def resume(self) -> None:
+        """Put the mark back: Playwright's next call continues its suspended loop."""
+        asyncio._set_running_loop(self.loop)
+
+
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+def browser_session() -> Iterator[BrowserSession]:
     """Headless Chromium from the system package, driven by Playwright (nothing downloaded)."""
     import os
     import shutil
@@ -71,8 +96,24 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+        session = BrowserSession(
+            playwright.chromium.launch(
+                executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+            )
         )
-        yield browser
-        browser.close()
+        session.park()
+        try:
+            yield session
+        finally:
+            session.resume()
+            session.browser.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def browser(browser_session: BrowserSession) -> Iterator[object]:
+    """The session's Chromium, usable during this test only (see ``BrowserSession``)."""
+    browser_session.resume()
+    try:
+        yield browser_session.browser
+    finally:
+        browser_session.park()

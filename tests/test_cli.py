@@ -341,3 +341,29 @@ def test_delete_older_than_before_the_epoch_deletes_nothing(store: str) -> None:
     result = lowtrace("delete", "--older-than-days", "1e308", "--yes", "--uri", store)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("deleted 0 trace")
+
+
+def test_list_marks_an_ok_trace_whose_tool_failed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/oslo.db"
+    with TracingClient(uri) as client:
+        for city, fails in (("Oslo", True), ("Paris", False)):
+            root = client.start_trace(f"weather in {city}")
+            tool = client.start_span(
+                "get_weather", trace_id=root.trace_id, parent_id=root.span_id, span_type="TOOL"
+            )
+            if fails:
+                tool.record_exception(ConnectionError("weather API unreachable"))
+            tool.end()
+            client.end_trace(root.trace_id, status="OK")
+        assert client.flush(10)
+    header, paris, oslo = lowtrace("list", "--uri", uri).stdout.splitlines()
+    assert " OK ⚠1 " in oslo and "⚠" not in paris and " OK " in paris
+    # Still a table: numbers end where their header ends, names start where theirs starts.
+    for row in (paris, oslo):
+        for column in ("DURATION", "SPANS", "TOKENS"):
+            end = header.index(column) + len(column)
+            assert row[end - 1] != " " and row[end] == " ", (column, row)
+        at = header.index("NAME / TAGS")
+        assert row[at - 1] == " " and row[at:].startswith("weather in ")
+    rows = lowtrace("list", "--uri", uri, "--json").stdout.splitlines()
+    assert [orjson.loads(row)["failed_spans"] for row in rows] == [0, 1]

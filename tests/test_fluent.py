@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import inspect
 import threading
@@ -233,7 +234,8 @@ def test_tracing_failures_never_break_the_function(
 
 def test_ending_in_another_thread_never_raises(default: TracingClient) -> None:
     block = start_span("handed over")
-    span = block.__enter__()
+    # Entered in a copy of this context: the span stays current there, not in later tests.
+    span = contextvars.copy_context().run(block.__enter__)
     finished = threading.Event()
 
     def finish() -> None:

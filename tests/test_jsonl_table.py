@@ -125,3 +125,27 @@ def test_damage_is_counted_by_iter_rows(tmp_path: Path) -> None:
     assert len(list(iter_rows(path, damage))) == 1
     assert damage.bad_bytes == 40
     assert damage.good_lines == 1
+
+
+def test_damage_is_logged_once_per_file_and_counted_on_every_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "t.jsonl"
+    table = JsonlStore(path)
+    table.export([make_trace(0, name="good")])
+    with path.open("ab") as f:
+        f.write(b"not json\n")
+    again = JsonlStore(path)  # another store over the same file in this process
+    with caplog.at_level(logging.WARNING, logger="lowtrace"):
+        for _ in range(3):
+            assert names(table) == ["good"]
+            assert names(again) == ["good"]
+    assert table.damage.bad_lines == again.damage.bad_lines == 1
+    assert caplog.text.count("unreadable row(s)") == 1
+    with path.open("ab") as f:  # new damage is news: logged once more
+        f.write(b"[1, 2]\n")
+    with caplog.at_level(logging.WARNING, logger="lowtrace"):
+        assert names(table) == ["good"]
+        assert names(again) == ["good"]
+    assert again.damage.bad_lines == 2
+    assert caplog.text.count("unreadable row(s)") == 2

@@ -8,7 +8,17 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from lowtrace import PipelineConfig, Trace, TracingClient
+from lowtrace import Limits, PipelineConfig, Trace, TracingClient
+from lowtrace._live import LiveTrace
+from lowtrace._model import NULL_BLOB
+from lowtrace._values import (
+    ENTRY_BYTES,
+    EVENT_BYTES,
+    SPAN_BYTES,
+    TRACE_BYTES,
+    attribute_bytes,
+    value_bytes,
+)
 
 
 def one_trace(client: TracingClient, n: int) -> Trace | None:
@@ -80,3 +90,56 @@ def test_the_memory_store_holds_a_trace_in_a_few_times_its_json_size(
         assert client.flush(30)
         per_trace = (tracemalloc.get_traced_memory()[0] - before) / 2000
     assert per_trace < 4 * json_size
+
+
+def walked_size(live: LiveTrace) -> int:
+    """What the queue's byte bound counts for a trace, walked from its spans at the end."""
+    size = TRACE_BYTES + SPAN_BYTES * len(live.spans)
+    for span in live.spans.values():
+        size += sum(len(blob.raw) for blob in (span.inputs, span.outputs) if blob is not NULL_BLOB)
+        size += ENTRY_BYTES * len(span.attributes)
+        size += sum(attribute_bytes(value) for value in span.attributes.values())
+        for event in span.events or ():
+            size += EVENT_BYTES + value_bytes(event.attributes)
+    return size
+
+
+def test_the_queued_size_of_a_trace_follows_every_change_to_its_values() -> None:
+    sizes: list[tuple[int, int]] = []
+    with TracingClient("none://", limits=Limits(max_attributes_per_span=4)) as client:
+        original = LiveTrace.payload_bytes
+
+        def checked(live: LiveTrace) -> int:
+            sizes.append((original(live), walked_size(live)))
+            return original(live)
+
+        LiveTrace.payload_bytes = checked  # type: ignore[method-assign]
+        try:
+            root = client.start_trace("agent", inputs="q" * 50, attributes={"a": "x" * 30})
+            span = client.start_span(
+                "step",
+                trace_id=root.trace_id,
+                parent_id=root.span_id,
+                attributes={"k": "v" * 10, "n": None, "f": 1.5, "nested": {"x": [1, 2]}},
+            )
+            span.set_attributes({"k": "short", "new": "y" * 40})  # replace one, one too many
+            span.add_event("chunk", {"text": "z" * 25})
+            span.record_exception(ValueError("boom"))
+            crowded = client.start_span(
+                "crowded",
+                trace_id=root.trace_id,
+                parent_id=root.span_id,
+                attributes={f"k{i}": "w" * i for i in range(8)},  # past the limit: cut to 4
+            )
+            client.end_span(root.trace_id, crowded.span_id, outputs=[1, 2, 3])
+            client.start_span("left open", trace_id=root.trace_id, parent_id=root.span_id)
+            client.end_trace(
+                root.trace_id,
+                outputs={"answer": "a" * 20},
+                attributes={"a": "s"},
+                close_open_spans=True,
+            )
+        finally:
+            LiveTrace.payload_bytes = original  # type: ignore[method-assign]
+    ((counted, walked),) = sizes
+    assert counted == walked

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from lowtrace import TracingClient
@@ -57,3 +58,29 @@ def test_sessions_count_turns_errors_and_tokens(client: TracingClient) -> None:
     assert a.first_start_ns < a.last_start_ns
     assert [s.session_id for s in store.sessions("status = 'OK'")] == ["b", "a"]
     assert [s.session_id for s in store.sessions(max_results=1)] == ["a"]
+
+
+HOSTILE = "<script>alert(1)</script>' OR 1=1; -- \u202eevil\u202c \x00"
+
+
+def said(client: TracingClient, session: str, request: object, response: object) -> str:
+    root = client.start_trace("chat", inputs={"question": request})
+    client.set_trace_metadata(root.trace_id, session_id=session)
+    client.end_trace(root.trace_id, outputs={"answer": response})
+    return root.trace_id
+
+
+def test_sessions_carry_the_first_request_and_the_last_response(client: TracingClient) -> None:
+    first = said(client, "s", "first question", "first answer")
+    said(client, "s", "second question", HOSTILE)
+    said(client, "t", HOSTILE, None)
+    assert client.flush(10)
+    store = store_of(client)
+    t, s = store.sessions()
+    assert orjson.loads(s.first_request) == {"question": "first question"}
+    assert orjson.loads(s.last_response) == {"answer": HOSTILE}
+    assert orjson.loads(t.first_request) == {"question": HOSTILE}
+    assert orjson.loads(t.last_response) == {"answer": None}
+    # A filter picks the turns: the first matching request, the last matching response.
+    (only,) = store.sessions(f"session_id = 's' AND trace_id != '{first}'")
+    assert orjson.loads(only.first_request) == {"question": "second question"}

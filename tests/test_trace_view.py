@@ -62,9 +62,9 @@ def test_notebook_views_escape_everything() -> None:
 # -- real Chromium --------------------------------------------------------------------------
 
 
-def open_view(browser: object, trace: Trace, tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
+def open_view(browser: object, trace: Trace, tmp_path: Path, name: str, **prices: object):  # type: ignore[no-untyped-def]
     path = tmp_path / f"{name}.html"
-    path.write_text(trace.to_html(), encoding="utf-8")
+    path.write_text(trace.to_html(**prices), encoding="utf-8")  # type: ignore[arg-type]
     page = browser.new_page(viewport={"width": 1280, "height": 720})  # type: ignore[attr-defined]
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -115,8 +115,7 @@ def test_ten_thousand_spans_render_only_the_rows_in_view(browser: object, tmp_pa
     rendered = page.locator(".lt-row").count()
     assert 0 < rendered < 200  # virtualised: only the rows in view exist
     page.locator(".lt-list").evaluate("el => { el.scrollTop = el.scrollHeight; }")
-    page.wait_for_function("document.querySelector('.lt-row .lt-label') !== null")
-    assert "step 9998" in page.locator(".lt-list").inner_text()
+    expect(page.locator(".lt-list")).to_contain_text("step 9998")  # rendered on the scroll event
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "big.png"))
     page.close()
@@ -146,6 +145,31 @@ def test_costs_show_when_prices_are_given() -> None:
     assert 'lt-meta">cost 0.006000' in document  # 1000 x 2 + 500 x 8 per million
     data = orjson.loads(document.split('class="lt-data">')[1].split("</script>")[0])
     assert [s["cost"] for s in data["spans"]] == [None, 0.006]
+
+
+def test_waterfall_rows_show_each_spans_tokens_and_cost(browser: object, tmp_path: Path) -> None:
+    page, _ = open_view(browser, priced_trace(), tmp_path, "unpriced")
+    assert page.locator(".lt-axis-row .lt-tok").inner_text() == "Tokens"
+    assert page.locator(".lt-row .lt-tok").all_inner_texts() == ["", "1,500"]
+    assert page.locator(".lt-row .lt-tok").nth(1).get_attribute("title") == "1,000 in · 500 out"
+    assert page.locator(".lt-cost").count() == 0  # no prices, no cost column
+    prices = {"m-1": (2.0, 8.0)}
+    page, _ = open_view(browser, priced_trace(), tmp_path, "priced", prices=prices)
+    assert page.locator(".lt-axis-row .lt-cost").inner_text() == "Cost"
+    assert page.locator(".lt-row .lt-cost").all_inner_texts() == ["", "0.006000"]
+    # The bars keep their lane: the axis starts where the root's bar starts.
+    bar, axis = (
+        page.locator(".lt-bar").first.bounding_box(),
+        page.locator(".lt-axis").bounding_box(),
+    )
+    assert bar is not None and axis is not None and abs(bar["x"] - axis["x"]) < 2
+    assert page.locator(".lt-lane").first.bounding_box()["width"] > 200  # type: ignore[index]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+
+
+def test_a_trace_without_token_counts_has_no_tokens_column(browser: object, tmp_path: Path) -> None:
+    page, _ = open_view(browser, big_trace(3), tmp_path, "plain")
+    assert page.locator(".lt-row").count() == 3 and page.locator(".lt-tok").count() == 0
 
 
 def test_json_is_collapsible_and_long_lists_come_in_slices(browser: object, tmp_path: Path) -> None:

@@ -218,6 +218,32 @@ def test_ids_are_not_affected_by_the_global_random_seed() -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="os.fork is POSIX only")
+def test_a_forked_child_never_repeats_the_ids_its_parent_makes_next(
+    client: TracingClient,
+) -> None:
+    root = client.start_trace("parent")  # ids are made in batches: the parent has one now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report the next trace and span ids it makes
+        try:
+            child = client.start_trace("child")
+            os.write(write, f"{child.trace_id} {child.span_id}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child_trace_id, child_span_id = os.read(read, 100).decode().split()
+    os.close(read)
+    span = client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id)
+    other = client.start_trace("parent again")
+    assert child_span_id != span.span_id
+    assert child_trace_id != other.trace_id
+    client.end_span(root.trace_id, span.span_id)
+    client.end_trace(root.trace_id)
+    client.end_trace(other.trace_id)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.fork is POSIX only")
 def test_a_forked_child_gets_its_own_ids_and_pipeline(client: TracingClient) -> None:
     read, write = os.pipe()
     pid = os.fork()

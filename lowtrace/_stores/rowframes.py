@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ _HEADER_END: Final = len(_MARKER) + _HEADER.size
 _ZSTD_MAGIC: Final = struct.pack("<I", 0xFD2FB528)
 #: The largest record accepted (a forged length must not make the reader allocate more).
 _MAX_DATA: Final = 1 << 31
+#: (process id, resolved path) -> the damage (bad bytes + bad lines) last logged for it.
+_reported: dict[tuple[int, str], int] = {}
 
 
 @attrs.define
@@ -49,16 +52,23 @@ class Damage:
         return bool(self.bad_bytes or self.bad_lines)
 
     def report(self, path: Path) -> None:
-        """Log once what was skipped, so damage is never silent."""
-        if self:
-            log.warning(
-                "inference table %s: skipped %d damaged byte(s) and %d unreadable row(s); "
-                "%d row(s) read",
-                path,
-                self.bad_bytes,
-                self.bad_lines,
-                self.good_lines,
-            )
+        """Log what was skipped, so damage is never silent: once per file per process, and
+        again only when a read finds more of it (every read still counts it)."""
+        if not self:
+            return
+        key = (os.getpid(), str(path.resolve()))  # a forked child reports for itself
+        size = self.bad_bytes + self.bad_lines
+        if _reported.get(key, 0) >= size:  # no lock: a race costs one duplicate line
+            return
+        _reported[key] = size
+        log.warning(
+            "inference table %s: skipped %d damaged byte(s) and %d unreadable row(s); "
+            "%d row(s) read",
+            path,
+            self.bad_bytes,
+            self.bad_lines,
+            self.good_lines,
+        )
 
 
 def encode_row(line: bytes, compressor: zstandard.ZstdCompressor) -> bytes:

@@ -16,7 +16,13 @@ from urllib.parse import quote
 from lowtrace._controls import html_text
 from lowtrace._model import Trace
 from lowtrace._stores.sessions import SessionSummary
-from lowtrace._ui.cells import duration_text, failure_note, feedback_marks
+from lowtrace._ui.cells import (
+    duration_text,
+    failure_note,
+    feedback_marks,
+    preview_cell,
+    short_when,
+)
 from lowtrace._ui.frame import Site, layout, plural, preview
 
 __all__ = ["MAX_TURNS", "feedback_value", "review_panel", "session_page", "sessions_page"]
@@ -45,14 +51,17 @@ def sessions_page(site: Site, sessions: Sequence[SessionSummary], *, limit: int)
     rows = "".join(
         f'<tr><td class="ui-name"><a href="{e(_session_href(s.session_id))}">'
         f"{t(s.session_id)}</a></td><td>{t(s.user_id or '')}</td>"
-        f'<td class="ui-num">{s.traces:,}</td>'
-        f'<td class="ui-num">{s.errors:,}</td><td>{_when(s.first_start_ns)}</td>'
-        f'<td>{_when(s.last_start_ns)}</td><td class="ui-num">{s.total_tokens:,}</td></tr>'
+        + preview_cell(preview(s.first_request))
+        + preview_cell(preview(s.last_response))
+        + f'<td class="ui-num">{s.traces:,}</td>'
+        f'<td class="ui-num">{s.errors:,}</td><td class="ui-when">{short_when(s.first_start_ns)}'
+        f'</td><td class="ui-when">{short_when(s.last_start_ns)}</td>'
+        f'<td class="ui-num">{s.total_tokens:,}</td></tr>'
         for s in sessions
     )
     if not rows:
         rows = (
-            '<tr><td colspan="7" class="ui-empty">No sessions yet: traces join one through '
+            '<tr><td colspan="9" class="ui-empty">No sessions yet: traces join one through '
             "<code>session_id</code> (<code>update_current_trace(session_id=...)</code> or "
             "<code>set_trace_metadata</code>).</td></tr>"
         )
@@ -63,8 +72,9 @@ def sessions_page(site: Site, sessions: Sequence[SessionSummary], *, limit: int)
     )
     body = (
         f'<h1>Sessions</h1><p class="ui-count">{plural(len(sessions), "session")}</p>{more}'
-        '<table class="ui-traces"><thead><tr><th>Session</th><th>User</th><th>Turns</th>'
-        "<th>Errors</th><th>First turn (UTC)</th><th>Last turn (UTC)</th><th>Tokens</th>"
+        '<table class="ui-traces"><thead><tr><th>Session</th><th>User</th>'
+        "<th>First request</th><th>Last response</th><th>Turns</th><th>Errors</th>"
+        "<th>First turn (UTC)</th><th>Last turn (UTC)</th><th>Tokens</th>"
         f"</tr></thead><tbody>{rows}</tbody></table>"
     )
     return layout(site, "Sessions", body)

@@ -105,7 +105,8 @@ def _span_data(span: SpanRecord, prices: dict[str, ModelPrice]) -> dict[str, Any
             if usage
             else None
         ),
-        "cost": span_cost(span, prices) if prices else None,
+        "cost": (cost := span_cost(span, prices) if prices else None),
+        "cost_label": "" if cost is None else f"{cost:.6f}",  # as the header's total
         "truncated": (
             f"Shown in part: values over {MAX_VALUE_CHARS // 1024} KiB are cut in this view."
             if cut_in or cut_out
@@ -126,15 +127,18 @@ def _ms_label(ms: float) -> str:
     return f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.1f} s"
 
 
-def _axis(total_ns: int) -> str:
-    """The waterfall's header row: column names and a time axis in five ticks."""
+def _axis(total_ns: int, *, tokens: bool, cost: bool) -> str:
+    """The waterfall's header row: column names and a time axis in five ticks. Per-span
+    tokens and cost get a column each only when the trace counted tokens / was priced."""
     ticks = "".join(
         f'<span class="lt-tick lt-tick-{i}">{_ms_label(total_ns * i / 4 / 1e6)}</span>'
         for i in range(5)
     )
     return (
-        '<div class="lt-axis-row"><div class="lt-name">Span</div><div class="lt-dur">Duration'
-        f'</div><div class="lt-lane lt-axis" aria-label="time since the trace started">{ticks}'
+        '<div class="lt-axis-row"><div class="lt-name">Span</div><div class="lt-dur">Duration</div>'
+        + ('<div class="lt-tok">Tokens</div>' if tokens else "")
+        + ('<div class="lt-cost">Cost</div>' if cost else "")
+        + f'<div class="lt-lane lt-axis" aria-label="time since the trace started">{ticks}'
         "</div></div>"
     )
 
@@ -230,8 +234,9 @@ def trace_document(
         'aria-label="Search spans"></div>'
         + annotations_html(trace)
         + f'{review}<div class="lt-main">'
-        f'<div class="lt-list" tabindex="0">{_axis(end - info.start_time_ns)}'
-        '<div class="lt-spacer"></div></div>'
+        + f'<div class="lt-list{" lt-usage" if usage else ""}" tabindex="0">'
+        + _axis(end - info.start_time_ns, tokens=usage is not None, cost=bool(table))
+        + '<div class="lt-spacer"></div></div>'
         '<div class="lt-detail"></div></div>'
         f'<script type="application/json" class="lt-data">{_json_for_script(data)}</script>'
         f"</div>{script}</body></html>"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import lowtrace._live
+import lowtrace._ending
 from lowtrace import LowtraceError, SpanEndedError, TraceEndedError, TracingClient
 
 TIMEOUT = 30
@@ -122,9 +122,9 @@ def test_a_child_never_starts_after_its_parent_ended(monkeypatch: pytest.MonkeyP
             thread.join(0.5)  # blocks on the trace's lock when the clock is read under it
             return now
 
-        monkeypatch.setattr(lowtrace._live, "_time_ns", end_clock)
+        monkeypatch.setattr(lowtrace._ending, "_time_ns", end_clock)
         client.end_span(root.trace_id, parent.span_id)
-        monkeypatch.setattr(lowtrace._live, "_time_ns", real)
+        monkeypatch.setattr(lowtrace._ending, "_time_ns", real)
         deadline = time.monotonic() + TIMEOUT
         while not outcome and time.monotonic() < deadline:
             time.sleep(0.01)

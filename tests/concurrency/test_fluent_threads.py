@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 
 import lowtrace
-from lowtrace import Trace, TracingClient, get_current_span, trace
+from lowtrace import Span, Trace, TracingClient, get_current_span, trace
 
 
 @pytest.fixture
@@ -80,3 +81,67 @@ def test_many_concurrent_tasks_build_separate_trees(default: TracingClient) -> N
     assert len(traces) == 50
     for item in traces:
         check(item, "test_many_concurrent_tasks_build_separate_trees.<locals>.task", 2)
+
+
+def test_a_wall_clock_stepping_back_mid_call_still_ends_every_span(
+    default: TracingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Span times come from the wall clock, which a VM or NTP may step back under load: an
+    end read from the clock must not fall before the start and cost the trace (or a span)."""
+    import lowtrace._client
+    import lowtrace._ending
+    import lowtrace._live
+
+    clock = [10_000_000_000]
+
+    def stepping_back() -> int:
+        clock[0] -= 1_000_000  # every reading 1 ms before the previous one
+        return clock[0]
+
+    monkeypatch.setattr(lowtrace._client, "_time_ns", stepping_back)
+    monkeypatch.setattr(lowtrace._live, "_time_ns", stepping_back)
+    monkeypatch.setattr(lowtrace._ending, "_time_ns", stepping_back)
+
+    assert request(7) == 17
+    assert default.stats().violations == {}
+    assert default.flush(10)
+    (item,) = default.search_traces()
+    check(item, "request", 5)
+    assert all(s.end_time_ns >= s.start_time_ns for s in item.spans)
+    assert all(s.status.value == "OK" for s in item.spans)
+
+
+class Pause:
+    """An awaitable that suspends its coroutine once (as waiting on I/O would)."""
+
+    def __await__(self) -> Iterator[None]:
+        yield
+
+
+def test_a_coroutine_closed_elsewhere_leaves_that_context_alone(default: TracingClient) -> None:
+    """A suspended traced coroutine closed by the garbage collector (in whatever context
+    runs it) must not make its parent span current there."""
+    import contextvars
+
+    started: list[Coroutine[Any, Any, None]] = []
+
+    @trace
+    async def inner() -> None:
+        await Pause()
+
+    @trace
+    async def outer() -> None:
+        child = inner()
+        started.append(child)
+        contextvars.copy_context().run(child.send, None)  # a task started from here
+        await Pause()
+
+    parent = outer()
+    contextvars.copy_context().run(parent.send, None)  # its own task, now suspended
+
+    def collect() -> Span | None:
+        parent.close()  # both collected here, in the collector's own context
+        started[0].close()
+        return get_current_span()
+
+    assert contextvars.Context().run(collect) is None

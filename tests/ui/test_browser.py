@@ -362,3 +362,45 @@ def test_injection_payloads_on_sessions_pages(browser: Any, chats: Chats) -> Non
         ui.settle()
         assert XSS[1] in ui.page.inner_text(".ss-in")
         ui.shot("session-hostile")
+
+
+def test_sessions_show_the_first_request_and_the_last_response(browser: Any, chats: Chats) -> None:
+    from lowtrace import TracingClient
+
+    with TracingClient(chats.uri) as client:
+        root = client.start_trace("chat", inputs={"message": "\u202eevil\u202c question"})
+        client.set_trace_metadata(root.trace_id, session_id="bidi")
+        client.end_trace(root.trace_id, outputs={"reply": XSS[0]})
+        assert client.flush(10)
+    with serving(chats.uri) as url, watched(browser, url) as ui:
+        ui.goto(f"{url}/sessions")
+
+        def previews(session: str) -> list[str]:
+            row = ui.page.locator("tbody tr").filter(
+                has=ui.page.locator(f"a[href='/sessions/{session}']")
+            )
+            return [text.strip() for text in row.locator(".ui-preview").all_inner_texts()]
+
+        assert previews("chat-1") == ["hello", "re: thanks"]
+        assert previews("chat-2") == ["hi again", "re: hi again"]
+        request, response = previews("bidi")
+        assert "\u202e" not in request and "evil" in request and "question" in request
+        assert response == XSS[0]  # the payload as text, not as markup
+        assert ui.page.evaluate("document.documentElement.scrollWidth") <= 1280
+        ui.shot("sessions-previews")
+
+
+def test_waterfall_rows_show_tokens_and_cost_on_the_trace_page(
+    ui: Watched, seeded: Seeded, live_ui: str
+) -> None:
+    trace = seeded.agents[0]  # v1: 100 in + 20 out on small-model, priced 1.0 / 4.0 per 1M
+    ui.goto(f"{live_ui}/traces/{trace.info.trace_id}")
+    rows = ui.page.locator(".lt-row")
+    labels = rows.locator(".lt-label").all_inner_texts()
+    tokens = dict(zip(labels, rows.locator(".lt-tok").all_inner_texts(), strict=True))
+    costs = dict(zip(labels, rows.locator(".lt-cost").all_inner_texts(), strict=True))
+    counted = [s.name for s in trace.spans if s.token_usage]
+    assert counted and all(tokens[name] == "120" and costs[name] == "0.000180" for name in counted)
+    assert all(tokens[n] == costs[n] == "" for n in labels if n not in counted)
+    assert ui.page.evaluate("document.documentElement.scrollWidth") <= 1280
+    ui.shot("trace-tokens")

@@ -126,6 +126,8 @@
     var detail = root.querySelector(".lt-detail"), search = root.querySelector(".lt-search");
     var rows = [];
     var axis = root.querySelector(".lt-axis-row"), head = axis ? axis.offsetHeight : 0;  // sticky
+    var tokCol = !!root.querySelector(".lt-axis-row .lt-tok");  // columns the header has
+    var costCol = !!root.querySelector(".lt-axis-row .lt-cost");
 
     function matches(s) { return s.name.toLowerCase().indexOf(query) >= 0; }
 
@@ -169,6 +171,13 @@
         name.appendChild(el("span", "lt-type", s.type));
         row.appendChild(name);
         row.appendChild(el("div", "lt-dur", fmtMs(s.dur / 1e6)));
+        if (tokCol) {  // per-span tokens (in and out on hover), as in the detail pane
+          var tok = el("div", "lt-tok", s.tokens ? s.tokens.total.toLocaleString("en") : "");
+          if (s.tokens) tok.title = s.tokens.input.toLocaleString("en") + " in · " +
+            s.tokens.output.toLocaleString("en") + " out";
+          row.appendChild(tok);
+        }
+        if (costCol) row.appendChild(el("div", "lt-cost", s.cost_label || ""));
         var lane = el("div", "lt-lane"), bar = el("div", "lt-bar" + (s.status === "ERROR" ? " lt-err" : ""));
         bar.style.left = ((s.start - t0) / total) * 100 + "%";
         bar.style.width = Math.max((s.dur / total) * 100, 0.2) + "%";

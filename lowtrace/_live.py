@@ -187,7 +187,7 @@ class LiveTrace(TraceEnding):
             span.span_type = span_type
             if start_time_ns is None:
                 start_time_ns = _time_ns()
-                if start_time_ns < parent.start_time_ns:  # the wall clock stepped back
+                if start_time_ns < parent.start_time_ns:  # noqa: PLR1730 (clock stepped back; hot path)
                     start_time_ns = parent.start_time_ns
             span.start_time_ns = start_time_ns
             span.end_time_ns = None

@@ -210,7 +210,16 @@ def test_plan_buckets_covers_the_range() -> None:
 )
 @given(
     data=st.lists(traces(), min_size=1, max_size=10, unique_by=lambda t: t.info.trace_id),
-    filter=st.sampled_from([None, "status = 'ERROR'", "span.type = 'TOOL'", "tags.env = 'prod'"]),
+    filter=st.sampled_from(
+        [
+            None,
+            "status = 'ERROR'",
+            "span.type = 'TOOL'",
+            "tags.env = 'prod'",
+            "tags.env = 'it''s' AND span.type = 'TOOL'",
+            "status = 'OK' AND metadata.release = 'prod' AND NOT tags.team = 'prod'",
+        ]
+    ),
     buckets=st.integers(1, 12),
     top=st.integers(1, 4),
     half=st.booleans(),
@@ -364,3 +373,68 @@ def test_sqlite_stages_a_filtered_range_through_the_range_index(
     want = _reference(data, "tags.env = 'prod'", start_ms=_minute(9))
     assert _comparable(got) == _comparable(want)
     assert len(plans) == 1 and "traces_overview (start_time_ms>?)" in plans[0]
+
+
+def _staging_plans(store: TraceStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The query plan of each statement that stages a filtered overview's traces."""
+    fetch = store._fetch  # type: ignore[attr-defined]
+    plans: list[str] = []
+
+    def explaining(sql: str, params: list[object] = []) -> object:  # noqa: B006
+        if sql.startswith("CREATE TEMP TABLE"):
+            select = sql[sql.index("SELECT") :]
+            plans.append(" ".join(r[3] for r in fetch(f"EXPLAIN QUERY PLAN {select}", params)))
+        return fetch(sql, params)
+
+    monkeypatch.setattr(store, "_fetch", explaining)
+    return plans
+
+
+@pytest.mark.parametrize(
+    "filter",
+    ["tags.env = 'prod'", "span.type = 'TOOL' AND tags.env = 'prod' AND duration_ms > 7"],
+)
+def test_sqlite_stages_a_tag_filter_from_the_tag_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filter: str
+) -> None:
+    # Only the tagged traces are read, found through trace_tags (key, value), each by id.
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    data = _tagged(12)
+    store.export(data)
+    plans = _staging_plans(store, monkeypatch)
+    window = {"start_ms": _minute(1), "end_ms": _minute(11)}  # 10 traces, 5 of them tagged
+    try:
+        everything, ranged = store.overview(filter, buckets=4), store.overview(filter, **window)
+    finally:
+        store.shutdown()
+    assert _comparable(everything) == _comparable(_reference(data, filter, buckets=4))
+    assert _comparable(ranged) == _comparable(_reference(data, filter, **window))
+    assert ranged.traces == (5 if filter == "tags.env = 'prod'" else 4)
+    assert len(plans) == 2
+    for plan in plans:
+        assert "COVERING INDEX trace_tags_kv (key=? AND value=?)" in plan
+        assert "sqlite_autoindex_traces_1 (trace_id=?)" in plan
+        assert "B-TREE FOR ORDER BY" not in plan  # already in id order
+
+
+def test_sqlite_stages_a_narrow_range_of_a_tag_filter_through_the_range_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More traces have the tag (6) than the range holds (2): the range leads instead.
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    data = _tagged(12)
+    store.export(data)
+    plans = _staging_plans(store, monkeypatch)
+    window = {"start_ms": _minute(9), "end_ms": _minute(11)}
+    try:
+        got = store.overview("metadata.release = 'x' OR tags.env = 'prod'", **window)
+        tagged = store.overview("tags.env = 'prod'", **window)
+    finally:
+        store.shutdown()
+    assert (got.traces, tagged.traces) == (1, 1)  # minute 9
+    want = _reference(data, "tags.env = 'prod'", **window)
+    assert _comparable(got) == _comparable(tagged) == _comparable(want)
+    assert len(plans) == 2
+    for plan in plans:
+        assert "traces_overview (start_time_ms>? AND start_time_ms<?)" in plan
+        assert "trace_tags_kv" not in plan

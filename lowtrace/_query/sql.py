@@ -35,6 +35,8 @@ __all__ = [
     "Query",
     "compile_query",
     "delete_statements",
+    "keyed_conjunct",
+    "keyed_ids",
     "search_page",
 ]
 
@@ -244,6 +246,29 @@ class Query:
         tied = self.scalar(key.field)
         mark = self.bind(value)
         return f"({text} OR ({tied} = {mark} AND {self._after(keys, values, index + 1)}))"
+
+
+def keyed_conjunct(expr: Expr) -> tuple[Comparison, Expr | None] | None:
+    """A top-level ``tags.k = 'v'`` (or ``metadata.k = 'v'``) conjunct of the filter, and
+    the rest of it (None: nothing else)."""
+    items = expr.items if isinstance(expr, And) else (expr,)
+    for i, item in enumerate(items):
+        if (
+            isinstance(item, Comparison)
+            and item.field.scope in _KEYED_TABLES
+            and item.op == "="
+            and isinstance(item.value, str)
+        ):
+            rest = items[:i] + items[i + 1 :]
+            return item, None if not rest else rest[0] if len(rest) == 1 else And(rest)
+    return None
+
+
+def keyed_ids(query: Query, cmp: Comparison, select: str = "g.trace_id") -> str:
+    """The rows of ``cmp``'s tag (or metadata) table that it holds for: its (key, value) range."""
+    key, value = query.bind(cmp.field.tag), query.bind(cmp.value)
+    table = _KEYED_TABLES[cmp.field.scope]
+    return f"SELECT {select} FROM {table} g WHERE g.key = {key} AND g.value = {value}"
 
 
 def compile_query(

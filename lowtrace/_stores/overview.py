@@ -16,8 +16,8 @@ from typing import Any, Final
 import attrs
 
 from lowtrace._model import SpanRecord, Trace, counted_usage_spans
-from lowtrace._query.filter import parse_filter
-from lowtrace._query.sql import Dialect, Query
+from lowtrace._query.filter import Comparison, parse_filter
+from lowtrace._query.sql import Dialect, Query, keyed_conjunct, keyed_ids
 
 __all__ = [
     "OVERVIEW_INDEXES",
@@ -376,14 +376,27 @@ def staged_overview(
     if expr is None:
         return sql_overview(dialect, fetch, None, start_ms, end_ms, buckets, top)
     query = Query(dialect)
-    bounds = [] if start_ms is None else [f"t.start_time_ms >= {query.bind(int(start_ms))}"]
-    bounds += [] if end_ms is None else [f"t.start_time_ms < {query.bind(int(end_ms))}"]
-    where = " AND ".join([*bounds, query.where(expr)])
+    keyed = keyed_conjunct(expr)
+    ranged = start_ms is not None or end_ms is not None
+    if keyed is not None and (
+        not ranged or _fewer_keyed(dialect, fetch, keyed[0], start_ms, end_ms)
+    ):
+        # Driven by the (key, value) index: only the traces with that tag are read, in id
+        # order, each by its id (50k of 100k: 114-187 -> 97-100 ms CPU); the unary + keeps
+        # the range index from leading.
+        where = f"t.trace_id IN ({keyed_ids(query, keyed[0])})"
+        prefix, rest = "+", keyed[1]
+    else:
+        where, prefix, rest = "1 = 1", "", expr
+    column = f"{prefix}t.start_time_ms"
+    bounds = [] if start_ms is None else [f"{column} >= {query.bind(int(start_ms))}"]
+    bounds += [] if end_ms is None else [f"{column} < {query.bind(int(end_ms))}"]
+    where = " AND ".join([where, *bounds, query.where(rest)])
     # In id order, so that the span ranking walks spans_trace in its order. Over all time the
     # traces are read in that order too (a filter's tag and span lookups then go through
     # their indexes in order: 1.5x faster); a range is read by its index and then sorted
     # (unary + keeps SQLite from reading every trace in id order to spare the sort).
-    order = "t.trace_id" if start_ms is None and end_ms is None else "+t.trace_id"
+    order = "+t.trace_id" if ranged and not prefix else "t.trace_id"
     table = "temp.lowtrace_overview"
     fetch(f"DROP TABLE IF EXISTS {table}", [])
     try:
@@ -403,3 +416,18 @@ def staged_overview(
         )
     finally:
         fetch(f"DROP TABLE IF EXISTS {table}", [])
+
+
+def _fewer_keyed(
+    dialect: Dialect, fetch: Fetch, cmp: Comparison, start_ms: int | None, end_ms: int | None
+) -> bool:
+    """Whether fewer traces have ``cmp``'s tag than started in the range (two index counts):
+    then reading those beats testing every trace in range (not so in a narrow range)."""
+    query = Query(dialect)
+    bounds = ["1 = 1"]
+    bounds += [] if start_ms is None else [f"start_time_ms >= {query.bind(int(start_ms))}"]
+    bounds += [] if end_ms is None else [f"start_time_ms < {query.bind(int(end_ms))}"]
+    sql = f"SELECT COUNT(*) FROM traces WHERE {' AND '.join(bounds)}"
+    in_range = int(fetch(sql, query.params)[0][0])
+    query = Query(dialect)
+    return int(fetch(keyed_ids(query, cmp, "COUNT(*)"), query.params)[0][0]) <= in_range

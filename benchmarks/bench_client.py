@@ -1,6 +1,6 @@
 """Per-span cost of the client API, beside the OpenTelemetry SDK and MLflow when installed.
 
-    python benchmarks/bench_client.py [--quick]
+    python benchmarks/bench_client.py [--quick] [--keep-pages]
 
 Prints, in one run:
 1. microseconds per span for a root + 10 children with explicit parents and two attributes
@@ -36,6 +36,8 @@ from lowtrace import SpanType, Trace, TracingClient
 
 CHILDREN = 10
 SPANS = CHILDREN + 1
+#: glibc malloc settings that keep freed memory in the process (see ``--keep-pages``).
+KEEP_PAGES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=2147483647"
 
 
 class NullExporter:
@@ -340,14 +342,32 @@ def fmt(values: list[float], unit: str) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (~20 s)")
+    parser.add_argument(
+        "--keep-pages",
+        action="store_true",
+        help="run with glibc's malloc keeping freed memory (no page faults on reuse)",
+    )
     args = parser.parse_args(argv)
+    if args.keep_pages and KEEP_PAGES not in os.environ.get("GLIBC_TUNABLES", ""):
+        # Section 4's floor keeps ~1-10 MB of fresh bytes per trace; by default glibc hands
+        # freed memory back to the OS and every repeat pays page faults again, which made
+        # the floor 2-9x slower from run to run. Set before the process starts, so re-exec.
+        env = dict(os.environ, GLIBC_TUNABLES=KEEP_PAGES)
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
     traces, repeats, seconds = (2_000, 3, 1.0) if args.quick else (10_000, 7, 3.0)
 
     print(
         f"lowtrace client benchmark: Python {platform.python_version()} "
         f"({platform.python_implementation()}), {os.cpu_count()} CPUs, {platform.machine()}"
     )
-    print(f"workload: root + {CHILDREN} children, explicit parents, 2 attributes each\n")
+    print(f"workload: root + {CHILDREN} children, explicit parents, 2 attributes each")
+    kept = KEEP_PAGES in os.environ.get("GLIBC_TUNABLES", "")
+    print(
+        "malloc: keeps freed memory (--keep-pages)\n"
+        if kept
+        else "malloc: default (freed memory goes back to the OS: section 4's floor pays page "
+        "faults; --keep-pages removes them)\n"
+    )
 
     # none://: no local store, so lowtrace does what the peers do (spans to a null exporter).
     client = TracingClient("none://", exporters=[NullExporter()])

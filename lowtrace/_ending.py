@@ -24,7 +24,13 @@ from lowtrace._model import (
     parents_first,
 )
 from lowtrace._span import check_time, make_blob
-from lowtrace._spandata import DROPPED_SPANS, SpanData, SpanState, merge_attributes
+from lowtrace._spandata import (
+    DROPPED_SPANS,
+    SpanData,
+    SpanState,
+    blob_bytes,
+    merge_attributes,
+)
 from lowtrace._types import SpanStatus
 from lowtrace._values import (
     ENTRY_BYTES,
@@ -213,8 +219,8 @@ class TraceEnding:
         if values:
             merge_attributes(cast("LiveTrace", self), span, values, cut_attrs)
         if blob is not None:
+            self.payload += blob_bytes(blob) - blob_bytes(span.outputs)
             span.outputs = blob
-            self.payload += len(blob.raw)
             if cut:
                 span.note().truncated_values += 1
         span.status = status

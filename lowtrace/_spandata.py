@@ -27,6 +27,7 @@ __all__ = [
     "SpanData",
     "SpanState",
     "add_event",
+    "blob_bytes",
     "merge_attributes",
     "record_exception",
     "set_inputs",
@@ -172,13 +173,20 @@ def merge_attributes(live: LiveTrace, span: SpanData, values: dict[str, Any], cu
         notes.truncated_values += cut
 
 
+def blob_bytes(blob: JsonBlob) -> int:
+    """What a recorded payload adds to the trace's queued size (``payload_bytes``)."""
+    return 0 if blob is NULL_BLOB else len(blob.raw)
+
+
 def set_inputs(live: LiveTrace, span: SpanData, blob: JsonBlob, cut: bool) -> None:
+    live.payload += blob_bytes(blob) - blob_bytes(span.inputs)
     span.inputs = blob
     if cut:
         span.note().truncated_values += 1
 
 
 def set_outputs(live: LiveTrace, span: SpanData, blob: JsonBlob, cut: bool) -> None:
+    live.payload += blob_bytes(blob) - blob_bytes(span.outputs)
     span.outputs = blob
     if cut:
         span.note().truncated_values += 1

@@ -125,6 +125,15 @@ def test_the_queued_size_of_a_trace_follows_every_change_to_its_values() -> None
             span.set_attributes({"k": "short", "new": "y" * 40})  # replace one, one too many
             span.add_event("chunk", {"text": "z" * 25})
             span.record_exception(ValueError("boom"))
+            span.set_inputs({"late": "i" * 33})  # reported late, then replaced
+            span.set_inputs("j" * 5)
+            span.set_outputs("o" * 21)  # replaced again by end(outputs=...) below
+            late = client.start_span("late", trace_id=root.trace_id, parent_id=root.span_id)
+            late.set_inputs("p" * 12)
+            late.set_inputs(None)
+            late.set_outputs(["r" * 9])
+            late.end(outputs="s" * 3)
+            span.end(outputs={"final": "t" * 17})
             crowded = client.start_span(
                 "crowded",
                 trace_id=root.trace_id,

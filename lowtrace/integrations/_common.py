@@ -12,6 +12,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._scope import finish
@@ -21,7 +22,19 @@ if TYPE_CHECKING:
     from lowtrace._handle import Span
     from lowtrace._types import SpanType
 
-__all__ = ["AutologState", "Run", "current_span", "default_client", "finish_run", "start_run"]
+__all__ = [
+    "AutologState",
+    "Frame",
+    "Run",
+    "current_span",
+    "default_client",
+    "finish_run",
+    "framework_providers",
+    "pop_frame",
+    "push_frame",
+    "start_model_run",
+    "start_run",
+]
 
 
 class Run:
@@ -71,6 +84,76 @@ class AutologState:
             self.active = False
             self.client = None
             yield
+
+
+class Frame:
+    """A framework span running code on this thread/task: the parent of autologged calls.
+
+    ``is_model_call`` marks a span that already is a model call (an Agents SDK generation,
+    a LangChain chat model run): the client call made inside it is that same call.
+    """
+
+    __slots__ = ("is_model_call", "previous", "run")
+
+    def __init__(self, run: Run, is_model_call: bool, previous: Frame | None = None) -> None:
+        self.run = run
+        self.is_model_call = is_model_call
+        self.previous = previous
+
+
+_frame: ContextVar[Frame | None] = ContextVar("lowtrace_framework_frame", default=None)
+
+# Frameworks with a context of their own (the Agents SDK's current span) add a lookup here.
+framework_providers: list[Callable[[], Frame | None]] = []
+
+
+def push_frame(run: Run, is_model_call: bool) -> Frame:
+    """Make ``run`` the current framework span of this context; returns what to pop."""
+    frame = Frame(run, is_model_call, _frame.get())
+    _frame.set(frame)
+    return frame
+
+
+def pop_frame(frame: Frame) -> None:
+    """Undo ``push_frame`` here, with any frame pushed after it and not popped in this
+    context (ends may run elsewhere); a frame not current here is left alone."""
+    current = _frame.get()
+    while current is not None:
+        if current is frame:
+            _frame.set(frame.previous)
+            return
+        current = current.previous
+
+
+def _live_frame(client: TracingClient) -> Frame | None:
+    """The innermost open framework span of ``client`` current here, if any."""
+    frame = _frame.get()
+    while frame is not None and frame.run.span.ended:  # a stale frame never parents
+        frame = frame.previous
+    for found in [frame, *(provider() for provider in framework_providers)]:
+        if found is not None and found.run.client is client and not found.run.span.ended:
+            return found
+    return None
+
+
+def start_model_run(
+    client: TracingClient,
+    name: str,
+    span_type: SpanType,
+    inputs: Any,
+    attributes: dict[str, Any],
+) -> Run | None:
+    """Start an autologged client call's span: under the current framework span, if any.
+
+    None (not traced) when that span already records this very model call, so one call
+    never shows twice; else as ``start_run`` (fluent span, else a new trace).
+    """
+    frame = _live_frame(client)
+    if frame is None:
+        return start_run(client, name, span_type, inputs, attributes)
+    if frame.is_model_call:
+        return None
+    return start_run(client, name, span_type, inputs, attributes, parent=frame.run)
 
 
 def default_client() -> TracingClient:

@@ -32,7 +32,7 @@ from lowtrace.integrations._common import (
     Run,
     default_client,
     finish_run,
-    start_run,
+    start_model_run,
     wrap_call,
 )
 from lowtrace.integrations._streams import TracedAsyncStream, TracedStream
@@ -102,7 +102,7 @@ def _begin(resource: Any, kwargs: dict[str, Any], streamed: bool) -> Run | None:
             attributes["anthropic.base_url"] = str(base_url)
         beta = ".beta." in type(resource).__module__
         name = "anthropic.beta.messages" if beta else "anthropic.messages"
-        return start_run(client, name, SpanType.CHAT_MODEL, inputs, attributes)
+        return start_model_run(client, name, SpanType.CHAT_MODEL, inputs, attributes)
     except Exception as exc:  # noqa: BLE001 - never break the application
         client.report_error(exc, _WHERE)
         return None

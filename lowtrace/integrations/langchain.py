@@ -29,7 +29,15 @@ from uuid import UUID
 
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
-from lowtrace.integrations._common import Run, default_client, finish_run, start_run
+from lowtrace.integrations._common import (
+    Frame,
+    Run,
+    default_client,
+    finish_run,
+    pop_frame,
+    push_frame,
+    start_run,
+)
 from lowtrace.integrations._langchain_values import document as _document
 from lowtrace.integrations._langchain_values import generations as _generations
 from lowtrace.integrations._langchain_values import message as _message
@@ -72,6 +80,7 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
         self._client = client
         self._lock = threading.Lock()  # guards _runs
         self._runs: dict[UUID, Run] = {}
+        self._frames: dict[UUID, Frame] = {}  # run id -> its frame for autologged calls
         self._graph = GraphRuns(include_internal)
         self.enabled = True
 
@@ -97,13 +106,18 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
             with self._lock:
                 parent = self._runs.get(parent_run_id) if parent_run_id else None
             run = start_run(client, name, span_type, inputs, attributes, parent)
+            # The run's code runs in this context (run_inline): autologged OpenAI/Anthropic
+            # calls in it nest under it, or are skipped inside a model run (the same call).
+            frame = push_frame(run, span_type in (SpanType.CHAT_MODEL, SpanType.LLM))
             with self._lock:
                 self._runs[run_id] = run
+                self._frames[run_id] = frame
         except Exception as exc:  # noqa: BLE001 - never break the application
             client.report_error(exc, _WHERE)
 
     def _end(self, run_id: UUID, outputs: Any = None, error: BaseException | None = None) -> None:
         with self._lock:
+            frame = self._frames.pop(run_id, None)
             run = self._runs.pop(run_id, None)
             if run is not None and run.owns_trace:
                 # Runs still open in its trace are closed with it (an abandoned stream ends
@@ -111,6 +125,9 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
                 trace_id = run.trace_id
                 for other in [k for k, r in self._runs.items() if r.trace_id == trace_id]:
                     del self._runs[other]
+                    self._frames.pop(other, None)
+        if frame is not None:
+            pop_frame(frame)
         if run is not None:
             finish_run(run, outputs, error, where=_WHERE)
 

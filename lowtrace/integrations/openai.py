@@ -29,7 +29,7 @@ from lowtrace.integrations._common import (
     Run,
     default_client,
     finish_run,
-    start_run,
+    start_model_run,
     wrap_call,
 )
 from lowtrace.integrations._streams import TracedAsyncStream, TracedStream
@@ -106,7 +106,7 @@ def _begin(kind: str, resource: Any, kwargs: dict[str, Any]) -> Run | None:
         if base_url is not None:
             attributes["openai.base_url"] = str(base_url)
         span_type = SpanType.EMBEDDING if kind == "embeddings" else SpanType.CHAT_MODEL
-        return start_run(client, _NAMES[kind], span_type, inputs, attributes)
+        return start_model_run(client, _NAMES[kind], span_type, inputs, attributes)
     except Exception as exc:  # noqa: BLE001 - never break the application
         client.report_error(exc, _WHERE)
         return None

@@ -19,15 +19,27 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._types import SpanStatus, SpanType
 from lowtrace.errors import MissingExtraError
-from lowtrace.integrations._common import Run, default_client, start_run
+from lowtrace.integrations._common import (
+    Frame,
+    Run,
+    default_client,
+    framework_providers,
+    start_run,
+)
 
 try:
     import agents as _agents
-    from agents.tracing import TracingProcessor, get_trace_provider
+    from agents.tracing import (
+        TracingProcessor,
+        get_current_span,
+        get_current_trace,
+        get_trace_provider,
+    )
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
     raise MissingExtraError(
         "lowtrace.integrations.openai_agents needs the OpenAI Agents SDK: "
@@ -146,6 +158,8 @@ class LowtraceTracingProcessor(TracingProcessor):
         self._runs: dict[str, Run] = {}  # SDK trace and span ids -> live lowtrace spans
         self._members: dict[str, list[str]] = {}  # SDK trace id -> ids of its spans
         self.enabled = True
+        with _PROCESSORS_LOCK:
+            _PROCESSORS.add(self)
 
     def _begin(
         self,
@@ -249,6 +263,18 @@ class LowtraceTracingProcessor(TracingProcessor):
             outputs, attributes = None, {}
         self._finish(span.span_id, outputs, attributes, span.error)
 
+    def frame(self, span: Any, trace: Any) -> Frame | None:
+        """The recorded span of the SDK's current span (else trace), as a parent frame."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            run = self._runs.get(getattr(span, "span_id", None) or "")
+            if run is not None:
+                kind = str(getattr(span.span_data, "type", ""))
+                return Frame(run, is_model_call=kind in _MODEL_CALLS)
+            run = self._runs.get(getattr(trace, "trace_id", None) or "")
+        return Frame(run, is_model_call=False) if run is not None else None
+
     def shutdown(self) -> None:
         """Nothing to release: the client belongs to the application."""
 
@@ -256,6 +282,30 @@ class LowtraceTracingProcessor(TracingProcessor):
         """``agents.flush_traces()``: deliver what the client has queued (bounded wait)."""
         if self._client is not None:
             self._client.flush(timeout=30)
+
+
+_MODEL_CALLS = frozenset({"generation", "response"})
+_PROCESSORS: weakref.WeakSet[LowtraceTracingProcessor] = weakref.WeakSet()
+_PROCESSORS_LOCK = threading.Lock()
+
+
+def _current_frame() -> Frame | None:
+    """The SDK's current span (its own contextvar, so right per thread and task) as recorded
+    by one of our processors: autologged client calls inside it nest under it, and a call
+    inside a generation/response span is not recorded again (that span is the call)."""
+    span, trace = get_current_span(), get_current_trace()
+    if span is None and trace is None:
+        return None
+    with _PROCESSORS_LOCK:
+        processors = list(_PROCESSORS)
+    for processor in processors:
+        frame = processor.frame(span, trace)
+        if frame is not None:
+            return frame
+    return None
+
+
+framework_providers.append(_current_frame)
 
 
 class _Autolog:

@@ -90,15 +90,16 @@ class Frame:
     """A framework span running code on this thread/task: the parent of autologged calls.
 
     ``is_model_call`` marks a span that already is a model call (an Agents SDK generation,
-    a LangChain chat model run): the client call made inside it is that same call.
+    a LangChain chat model run): the first client call made inside it is that same call.
     """
 
-    __slots__ = ("is_model_call", "previous", "run")
+    __slots__ = ("absorbed", "is_model_call", "previous", "run")
 
     def __init__(self, run: Run, is_model_call: bool, previous: Frame | None = None) -> None:
         self.run = run
         self.is_model_call = is_model_call
         self.previous = previous
+        self.absorbed = False  # the model span's own client call has been seen
 
 
 _frame: ContextVar[Frame | None] = ContextVar("lowtrace_framework_frame", default=None)
@@ -145,13 +146,15 @@ def start_model_run(
 ) -> Run | None:
     """Start an autologged client call's span: under the current framework span, if any.
 
-    None (not traced) when that span already records this very model call, so one call
-    never shows twice; else as ``start_run`` (fluent span, else a new trace).
+    None (not traced) for the first call inside a framework model span: that span already
+    records this very call, so it never shows twice. Later calls there (user code run while
+    a stream is consumed) nest under it. No framework span: as ``start_run``.
     """
     frame = _live_frame(client)
     if frame is None:
         return start_run(client, name, span_type, inputs, attributes)
-    if frame.is_model_call:
+    if frame.is_model_call and not frame.absorbed:
+        frame.absorbed = True
         return None
     return start_run(client, name, span_type, inputs, attributes, parent=frame.run)
 

@@ -157,6 +157,7 @@ class LowtraceTracingProcessor(TracingProcessor):
         self._lock = threading.Lock()  # guards _runs
         self._runs: dict[str, Run] = {}  # SDK trace and span ids -> live lowtrace spans
         self._members: dict[str, list[str]] = {}  # SDK trace id -> ids of its spans
+        self._frames: dict[str, Frame] = {}  # SDK span ids -> frames handed out for them
         self.enabled = True
         with _PROCESSORS_LOCK:
             _PROCESSORS.add(self)
@@ -186,6 +187,7 @@ class LowtraceTracingProcessor(TracingProcessor):
         """End the span (its trace, if it owns it); an SDK error dict makes it ERROR."""
         with self._lock:
             run = self._runs.pop(sdk_id, None)
+            self._frames.pop(sdk_id, None)
         if run is None:
             return
         client = run.client
@@ -267,13 +269,19 @@ class LowtraceTracingProcessor(TracingProcessor):
         """The recorded span of the SDK's current span (else trace), as a parent frame."""
         if not self.enabled:
             return None
+        span_id: str | None = getattr(span, "span_id", None)
+        trace_id: str | None = getattr(trace, "trace_id", None)
+        kind = str(getattr(getattr(span, "span_data", None), "type", ""))
         with self._lock:
-            run = self._runs.get(getattr(span, "span_id", None) or "")
-            if run is not None:
-                kind = str(getattr(span.span_data, "type", ""))
-                return Frame(run, is_model_call=kind in _MODEL_CALLS)
-            run = self._runs.get(getattr(trace, "trace_id", None) or "")
-        return Frame(run, is_model_call=False) if run is not None else None
+            for sdk_id, model_call in ((span_id, kind in _MODEL_CALLS), (trace_id, False)):
+                run = self._runs.get(sdk_id) if sdk_id else None
+                if sdk_id is None or run is None:
+                    continue
+                frame = self._frames.get(sdk_id)
+                if frame is None:  # one per span: it remembers its model call was seen
+                    frame = self._frames[sdk_id] = Frame(run, model_call)
+                return frame
+        return None
 
     def shutdown(self) -> None:
         """Nothing to release: the client belongs to the application."""

@@ -18,8 +18,8 @@ import openai
 import pytest
 from agents import Agent, OpenAIChatCompletionsModel, OpenAIResponsesModel, Runner, function_tool
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langgraph.graph import END, START, StateGraph
 
 from lowtrace import SpanType, Trace, TracingClient
@@ -197,6 +197,12 @@ class ChatViaOpenAI(BaseChatModel):
         text = str(reply.choices[0].message.content)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
+    def _stream(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        (generation,) = self._generate(messages).generations
+        yield ChatGenerationChunk(message=AIMessageChunk(content=generation.message.content))
+
 
 class State(TypedDict):
     topic: str
@@ -294,3 +300,40 @@ def test_concurrent_async_graph_runs_keep_their_client_calls_apart(
         (model_call,) = [s for s in trace.spans if s.name == "openai.chat.completions"]
         assert model_call.parent_id == node.span_id
         assert model_call.attributes["model"] == "gpt-" + node.inputs["topic"]
+
+
+def test_a_client_call_made_while_consuming_a_chat_model_stream_is_still_recorded(
+    client: TracingClient, openai_server: FakeOpenAIServer, oai: openai.OpenAI
+) -> None:
+    model = ChatViaOpenAI(base_url=openai_server.base_url)
+    handler = LowtraceCallbackHandler(client)
+
+    stream = model.stream("hi", config={"callbacks": [handler]})
+    assert next(stream).content == REPLY  # the stream's run is open here, in this context
+    oai.chat.completions.create(model="gpt-side", messages=ASK)
+    list(stream)
+
+    (trace,) = finished_traces(client)
+    (side,) = [s for s in trace.spans if s.name == "openai.chat.completions"]
+    assert side.attributes["model"] == "gpt-side"  # the model's own call is still not doubled
+    assert parent_of(trace, "openai.chat.completions") == "ChatViaOpenAI"
+
+
+def test_a_broken_framework_lookup_never_breaks_the_client_call(
+    client: TracingClient, oai: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("lookup exploded")
+
+    monkeypatch.setattr(lt_agents.LowtraceTracingProcessor, "frame", broken)
+
+    @function_tool
+    def summarize() -> str:
+        """Summarize with a direct model call."""
+        reply = oai.chat.completions.create(model="gpt-test", messages=ASK)
+        return str(reply.choices[0].message.content)
+
+    result = asyncio.run(Runner.run(summarizing_agent(summarize), "Go"))
+
+    assert result.final_output == "Done."
+    assert any("openai" in key for key in client.stats().violations)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any, TypedDict
 
 import agents
+import anthropic
 import openai
 import pytest
 from agents import Agent, OpenAIChatCompletionsModel, OpenAIResponsesModel, Runner, function_tool
@@ -23,10 +24,12 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langgraph.graph import END, START, StateGraph
 
 from lowtrace import SpanType, Trace, TracingClient
+from lowtrace.integrations import anthropic as lt_anthropic
 from lowtrace.integrations import openai as lt_openai
 from lowtrace.integrations import openai_agents as lt_agents
 from lowtrace.integrations.langchain import LowtraceCallbackHandler
 from tests.integrations.agents_model import ScriptedModel, call, say
+from tests.integrations.anthropic_server import FakeAnthropicServer
 from tests.integrations.conftest import finished_traces
 from tests.integrations.openai_server import REPLY, FakeOpenAIServer
 
@@ -337,3 +340,23 @@ def test_a_broken_framework_lookup_never_breaks_the_client_call(
 
     assert result.final_output == "Done."
     assert any("openai" in key for key in client.stats().violations)
+
+
+def test_anthropic_call_in_a_node_nests_under_the_node(client: TracingClient) -> None:
+    def answer(state: State) -> dict[str, Any]:
+        reply = claude.messages.create(model="claude-test", max_tokens=64, messages=ASK)  # type: ignore[arg-type]
+        return {"answer": reply.content[0].text}  # type: ignore[union-attr]
+
+    lt_anthropic.autolog(client)
+    try:
+        with FakeAnthropicServer() as server:
+            claude = anthropic.Anthropic(base_url=server.base_url, api_key="test", max_retries=0)
+            graph(answer).invoke(
+                {"topic": "hi", "answer": ""},
+                config={"callbacks": [LowtraceCallbackHandler(client)]},
+            )
+    finally:
+        lt_anthropic.disable()
+
+    (trace,) = finished_traces(client)
+    assert parent_of(trace, "anthropic.messages") == "answer"

@@ -2,8 +2,10 @@
 
 A framework call becomes a child of its framework parent when there is one, else of the
 current fluent span of the same client, else the root of a new trace (which it then owns
-and ends). Errors in
-tracing are reported to the client and never reach the framework or the application.
+and ends). An autologged client call (OpenAI, Anthropic) first looks for the framework span
+running code here (``Frame``: pushed by the LangChain handler, looked up in the Agents SDK's
+own context), so it lands in the framework's trace. Errors in tracing are reported to the
+client and never reach the framework or the application.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ each SDK span a lowtrace span under its SDK parent, found by the SDK's explicit 
 agent (AGENT), generation and response (CHAT_MODEL, with token usage), function tool (TOOL),
 handoff, guardrail (GUARDRAIL, with ``triggered``), custom, task and turn spans, with their
 inputs and outputs. An SDK span error ends the span as ERROR with the SDK's message.
+Autologged OpenAI/Anthropic calls made inside an SDK span (a tool) nest under it; the call
+a generation or response span already records is not recorded twice.
 
     from lowtrace.integrations import openai_agents as lt_agents
     lt_agents.autolog()

@@ -345,8 +345,9 @@ class Lane:
 
         A dead destination must not make every queued batch wait out the full backoff in
         turn (a ``flush()`` would take minutes): after ``_BREAKER_AFTER`` batches in a row
-        were given up on, each batch is tried once and failed at once if that probe fails;
-        the first probe that is answered closes the breaker.
+        were given up on with nothing in them delivered or rejected, each batch is tried
+        once and failed at once if that probe fails; the first probe that is answered closes
+        the breaker.
         """
         if self.tripped:
             error = self._attempt(batch)
@@ -358,7 +359,10 @@ class Lane:
             if error is None:
                 return len(batch), 0, 0
         delivered, rejected, failed = self._retry(batch)
-        self.failed_batches = self.failed_batches + 1 if failed else 0
+        # Only a batch the destination answered nothing of shows it dead: one bad trace
+        # among delivered ones must not make later batches fail whole, unisolated.
+        dead = failed and not delivered and not rejected
+        self.failed_batches = self.failed_batches + 1 if dead else 0
         if self.failed_batches >= _BREAKER_AFTER:
             self.tripped = True
             log.error(

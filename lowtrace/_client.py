@@ -200,8 +200,9 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
                 values, cut_attrs = {}, 0
             else:
                 values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
-            if state is not None:
-                values[TRACESTATE_ATTRIBUTE] = state
+            if state is not None:  # first, so that the attribute limit keeps it
+                values.pop(TRACESTATE_ATTRIBUTE, None)
+                values = {TRACESTATE_ATTRIBUTE: state, **values}
             tag_values = string_map(tags, "tags") if tags else {}
             live = LiveTrace(self, trace_id, tag_values)
             live.tracestate = state

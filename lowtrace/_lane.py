@@ -306,9 +306,13 @@ class Lane:
                     self.progress.notify_all()
 
     def _attempt(self, traces: list[Trace]) -> BaseException | None:
-        """One export call; the exception it raised, if any (never raises itself)."""
+        """One export call; the exception it raised, if any (never raises itself).
+
+        The exporter gets its own list: one that consumes or changes it must not change what
+        the lane counts as delivered or tries again.
+        """
         try:
-            self.exporter.export(traces)
+            self.exporter.export(list(traces))
         except BaseException as exc:  # noqa: BLE001 - nothing an exporter raises ends the worker
             return exc
         return None

@@ -264,3 +264,26 @@ def test_a_destination_that_rejects_everything_is_not_asked_once_per_trace() -> 
         assert sink.calls <= 4  # the batch, then a few single probes
         stats = client.stats().exporters[1]
         assert (stats.rejected, stats.failed, stats.retried) == (100, 0, 0)
+
+
+class Draining:
+    """Sends traces by popping them off the batch it was given (it consumes the list)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Trace] = []
+
+    def export(self, traces: Sequence[Trace]) -> None:
+        assert isinstance(traces, list)
+        while traces:
+            self.sent.append(traces.pop())
+
+
+def test_an_exporter_that_consumes_its_batch_is_counted_as_delivered() -> None:
+    drain = Draining()
+    with TracingClient("none://", exporters=[drain], pipeline=FAST_RETRY) as client:
+        for n in range(5):
+            client.end_trace(client.start_trace(f"t{n}").trace_id)
+        assert client.flush() is True
+        (stats,) = client.stats().exporters
+        assert (stats.exported, stats.failed) == (5, 0)
+    assert len(drain.sent) == 5

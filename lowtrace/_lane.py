@@ -332,7 +332,7 @@ class Lane:
             error = self._attempt([trace])
             if error is None:
                 delivered += 1
-            elif isinstance(error, ExportRejectedError):
+            elif _is_rejection(error):
                 rejected.append(trace)
                 self._rejection = error
             else:
@@ -355,7 +355,7 @@ class Lane:
         """
         if self.tripped:
             error = self._attempt(batch)
-            if error is not None and not isinstance(error, ExportRejectedError):
+            if error is not None and not _is_rejection(error):
                 return 0, 0, len(batch)  # counted as failed by the caller, logged at tripping
             self.tripped = False
             self.failed_batches = 0
@@ -397,7 +397,7 @@ class Lane:
                 ok, no, pending = self._isolate(pending)
                 delivered += ok
                 rejected += no
-            elif isinstance(error, ExportRejectedError):
+            elif _is_rejection(error):
                 self._rejection = error
                 rejected += 1
                 pending = []
@@ -433,6 +433,12 @@ class Lane:
                 if remaining <= 0:
                     return not (self.stopping and time.monotonic() >= self.deadline)
                 self.nap.wait(remaining)
+
+
+def _is_rejection(error: BaseException) -> bool:
+    """Whether an exporter's error is a final answer; by its real type, since ``isinstance``
+    reads ``__class__``, which an exception may make raise (and end the worker)."""
+    return issubclass(type(error), ExportRejectedError)
 
 
 def _describe(error: BaseException | None, text: Callable[[object], str]) -> str:

@@ -127,6 +127,35 @@ def test_an_error_that_cannot_be_printed_is_counted_and_keeps_the_worker(
         assert [t.info.name for t in sink.traces] == ["next"]
 
 
+class Disguised(ConnectionError):
+    """An error whose ``__class__`` raises: ``isinstance`` on it raises too."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise KeyboardInterrupt("from __class__")
+
+
+def test_an_error_whose_class_cannot_be_read_is_retried_and_keeps_the_worker() -> None:
+    class FailsOnce(Recorder):
+        def check(self, traces: Sequence[Trace]) -> None:
+            if self.calls == 1:
+                raise Disguised()
+
+    sink = FailsOnce()
+    config = PipelineConfig(
+        backoff_initial_s=0.001, backoff_max_s=0.01, max_attempts=4, export_delay_s=0
+    )
+    with TracingClient("none://", exporters=[sink], pipeline=config) as client:
+        end_traces(client, "retried")
+        assert sink.called.wait(10)
+        sink.called.clear()
+        end_traces(client, "next")  # no flush: the worker itself must still be there
+        assert sink.called.wait(10)
+        assert flush_in_thread(client) is True
+        (stats,) = client.stats().exporters
+        assert (stats.exported, stats.failed) == (2, 0)
+
+
 def test_one_bad_trace_is_isolated_and_the_rest_of_its_batch_delivered() -> None:
     class ChokesOnOne(Recorder):
         def check(self, traces: Sequence[Trace]) -> None:

@@ -76,8 +76,14 @@ def clean_str(text: str) -> str:
 
 
 def clean_int(value: int) -> int | str:
-    """An int JSON tools can read as a number, else its decimal string."""
-    return value if _INT_MIN <= value < _INT_END else str(value)
+    """An int JSON tools can read as a number, else its decimal string (hex past the
+    digits Python converts to decimal: ``sys.get_int_max_str_digits``)."""
+    if _INT_MIN <= value < _INT_END:
+        return value
+    try:
+        return str(value)
+    except ValueError:
+        return hex(value)
 
 
 def truncation_marker(original_bytes: int, limit: int) -> str:

@@ -114,7 +114,9 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
         self._pipeline_config = pipeline if pipeline is not None else PipelineConfig()
         for exporter in exporters:
             if not callable(getattr(exporter, "export", None)):
-                raise InvalidArgumentError(f"exporter {exporter!r} has no export(traces) method")
+                raise InvalidArgumentError(
+                    f"exporter {safe_repr(exporter)} has no export(traces) method"
+                )
         self._store: TraceStore | None = given
         lanes: list[tuple[str, Exporter]] = []
         if self.enabled:

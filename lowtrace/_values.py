@@ -278,7 +278,7 @@ def snapshot_sized(values: Any, limit: int, what: str) -> tuple[dict[str, Any], 
     truncated = 0
     for key, value in values.items():
         if not isinstance(key, str):
-            raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
+            raise InvalidArgumentError(f"{what} keys must be str, got {safe_repr(key)}")
         out[clean_str(str(key))], cut = snapshot_value(value, limit)
         truncated += cut
     return out, truncated, mapping_bytes(out)

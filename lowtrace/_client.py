@@ -114,7 +114,9 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
         self._pipeline_config = pipeline if pipeline is not None else PipelineConfig()
         for exporter in exporters:
             if not callable(getattr(exporter, "export", None)):
-                raise InvalidArgumentError(f"exporter {exporter!r} has no export(traces) method")
+                raise InvalidArgumentError(
+                    f"exporter {safe_repr(exporter)} has no export(traces) method"
+                )
         self._store: TraceStore | None = given
         lanes: list[tuple[str, Exporter]] = []
         if self.enabled:
@@ -200,8 +202,9 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
                 values, cut_attrs = {}, 0
             else:
                 values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
-            if state is not None:
-                values[TRACESTATE_ATTRIBUTE] = state
+            if state is not None:  # first, so that the attribute limit keeps it
+                values.pop(TRACESTATE_ATTRIBUTE, None)
+                values = {TRACESTATE_ATTRIBUTE: state, **values}
             tag_values = string_map(tags, "tags") if tags else {}
             live = LiveTrace(self, trace_id, tag_values)
             live.tracestate = state

@@ -306,9 +306,13 @@ class Lane:
                     self.progress.notify_all()
 
     def _attempt(self, traces: list[Trace]) -> BaseException | None:
-        """One export call; the exception it raised, if any (never raises itself)."""
+        """One export call; the exception it raised, if any (never raises itself).
+
+        The exporter gets its own list: one that consumes or changes it must not change what
+        the lane counts as delivered or tries again.
+        """
         try:
-            self.exporter.export(traces)
+            self.exporter.export(list(traces))
         except BaseException as exc:  # noqa: BLE001 - nothing an exporter raises ends the worker
             return exc
         return None
@@ -328,7 +332,7 @@ class Lane:
             error = self._attempt([trace])
             if error is None:
                 delivered += 1
-            elif isinstance(error, ExportRejectedError):
+            elif _is_rejection(error):
                 rejected.append(trace)
                 self._rejection = error
             else:
@@ -345,12 +349,13 @@ class Lane:
 
         A dead destination must not make every queued batch wait out the full backoff in
         turn (a ``flush()`` would take minutes): after ``_BREAKER_AFTER`` batches in a row
-        were given up on, each batch is tried once and failed at once if that probe fails;
-        the first probe that is answered closes the breaker.
+        were given up on with nothing in them delivered or rejected, each batch is tried
+        once and failed at once if that probe fails; the first probe that is answered closes
+        the breaker.
         """
         if self.tripped:
             error = self._attempt(batch)
-            if error is not None and not isinstance(error, ExportRejectedError):
+            if error is not None and not _is_rejection(error):
                 return 0, 0, len(batch)  # counted as failed by the caller, logged at tripping
             self.tripped = False
             self.failed_batches = 0
@@ -358,7 +363,10 @@ class Lane:
             if error is None:
                 return len(batch), 0, 0
         delivered, rejected, failed = self._retry(batch)
-        self.failed_batches = self.failed_batches + 1 if failed else 0
+        # Only a batch the destination answered nothing of shows it dead: one bad trace
+        # among delivered ones must not make later batches fail whole, unisolated.
+        dead = failed and not delivered and not rejected
+        self.failed_batches = self.failed_batches + 1 if dead else 0
         if self.failed_batches >= _BREAKER_AFTER:
             self.tripped = True
             log.error(
@@ -389,7 +397,7 @@ class Lane:
                 ok, no, pending = self._isolate(pending)
                 delivered += ok
                 rejected += no
-            elif isinstance(error, ExportRejectedError):
+            elif _is_rejection(error):
                 self._rejection = error
                 rejected += 1
                 pending = []
@@ -425,6 +433,12 @@ class Lane:
                 if remaining <= 0:
                     return not (self.stopping and time.monotonic() >= self.deadline)
                 self.nap.wait(remaining)
+
+
+def _is_rejection(error: BaseException) -> bool:
+    """Whether an exporter's error is a final answer; by its real type, since ``isinstance``
+    reads ``__class__``, which an exception may make raise (and end the worker)."""
+    return issubclass(type(error), ExportRejectedError)
 
 
 def _describe(error: BaseException | None, text: Callable[[object], str]) -> str:

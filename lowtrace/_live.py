@@ -139,7 +139,12 @@ class LiveTrace(TraceEnding):
             root.note().truncated_values += cut
         self.spans[span_id] = root
         self.open_count = 1
-        self.payload = mapping_bytes(attributes)
+        if len(attributes) > self.max_attributes:
+            root.attributes = {}
+            self.payload = 0
+            merge_attributes(self, root, attributes, 0)  # keeps the first, counts the rest
+        else:
+            self.payload = mapping_bytes(attributes)
         if inputs is not NULL_BLOB:
             self.payload += len(inputs.raw)
         return LiveSpan(self, root)

@@ -30,6 +30,7 @@ __all__ = [
     "SpanRecord",
     "TokenUsage",
     "TraceInfo",
+    "build_lock",
     "counted_usage_spans",
     "outermost_token_usage",
     "parents_first",
@@ -212,6 +213,12 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_new_build_locks)
 
 
+def build_lock(spans: SpanList) -> threading.Lock:
+    """The lock of the stripe that guards building this list's records (objects are 16-byte
+    aligned: the id's low four bits are always zero, so they would pick one lock for all)."""
+    return _BUILD_LOCKS[(id(spans) >> 4) % len(_BUILD_LOCKS)]
+
+
 class SpanList(Sequence[SpanRecord]):
     """The spans of a finished trace: an immutable sequence in start order.
 
@@ -240,7 +247,7 @@ class SpanList(Sequence[SpanRecord]):
         if records is None:
             # A lock from a shared stripe, not one per list: a lock is one more object for
             # the garbage collector to scan while a finished trace waits in the queue.
-            with _BUILD_LOCKS[id(self) % len(_BUILD_LOCKS)]:
+            with build_lock(self):
                 records = self._records
                 if records is None:
                     assert self._source is not None

@@ -76,8 +76,14 @@ def clean_str(text: str) -> str:
 
 
 def clean_int(value: int) -> int | str:
-    """An int JSON tools can read as a number, else its decimal string."""
-    return value if _INT_MIN <= value < _INT_END else str(value)
+    """An int JSON tools can read as a number, else its decimal string (hex past the
+    digits Python converts to decimal: ``sys.get_int_max_str_digits``)."""
+    if _INT_MIN <= value < _INT_END:
+        return value
+    try:
+        return str(value)
+    except ValueError:
+        return hex(value)
 
 
 def truncation_marker(original_bytes: int, limit: int) -> str:
@@ -272,7 +278,7 @@ def snapshot_sized(values: Any, limit: int, what: str) -> tuple[dict[str, Any], 
     truncated = 0
     for key, value in values.items():
         if not isinstance(key, str):
-            raise InvalidArgumentError(f"{what} keys must be str, got {key!r}")
+            raise InvalidArgumentError(f"{what} keys must be str, got {safe_repr(key)}")
         out[clean_str(str(key))], cut = snapshot_value(value, limit)
         truncated += cut
     return out, truncated, mapping_bytes(out)

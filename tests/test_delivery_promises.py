@@ -127,6 +127,35 @@ def test_an_error_that_cannot_be_printed_is_counted_and_keeps_the_worker(
         assert [t.info.name for t in sink.traces] == ["next"]
 
 
+class Disguised(ConnectionError):
+    """An error whose ``__class__`` raises: ``isinstance`` on it raises too."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise KeyboardInterrupt("from __class__")
+
+
+def test_an_error_whose_class_cannot_be_read_is_retried_and_keeps_the_worker() -> None:
+    class FailsOnce(Recorder):
+        def check(self, traces: Sequence[Trace]) -> None:
+            if self.calls == 1:
+                raise Disguised()
+
+    sink = FailsOnce()
+    config = PipelineConfig(
+        backoff_initial_s=0.001, backoff_max_s=0.01, max_attempts=4, export_delay_s=0
+    )
+    with TracingClient("none://", exporters=[sink], pipeline=config) as client:
+        end_traces(client, "retried")
+        assert sink.called.wait(10)
+        sink.called.clear()
+        end_traces(client, "next")  # no flush: the worker itself must still be there
+        assert sink.called.wait(10)
+        assert flush_in_thread(client) is True
+        (stats,) = client.stats().exporters
+        assert (stats.exported, stats.failed) == (2, 0)
+
+
 def test_one_bad_trace_is_isolated_and_the_rest_of_its_batch_delivered() -> None:
     class ChokesOnOne(Recorder):
         def check(self, traces: Sequence[Trace]) -> None:
@@ -264,3 +293,26 @@ def test_a_destination_that_rejects_everything_is_not_asked_once_per_trace() -> 
         assert sink.calls <= 4  # the batch, then a few single probes
         stats = client.stats().exporters[1]
         assert (stats.rejected, stats.failed, stats.retried) == (100, 0, 0)
+
+
+class Draining:
+    """Sends traces by popping them off the batch it was given (it consumes the list)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Trace] = []
+
+    def export(self, traces: Sequence[Trace]) -> None:
+        assert isinstance(traces, list)
+        while traces:
+            self.sent.append(traces.pop())
+
+
+def test_an_exporter_that_consumes_its_batch_is_counted_as_delivered() -> None:
+    drain = Draining()
+    with TracingClient("none://", exporters=[drain], pipeline=FAST_RETRY) as client:
+        for n in range(5):
+            client.end_trace(client.start_trace(f"t{n}").trace_id)
+        assert client.flush() is True
+        (stats,) = client.stats().exporters
+        assert (stats.exported, stats.failed) == (5, 0)
+    assert len(drain.sent) == 5

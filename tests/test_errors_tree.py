@@ -51,6 +51,25 @@ def test_a_bad_span_type_or_attributes_through_the_client(client: TracingClient)
         root.set_attributes({1: "x"})  # type: ignore[dict-item]
 
 
+class Unprintable:
+    """A key whose repr and str raise."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("from __repr__")
+
+    __str__ = __repr__
+
+
+def test_an_unprintable_non_str_key_is_a_bad_argument_and_non_strict_never_raises() -> None:
+    with TracingClient("none://") as strict:
+        with pytest.raises(InvalidArgumentError, match="keys must be str"):
+            strict.start_trace("agent", attributes={Unprintable(): 1})  # type: ignore[dict-item]
+    with TracingClient("none://", strict=False) as lenient:
+        root = lenient.start_trace("agent", attributes={Unprintable(): 1})  # type: ignore[dict-item]
+        assert not root.is_recording
+        assert lenient.stats().violations == {"InvalidArgumentError": 1}
+
+
 def test_an_internal_bug_is_not_reported_as_a_bad_argument(
     client: TracingClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,3 +69,36 @@ def test_a_probe_that_succeeds_closes_the_breaker_and_flush_is_true_again() -> N
         end_traces(client, 1)
         assert client.flush() is False
         assert flaky.calls - calls == 3
+
+
+class RefusesPoison:
+    """A live destination that cannot take one kind of trace (a serialisation bug)."""
+
+    def __init__(self) -> None:
+        self.traces: list[Trace] = []
+
+    def export(self, traces: Sequence[Trace]) -> None:
+        if any(trace.info.name == "poison" for trace in traces):
+            raise ValueError("cannot encode this trace")
+        self.traces.extend(traces)
+
+
+def test_batches_with_one_bad_trace_each_do_not_trip_the_breaker() -> None:
+    """The destination answers (the good traces of every batch are delivered): it is not
+    dead, so later batches still get their bad trace isolated and the rest delivered."""
+    alive = RefusesPoison()
+    config = PipelineConfig(
+        max_batch_traces=4,
+        max_attempts=2,
+        backoff_initial_s=0.001,
+        backoff_max_s=0.002,
+        export_delay_s=60,
+    )
+    with TracingClient("none://", exporters=[alive], pipeline=config) as client:
+        for batch in range(5):
+            for name in ("poison", "a", "b", "c"):
+                client.end_trace(client.start_trace(name).trace_id)
+            assert client.flush() is False  # the bad trace of each batch is lost
+            assert len(alive.traces) == 3 * (batch + 1)
+        (stats,) = client.stats().exporters
+        assert stats.exported == 15 and stats.failed == 5

@@ -226,3 +226,25 @@ def test_recording_calls_given_arguments_whose_repr_raises_count_a_violation() -
             call()  # counted and logged, never raised
         client.end_trace(root.trace_id, status_message=bad, close_open_spans=True)
         assert sum(client.stats().violations.values()) == len(calls) + 1
+
+
+def test_an_int_too_long_for_decimal_text_is_kept_as_hex_text_everywhere() -> None:
+    """Python refuses str() of ints over 4300 digits: such a value must not raise into the
+    caller, nor make the whole inputs mapping unreadable."""
+    giant = 10**5000
+    with TracingClient("memory://") as client:
+        root = client.start_trace("t", attributes={"n": giant}, inputs={"x": giant, "ok": 1})
+        span = client.start_span("s", trace_id=root.trace_id, parent_id=root.span_id)
+        span.set_attributes({"late": giant})
+        span.add_event("e", {"n": giant})
+        span.end(outputs=[giant])
+        client.end_trace(root.trace_id)
+        assert client.flush(10) is True
+        stored = client.get_trace(root.trace_id)
+    assert stored is not None
+    top, child = stored.spans
+    assert top.attributes["n"] == hex(giant)
+    assert top.inputs == {"x": hex(giant), "ok": 1}
+    assert child.attributes["late"] == hex(giant)
+    assert child.events[0].attributes["n"] == hex(giant)
+    assert child.outputs == [hex(giant)]

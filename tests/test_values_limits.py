@@ -265,3 +265,28 @@ def test_a_forked_child_gets_its_own_ids_and_pipeline(client: TracingClient) -> 
     client.end_trace(parent.trace_id)
     assert client.flush(5)
     assert client.get_trace(child_id) is None  # the child's memory store is its own
+
+
+def test_the_attribute_limit_holds_for_attributes_given_when_a_trace_starts() -> None:
+    limits = Limits(max_attributes_per_span=2)
+    given = {"a": 1, "b": 2, "c": 3, "d": 4}
+    with TracingClient("memory://", limits=limits) as small:
+        plain = small.start_trace("t", attributes=given)
+        remote = small.start_trace(
+            "t",
+            attributes=given,
+            traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            tracestate="vendor=value",
+        )
+        first = small.end_trace(plain.trace_id)
+        second = small.end_trace(remote.trace_id)
+    assert first is not None and second is not None
+    attributes = first.spans[0].attributes
+    assert {k: v for k, v in attributes.items() if not k.startswith("lowtrace.")} == {
+        "a": 1,
+        "b": 2,
+    }
+    assert attributes["lowtrace.dropped_attributes"] == 2
+    attributes = second.spans[0].attributes
+    assert attributes["lowtrace.tracestate"] == "vendor=value"  # lowtrace's own: kept
+    assert len([k for k in attributes if not k.startswith("lowtrace.")]) <= 2

@@ -148,7 +148,7 @@ def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
     """One writer per trace id at a time, locks taken in sorted order: no deadlocks."""
     cur.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(t, 0)) FROM unnest(%s::text[]) t ORDER BY t",
-        (list(ids),),
+        (_pg_values(ids),),
     )
 
 
@@ -163,12 +163,28 @@ _SPAN_COLUMNS: Final = (
 )
 
 
+#: PostgreSQL text cannot hold NUL: in the index columns and in the values searched for it
+#: is U+FFFD (the whole trace, kept as bytes, keeps it). Both sides map alike, so a NUL
+#: is found where it was written; it also matches a U+FFFD written as such.
+_NUL_AS: Final = "\ufffd"
+
+
+def _pg_values(values: Iterable[Any]) -> list[Any]:
+    """``values`` with NUL in each text replaced as PostgreSQL text requires."""
+    return [v.replace("\x00", _NUL_AS) if isinstance(v, str) and "\x00" in v else v for v in values]
+
+
+def _pg_many(cur: psycopg.Cursor[Any]) -> Callable[[str, Any], object]:
+    """The cursor's ``executemany``, its rows' text made storable (``_pg_values``)."""
+    return lambda sql, rows: cur.executemany(sql, [_pg_values(row) for row in rows])
+
+
 def _copy(cur: psycopg.Cursor[Any], table: str, rows: Iterable[Sequence[Any]]) -> None:
     """Rows into a table with one ``COPY``: the server parses one stream instead of a
     statement per row, and the whole batch is one round trip."""
     with cur.copy(f"COPY {table} FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(row)
+            copy.write_row(_pg_values(row))
 
 
 def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: set[str]) -> None:
@@ -189,7 +205,7 @@ def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: se
         f"spans ({_SPAN_COLUMNS})",
         [row for tid, t in fresh.items() for row in span_rows(tid, t)],
     )
-    write_annotations(cur.executemany, "%s", fresh, stored)
+    write_annotations(_pg_many(cur), "%s", fresh, stored)
 
 
 class PostgresStore(TraceStore):
@@ -261,7 +277,9 @@ class PostgresStore(TraceStore):
         with conn.transaction(), conn.cursor() as cur:
             ids = list(fresh)
             _lock_traces(cur, ids)
-            cur.execute("SELECT trace_id, data FROM traces WHERE trace_id = ANY(%s)", (ids,))
+            cur.execute(
+                "SELECT trace_id, data FROM traces WHERE trace_id = ANY(%s)", (_pg_values(ids),)
+            )
             stored: set[str] = set()
             for tid, data in cur.fetchall():
                 fresh[tid] = merge_traces([Trace.from_bytes(bytes(data)), fresh[tid]])
@@ -272,7 +290,7 @@ class PostgresStore(TraceStore):
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             _lock_traces(cur, [trace_id])
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", (trace_id,))
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
             row = cur.fetchone()
             if row is None:
                 raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
@@ -289,14 +307,14 @@ class PostgresStore(TraceStore):
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             for sql, params in statements:
-                cur.execute(sql, params)
+                cur.execute(sql, _pg_values(params))
             return cur.rowcount
 
     def get_trace(self, trace_id: str) -> Trace | None:
         if not storable_text(trace_id):
             return None  # no stored trace can have this id
         with self._conn.cursor() as cur:
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", (trace_id,))
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
             row = cur.fetchone()
         return Trace.from_bytes(bytes(row[0])) if row else None
 
@@ -315,13 +333,13 @@ class PostgresStore(TraceStore):
         conn = self._conn
         if left is None:
             with conn.cursor() as cur:
-                cur.execute(sql, params)
+                cur.execute(sql, _pg_values(params))
                 return cur.fetchall()
         try:  # the caller's time limit, as this transaction's statement_timeout
             with conn.transaction(), conn.cursor() as cur:
                 timeout = f"{max(1, int(left * 1000))}ms"
                 cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
-                cur.execute(sql, params)
+                cur.execute(sql, _pg_values(params))
                 return cur.fetchall()
         except psycopg.errors.QueryCanceled:
             raise QueryTimeoutError(

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -508,4 +509,16 @@ def test_text_with_nul_is_stored_and_found_as_on_every_store(
     assert [m.model for m in store.overview().models] == [None]  # no model: NUL in it
     assert store.get_trace("no\x00such") is None
     assert store.delete_traces(["no\x00such"]) == 0
+    # An id with NUL (a record built by hand): written twice, updated, deleted.
+    odd = make_trace(7)
+    tid = "id\x00" + odd.info.trace_id
+    odd = Trace(
+        attrs.evolve(odd.info, trace_id=tid),
+        tuple(attrs.evolve(s, trace_id=tid) for s in odd.spans),
+    )
+    store.export([odd])
+    store.export([odd])
+    assert store.update_trace(tid, lambda t: t) == odd
+    assert store.get_trace(tid) == odd
+    assert store.delete_traces([tid]) == 1
     store.shutdown()

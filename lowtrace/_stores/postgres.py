@@ -197,7 +197,7 @@ def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: se
     if stored:
         ids = sorted(stored)
         for table in ("traces", "trace_tags", "spans"):
-            cur.execute(f"DELETE FROM {table} WHERE trace_id = ANY(%s)", (ids,))
+            cur.execute(f"DELETE FROM {table} WHERE trace_id = ANY(%s)", (_pg_values(ids),))
     _copy(cur, f"traces ({_TRACE_COLUMNS})", [summary_row(t) for t in fresh.values()])
     _copy(cur, "trace_tags (trace_id, key, value)", tag_rows(fresh))
     _copy(
@@ -277,12 +277,12 @@ class PostgresStore(TraceStore):
         with conn.transaction(), conn.cursor() as cur:
             ids = list(fresh)
             _lock_traces(cur, ids)
-            cur.execute(
-                "SELECT trace_id, data FROM traces WHERE trace_id = ANY(%s)", (_pg_values(ids),)
-            )
+            cur.execute("SELECT data FROM traces WHERE trace_id = ANY(%s)", (_pg_values(ids),))
             stored: set[str] = set()
-            for tid, data in cur.fetchall():
-                fresh[tid] = merge_traces([Trace.from_bytes(bytes(data)), fresh[tid]])
+            for (data,) in cur.fetchall():
+                old = Trace.from_bytes(bytes(data))
+                tid = old.info.trace_id  # as written, NUL and all (the column has U+FFFD)
+                fresh[tid] = merge_traces([old, fresh[tid]])
                 stored.add(tid)
             _write_rows(cur, fresh, stored)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -219,6 +220,7 @@ class PostgresStore(TraceStore):
         #: Every connection made: (process, thread that uses it, connection).
         self._all: list[tuple[int, threading.Thread, psycopg.Connection[Any]]] = []
         self._generation = 0
+        _stores.add(self)
         self._ensure_schema(create)
 
     @classmethod
@@ -380,3 +382,18 @@ class PostgresStore(TraceStore):
             self._generation += 1
         for *_, conn in connections:
             conn.close()
+
+
+#: Every store of this process, for ``_after_fork_in_child``.
+_stores: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A fork copies ``_all_lock`` as held if another thread was making a connection: the
+    child's first use would wait forever. The child has no such thread, so a new lock."""
+    for store in list(_stores):
+        store._all_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

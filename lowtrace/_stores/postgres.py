@@ -376,12 +376,18 @@ class PostgresStore(TraceStore):
         return sql_sessions(POSTGRES, self._fetch, filter, max_results)
 
     def shutdown(self) -> None:
-        """Close every connection; the store reconnects if it is used again."""
+        """Close every connection of this process; the store reconnects if it is used again.
+
+        A forked child's copies of its parent's connections are let go, not closed: closing
+        one would end the parent's session on the server (they share its socket).
+        """
         with self._all_lock:
             connections, self._all = self._all, []
             self._generation += 1
-        for *_, conn in connections:
-            conn.close()
+        pid = os.getpid()
+        for owner, _, conn in connections:
+            if owner == pid:
+                conn.close()
 
 
 #: Every store of this process, for ``_after_fork_in_child``.

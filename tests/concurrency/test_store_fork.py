@@ -131,3 +131,19 @@ def test_a_postgres_child_forked_while_another_thread_makes_a_connection_can_wri
     assert status == 0
     assert store.count("name = 'child-inherited'") == 1
     store.shutdown()
+
+
+@pytest.mark.timeout(120)
+def test_a_postgres_child_shutting_its_store_down_leaves_the_parents_connection(
+    postgres_uri: str,
+) -> None:
+    store = open_store(postgres_uri)
+    store.export([make_trace(0)])
+    pid = os.fork()
+    if pid == 0:  # the child: uses the store, then closes it (as a client's exit does)
+        code = 0 if store.count() == 1 else 3
+        store.shutdown()
+        os._exit(code)
+    assert wait_bounded(pid) == 0
+    assert store.count() == 1  # the parent's connection still answers
+    store.shutdown()

@@ -96,20 +96,22 @@ def format_table(infos: Sequence[TraceInfo], failed: Sequence[int] | None = None
     ``failed[i]``, the failed-span count of ``infos[i]``, marks its status as the UI list
     does (``OK ⚠1``: the trace ended OK but a span in it failed).
     """
+    statuses = [
+        f"{info.status} ⚠{failed[n]}" if failed and failed[n] else str(info.status)
+        for n, info in enumerate(infos)
+    ]
+    width = max([9, *map(len, statuses)])  # "ERROR ⚠101" is wider than the header
     header = (
-        f"{'TRACE ID':32}  {'START (UTC)':19}  {'STATUS':9}  {'DURATION':>11}  "
+        f"{'TRACE ID':32}  {'START (UTC)':19}  {'STATUS':{width}}  {'DURATION':>11}  "
         f"{'SPANS':>5}  {'TOKENS':>7}  NAME / TAGS"
     )
     rows = [header]
-    for n, info in enumerate(infos):
-        status = str(info.status)
-        if failed and failed[n]:
-            status += f" ⚠{failed[n]}"
+    for info, status in zip(infos, statuses, strict=True):
         start = dt.datetime.fromtimestamp(info.start_time_ns / 1e9, dt.UTC)
         tokens = str(info.token_usage.total_tokens) if info.token_usage else "-"
         tags = " ".join(f"{k}={v}" for k, v in sorted(info.tags.items()))
         rows.append(
-            f"{info.trace_id}  {start:%Y-%m-%d %H:%M:%S}  {status:9}  "
+            f"{info.trace_id}  {start:%Y-%m-%d %H:%M:%S}  {status:{width}}  "
             f"{_ms(info.duration_ms):>11}  {info.span_count:>5}  {tokens:>7}  "
             f"{_clip(info.name, 40)}{'  ' + _clip(tags, 60) if tags else ''}"
         )

@@ -367,3 +367,25 @@ def test_list_marks_an_ok_trace_whose_tool_failed(tmp_path: Path) -> None:
         assert row[at - 1] == " " and row[at:].startswith("weather in ")
     rows = lowtrace("list", "--uri", uri, "--json").stdout.splitlines()
     assert [orjson.loads(row)["failed_spans"] for row in rows] == [0, 1]
+
+
+def test_list_stays_a_table_when_an_error_trace_has_a_hundred_failed_spans(
+    tmp_path: Path,
+) -> None:
+    uri = f"sqlite:///{tmp_path}/batch.db"
+    with TracingClient(uri) as client:
+        for name, failures in (("nightly batch", 100), ("ping", 0)):
+            root = client.start_trace(name)
+            for _ in range(failures):
+                client.start_span("call", trace_id=root.trace_id, parent_id=root.span_id).end(
+                    status="ERROR"
+                )
+            client.end_trace(root.trace_id, status="ERROR" if failures else "OK")
+        assert client.flush(10)
+    header, *rows = lowtrace("list", "--uri", uri).stdout.splitlines()
+    assert any(" ERROR ⚠101 " in row for row in rows)  # the root span failed too
+    for row in rows:
+        for column in ("DURATION", "SPANS", "TOKENS"):
+            end = header.index(column) + len(column)
+            assert row[end - 1] != " " and row[end] == " ", (column, row)
+        assert row[header.index("NAME / TAGS") - 1] == " "

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -475,3 +476,49 @@ def test_processes_writing_one_store(
     store = open_store(uri, create=False)
     assert store.count() == 180
     assert store.count("tags.worker = '2'") == 60
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_text_with_nul_is_stored_and_found_as_on_every_store(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    # PostgreSQL text cannot hold NUL: the trace must still be stored whole and found.
+    store = open_kind(kind, request, tmp_path)
+    with TracingClient(store) as client:
+        root = client.start_trace("nul\x00name", tags={"k\x00": "v\x00"}, metadata={"m": "x\x00y"})
+        span = client.start_span(
+            "span\x00",
+            trace_id=root.trace_id,
+            parent_id=root.span_id,
+            attributes={"model": "gpt\x00"},
+        )
+        span.set_token_usage(input_tokens=3, output_tokens=1)
+        span.end()
+        trace = client.end_trace(root.trace_id)
+    assert trace is not None
+    assert store.get_trace(trace.info.trace_id) == trace
+    for filter in [
+        "name = 'nul\x00name'",
+        "tags.`k\x00` = 'v\x00'",
+        "metadata.m LIKE 'x\x00%'",
+        "span.name = 'span\x00'",
+    ]:
+        assert store.search_traces(filter) == [trace], filter
+    assert store.search_traces("name = 'nul'") == []
+    assert store.overview("tags.`k\x00` = 'v\x00'").traces == 1
+    assert [m.model for m in store.overview().models] == [None]  # no model: NUL in it
+    assert store.get_trace("no\x00such") is None
+    assert store.delete_traces(["no\x00such"]) == 0
+    # An id with NUL (a record built by hand): written twice, updated, deleted.
+    odd = make_trace(7)
+    tid = "id\x00" + odd.info.trace_id
+    odd = Trace(
+        attrs.evolve(odd.info, trace_id=tid),
+        tuple(attrs.evolve(s, trace_id=tid) for s in odd.spans),
+    )
+    store.export([odd])
+    store.export([odd])
+    assert store.update_trace(tid, lambda t: t) == odd
+    assert store.get_trace(tid) == odd
+    assert store.delete_traces([tid]) == 1
+    store.shutdown()

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from lowtrace import TracingClient
+from lowtrace import FilterError, TracingClient
 from lowtrace._stores.base import TraceStore
 
 WRITABLE = ["memory", "sqlite", "postgres"]  # session ids are set on stored traces
@@ -84,3 +84,19 @@ def test_sessions_carry_the_first_request_and_the_last_response(client: TracingC
     # A filter picks the turns: the first matching request, the last matching response.
     (only,) = store.sessions(f"session_id = 's' AND trace_id != '{first}'")
     assert orjson.loads(only.first_request) == {"question": "second question"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["name = 'chat') OR (name = 'chat'", "name = 'chat') OR (1 = 1", "name = 'chat' OR"],
+)
+def test_a_malformed_filter_is_refused_not_joined_to_the_session_condition(
+    client: TracingClient, bad: str
+) -> None:
+    turn(client, "a", "alice")
+    turn(client, None, None)  # a trace with no session: never a session row
+    assert client.flush(10)
+    store = store_of(client)
+    with pytest.raises(FilterError):
+        store.sessions(bad)
+    assert [s.session_id for s in store.sessions("name = 'chat'")] == ["a"]

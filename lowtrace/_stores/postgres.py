@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -148,7 +149,7 @@ def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
     """One writer per trace id at a time, locks taken in sorted order: no deadlocks."""
     cur.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(t, 0)) FROM unnest(%s::text[]) t ORDER BY t",
-        (list(ids),),
+        (_pg_values(ids),),
     )
 
 
@@ -163,12 +164,28 @@ _SPAN_COLUMNS: Final = (
 )
 
 
+#: PostgreSQL text cannot hold NUL: in the index columns and in the values searched for it
+#: is U+FFFD (the whole trace, kept as bytes, keeps it). Both sides map alike, so a NUL
+#: is found where it was written; it also matches a U+FFFD written as such.
+_NUL_AS: Final = "\ufffd"
+
+
+def _pg_values(values: Iterable[Any]) -> list[Any]:
+    """``values`` with NUL in each text replaced as PostgreSQL text requires."""
+    return [v.replace("\x00", _NUL_AS) if isinstance(v, str) and "\x00" in v else v for v in values]
+
+
+def _pg_many(cur: psycopg.Cursor[Any]) -> Callable[[str, Any], object]:
+    """The cursor's ``executemany``, its rows' text made storable (``_pg_values``)."""
+    return lambda sql, rows: cur.executemany(sql, [_pg_values(row) for row in rows])
+
+
 def _copy(cur: psycopg.Cursor[Any], table: str, rows: Iterable[Sequence[Any]]) -> None:
     """Rows into a table with one ``COPY``: the server parses one stream instead of a
     statement per row, and the whole batch is one round trip."""
     with cur.copy(f"COPY {table} FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(row)
+            copy.write_row(_pg_values(row))
 
 
 def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: set[str]) -> None:
@@ -181,7 +198,7 @@ def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: se
     if stored:
         ids = sorted(stored)
         for table in ("traces", "trace_tags", "spans"):
-            cur.execute(f"DELETE FROM {table} WHERE trace_id = ANY(%s)", (ids,))
+            cur.execute(f"DELETE FROM {table} WHERE trace_id = ANY(%s)", (_pg_values(ids),))
     _copy(cur, f"traces ({_TRACE_COLUMNS})", [summary_row(t) for t in fresh.values()])
     _copy(cur, "trace_tags (trace_id, key, value)", tag_rows(fresh))
     _copy(
@@ -189,7 +206,7 @@ def _write_rows(cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: se
         f"spans ({_SPAN_COLUMNS})",
         [row for tid, t in fresh.items() for row in span_rows(tid, t)],
     )
-    write_annotations(cur.executemany, "%s", fresh, stored)
+    write_annotations(_pg_many(cur), "%s", fresh, stored)
 
 
 class PostgresStore(TraceStore):
@@ -203,6 +220,7 @@ class PostgresStore(TraceStore):
         #: Every connection made: (process, thread that uses it, connection).
         self._all: list[tuple[int, threading.Thread, psycopg.Connection[Any]]] = []
         self._generation = 0
+        _stores.add(self)
         self._ensure_schema(create)
 
     @classmethod
@@ -261,10 +279,12 @@ class PostgresStore(TraceStore):
         with conn.transaction(), conn.cursor() as cur:
             ids = list(fresh)
             _lock_traces(cur, ids)
-            cur.execute("SELECT trace_id, data FROM traces WHERE trace_id = ANY(%s)", (ids,))
+            cur.execute("SELECT data FROM traces WHERE trace_id = ANY(%s)", (_pg_values(ids),))
             stored: set[str] = set()
-            for tid, data in cur.fetchall():
-                fresh[tid] = merge_traces([Trace.from_bytes(bytes(data)), fresh[tid]])
+            for (data,) in cur.fetchall():
+                old = Trace.from_bytes(bytes(data))
+                tid = old.info.trace_id  # as written, NUL and all (the column has U+FFFD)
+                fresh[tid] = merge_traces([old, fresh[tid]])
                 stored.add(tid)
             _write_rows(cur, fresh, stored)
 
@@ -272,7 +292,7 @@ class PostgresStore(TraceStore):
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             _lock_traces(cur, [trace_id])
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", (trace_id,))
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
             row = cur.fetchone()
             if row is None:
                 raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
@@ -289,14 +309,14 @@ class PostgresStore(TraceStore):
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             for sql, params in statements:
-                cur.execute(sql, params)
+                cur.execute(sql, _pg_values(params))
             return cur.rowcount
 
     def get_trace(self, trace_id: str) -> Trace | None:
         if not storable_text(trace_id):
             return None  # no stored trace can have this id
         with self._conn.cursor() as cur:
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", (trace_id,))
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
             row = cur.fetchone()
         return Trace.from_bytes(bytes(row[0])) if row else None
 
@@ -315,13 +335,13 @@ class PostgresStore(TraceStore):
         conn = self._conn
         if left is None:
             with conn.cursor() as cur:
-                cur.execute(sql, params)
+                cur.execute(sql, _pg_values(params))
                 return cur.fetchall()
         try:  # the caller's time limit, as this transaction's statement_timeout
             with conn.transaction(), conn.cursor() as cur:
                 timeout = f"{max(1, int(left * 1000))}ms"
                 cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
-                cur.execute(sql, params)
+                cur.execute(sql, _pg_values(params))
                 return cur.fetchall()
         except psycopg.errors.QueryCanceled:
             raise QueryTimeoutError(
@@ -356,9 +376,30 @@ class PostgresStore(TraceStore):
         return sql_sessions(POSTGRES, self._fetch, filter, max_results)
 
     def shutdown(self) -> None:
-        """Close every connection; the store reconnects if it is used again."""
+        """Close every connection of this process; the store reconnects if it is used again.
+
+        A forked child's copies of its parent's connections are let go, not closed: closing
+        one would end the parent's session on the server (they share its socket).
+        """
         with self._all_lock:
             connections, self._all = self._all, []
             self._generation += 1
-        for *_, conn in connections:
-            conn.close()
+        pid = os.getpid()
+        for owner, _, conn in connections:
+            if owner == pid:
+                conn.close()
+
+
+#: Every store of this process, for ``_after_fork_in_child``.
+_stores: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A fork copies ``_all_lock`` as held if another thread was making a connection: the
+    child's first use would wait forever. The child has no such thread, so a new lock."""
+    for store in list(_stores):
+        store._all_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -96,6 +96,7 @@ def sql_sessions(
 ) -> list[SessionSummary]:
     """Sessions with one GROUP BY over the traces table (``session_id`` is indexed), then
     the first and the last matching turn of each found session read by a second query."""
+    parse_filter(filter)  # alone first: "a') OR ('b" must not parse once it is wrapped
     parsed = parse_filter(_scope(filter))
     query = Query(dialect)
     where = query.where(parsed)

@@ -22,7 +22,7 @@ from lowtrace._assessment import make_assessment
 from lowtrace._dataset import golden_lines
 from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.budget import time_limit
-from lowtrace._query.filter import string_literal
+from lowtrace._query.filter import parse_filter, string_literal
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._ui.compare import compare_traces
@@ -78,14 +78,23 @@ _SESSIONS: Final = 200
 MAX_FORM_BYTES: Final = 64 * 1024
 
 
+def _parses(filter: str) -> bool:
+    """Whether ``filter`` parses alone: ``a') OR ('b`` only parses once it is wrapped."""
+    try:
+        parse_filter(filter)
+    except FilterError:
+        return False
+    return True
+
+
 def _query(request: Request) -> ListQuery:
     """The list state from the URL; a tag chip's ``tk``/``tv`` are ANDed onto the filter."""
     params = request.query_params
     q = params.get("q", "").strip()
     key, value = params.get("tk"), params.get("tv")
     condition = tag_filter(key, value) if key is not None and value is not None else None
-    if condition is not None:
-        q = f"({q}) AND {condition}" if q else condition
+    if condition is not None:  # a malformed q stays alone (its error shown), not wrapped
+        q = f"({q}) AND {condition}" if q and _parses(q) else q or condition
     size = _int(params.get("n"), 50)
     page = params.get("page", "")
     trail = tuple(params.getlist("t"))[-MAX_TRAIL:]

@@ -103,3 +103,47 @@ def test_children_forked_during_reads_write_and_exit(tmp_path: Path) -> None:
         store.search_traces("name LIKE '%a%'", max_results=300)
 
     assert fork_while_writing(uri, read) == [0] * CHILDREN
+
+
+@pytest.mark.timeout(120)
+def test_a_postgres_child_forked_while_another_thread_makes_a_connection_can_write(
+    postgres_uri: str,
+) -> None:
+    store = open_store(postgres_uri)
+    inside, release = threading.Event(), threading.Event()
+
+    def making_a_connection() -> None:  # holds the connection list, as _conn does
+        with store._all_lock:  # type: ignore[attr-defined]
+            inside.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=making_a_connection)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        pid = os.fork()
+        if pid == 0:  # the child: its first use makes its own connection
+            os._exit(child_writes(postgres_uri, store, 0))
+        status = wait_bounded(pid)
+    finally:
+        release.set()
+        thread.join(30)
+    assert status == 0
+    assert store.count("name = 'child-inherited'") == 1
+    store.shutdown()
+
+
+@pytest.mark.timeout(120)
+def test_a_postgres_child_shutting_its_store_down_leaves_the_parents_connection(
+    postgres_uri: str,
+) -> None:
+    store = open_store(postgres_uri)
+    store.export([make_trace(0)])
+    pid = os.fork()
+    if pid == 0:  # the child: uses the store, then closes it (as a client's exit does)
+        code = 0 if store.count() == 1 else 3
+        store.shutdown()
+        os._exit(code)
+    assert wait_bounded(pid) == 0
+    assert store.count() == 1  # the parent's connection still answers
+    store.shutdown()

@@ -227,3 +227,14 @@ def test_huge_attributes_are_cut_in_the_view(tmp_path: Path) -> None:
         page = http.get(f"/traces/{trace.info.trace_id}")
     assert page.status_code == 200 and len(page.content) < 250_000
     assert "view cut" in page.text
+
+
+def test_a_tag_chip_cannot_be_escaped_by_a_malformed_filter(
+    http: TestClient, seeded: Seeded
+) -> None:
+    # Alone this filter is malformed; wrapped in "(...) AND chip" it would parse and list
+    # every answer_question trace, whatever its app.version.
+    q = "name = 'answer_question') OR (name = 'x'"
+    page = http.get("/", params={"q": q, "tk": "app.version", "tv": "v1"}).text
+    v2 = {t.info.trace_id for t in seeded.agents if t.info.tags.get("app.version") == "v2"}
+    assert v2 and not v2 & set(listed(page))

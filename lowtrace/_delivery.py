@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import threading
 import weakref
 from typing import TYPE_CHECKING
 
 from lowtrace import _forksafe
+from lowtrace._pipeline import SHUTDOWN_GRACE_S as _SHUTDOWN_GRACE_S
 from lowtrace._types import SpanStatus
 from lowtrace.errors import LowtraceError
 
@@ -32,6 +35,8 @@ log = logging.getLogger("lowtrace")
 
 class Delivery:
     """``flush``, ``close``, and the hooks live traces call when they end or are abandoned."""
+
+    _closing: threading.Event | None = None  # set by the first close(), when it finishes
 
     if TYPE_CHECKING:  # set by TracingClient.__init__
         _closed: bool
@@ -52,19 +57,30 @@ class Delivery:
     def close(self, timeout: float | None = None) -> bool:
         """Abandon live traces, deliver what is queued (bounded in time), stop the workers.
 
-        Calls each exporter's ``shutdown()`` once. Returns ``flush``'s verdict; a second
-        call does nothing and returns True. Never raises for a failing destination.
+        Calls each exporter's ``shutdown()`` once. Returns ``flush``'s verdict. A later call,
+        or one racing the first from another thread, does nothing more: it waits (up to its
+        ``timeout``) until the first has finished, then returns True. Never raises for a
+        failing destination.
         """
-        if self._closed:
+        limit = self._pipeline_config.shutdown_timeout_s if timeout is None else timeout
+        with _closing_lock:  # one close() does the work; the others wait for it
+            closing = self._closing
+            first = closing is None
+            if closing is None:
+                closing = self._closing = threading.Event()
+            self._closed = True
+        if not first:
+            if not self._pipeline.in_worker():  # (inside export() it would wait for itself)
+                closing.wait(limit + _SHUTDOWN_GRACE_S)
             return True
-        self._closed = True
-        for live in list(self._registry.traces.values()):
-            self._abandon(live, "the client was closed while the trace was live")
-        self._registry.stop()
-        _live_clients.discard(self)
-        return self._pipeline.shutdown(
-            self._pipeline_config.shutdown_timeout_s if timeout is None else timeout
-        )
+        try:
+            for live in list(self._registry.traces.values()):
+                self._abandon(live, "the client was closed while the trace was live")
+            self._registry.stop()
+            _live_clients.discard(self)
+            return self._pipeline.shutdown(limit)
+        finally:
+            closing.set()
 
     def _trace_finished(self, live: LiveTrace, trace: Trace) -> None:
         self._last_trace_id = live.trace_id
@@ -88,6 +104,18 @@ class Delivery:
             return  # it ended meanwhile: nothing was abandoned
         self._registry.count_abandoned()
         log.warning("lowtrace: trace %s closed as ERROR: abandoned (%s)", live.trace_id, reason)
+
+
+_closing_lock = threading.Lock()  # held only to check and mark a client as closing
+
+
+def _new_closing_lock() -> None:
+    global _closing_lock  # noqa: PLW0603 - a forked child must not inherit it held
+    _closing_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_closing_lock)
 
 
 def close_at_exit(client: Delivery) -> None:

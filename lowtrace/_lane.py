@@ -86,6 +86,7 @@ class Lane:
         self.settled = 0  # traces taken and then delivered, rejected or given up on, ever
         self.counts = LaneCounts()
         self.thread: threading.Thread | None = None
+        self.worker_up = False  # a worker runs: set when it starts, cleared as it leaves
         self.stopping = False
         self.deadline = FOREVER
         self.busy = 0  # traces taken off the queue and being exported
@@ -113,6 +114,8 @@ class Lane:
             return self._full(trace, size)
         queue.append((trace, size))
         self.queued_bytes += size
+        if self.stopping:  # close() ran meanwhile: its worker may have left already
+            return self._queued_while_stopping(trace)
         if self.thread is None:
             self._start()
         elif self.idle and len(queue) >= config.max_batch_traces:
@@ -154,18 +157,50 @@ class Lane:
                     return True
         return self._drop()
 
+    def _queued_while_stopping(self, trace: Trace) -> bool:
+        """A trace queued as ``close()`` stopped the lane: the worker takes it if it is
+        still there (it leaves only once the queue is empty); if it has left, nobody ever
+        will, so the trace is taken back and counted as dropped."""
+        with self.lock:
+            if self.worker_up:
+                return True
+            for index, (queued, size) in enumerate(self.queue):
+                if queued is trace:
+                    del self.queue[index]
+                    self.queued_bytes -= size
+                    self.taken += 1  # settled as well: a flush() counting it is not kept waiting
+                    self.settled += 1
+                    self.progress.notify_all()
+                    break
+            else:
+                return True  # a worker started by flush() took it
+            dropped = self._count_drop()
+        self._warn_dropped(dropped)
+        return False
+
     def _drop(self) -> bool:
         with self.lock:
-            self.counts.dropped += 1
-            dropped = self.counts.dropped
-            self._lost()
+            dropped = self._count_drop()
+        self._warn_dropped(dropped)
+        return False
+
+    def _count_drop(self) -> int:
+        """Count one dropped trace (under the lock); the number dropped so far."""
+        self.counts.dropped += 1
+        self._lost()
+        return self.counts.dropped
+
+    def _warn_dropped(self, dropped: int) -> None:
+        if self.stopping:
+            if dropped == 1:
+                log.warning("lowtrace: %s is closed; traces ending now are dropped", self.name)
+            return
         if dropped in (1, 10, 100) or dropped % 1000 == 0:
             log.warning(
                 "lowtrace: export queue for %s is full; %d trace(s) dropped so far",
                 self.name,
                 dropped,
             )
-        return False
 
     def _lost(self) -> None:
         """Record a loss for every flush() that must report it (under the lock)."""
@@ -178,13 +213,13 @@ class Lane:
             self._start_locked()
 
     def _start_locked(self) -> None:
-        thread = self.thread
-        if thread is not None and (thread.is_alive() or thread.ident is None):
+        if self.worker_up:
             return
         self.thread = threading.Thread(
             target=self._run, name=f"lowtrace-export-{self.name}", daemon=True
         )
         self.thread.start()
+        self.worker_up = True  # before the worker can take the lock, so before it leaves
 
     def wait_delivered(self, deadline: float) -> bool:
         """Wait until everything submitted so far is settled; True if nothing was lost.
@@ -200,7 +235,7 @@ class Lane:
             self.work.notify()
             try:
                 while self.settled < target:
-                    if self.queue and self.thread is not None and not self.thread.is_alive():
+                    if self.queue and self.thread is not None and not self.worker_up:
                         self._start_locked()  # defensive: a worker never dies, but if it did
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -262,6 +297,13 @@ class Lane:
     # -- worker side ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._work()
+        finally:
+            with self.lock:
+                self.worker_up = False
+
+    def _work(self) -> None:
         config = self.config
         while True:
             with self.lock:
@@ -272,6 +314,7 @@ class Lane:
                     self.stopping or self.flushing or len(self.queue) >= config.max_batch_traces
                 ):
                     if not self.queue and self.stopping:
+                        self.worker_up = False  # in this lock section: see submit()
                         return
                     self.idle = True
                     try:

@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
 from lowtrace._lane import FOREVER, Lane
 
-__all__ = ["ExportPipeline", "Exporter", "ExporterStats"]
+__all__ = ["SHUTDOWN_GRACE_S", "ExportPipeline", "Exporter", "ExporterStats"]
 
 log = logging.getLogger("lowtrace")
-_SHUTDOWN_GRACE_S = 1.0  # what each exporter's shutdown() may take past close()'s timeout
+SHUTDOWN_GRACE_S = 1.0  # what each exporter's shutdown() may take past close()'s timeout
 
 
 @runtime_checkable
@@ -84,6 +84,10 @@ class ExportPipeline:
             ok = lane.submit(trace, size) and ok
         return ok
 
+    def in_worker(self) -> bool:
+        """Whether the caller is one of the workers (inside an exporter's ``export()``)."""
+        return any(lane.is_worker() for lane in self.lanes)
+
     def settle_store(self, timeout: float) -> bool:
         """Wait (up to ``timeout``) until the store took what was submitted so far."""
         if self.store_lane is None:
@@ -97,7 +101,7 @@ class ExportPipeline:
         would wait for its own batch, and two workers flushing could wait for each other.
         """
         deadline = FOREVER if timeout is None else time.monotonic() + timeout
-        if any(lane.is_worker() for lane in self.lanes):
+        if self.in_worker():
             deadline = time.monotonic()
         ok = True
         for lane in self.lanes:
@@ -117,7 +121,7 @@ class ExportPipeline:
             lane.stop(deadline)
         ok = self.flush(timeout=max(0.0, deadline - time.monotonic()))
         # An exporter's shutdown() may need a moment even when delivery used up the time.
-        deadline = max(deadline, time.monotonic() + _SHUTDOWN_GRACE_S)
+        deadline = max(deadline, time.monotonic() + SHUTDOWN_GRACE_S)
         for lane in self.lanes:
             shutdown = getattr(lane.exporter, "shutdown", None)
             if callable(shutdown):

@@ -253,10 +253,15 @@ def string_map(values: Mapping[str, Any] | None, what: str) -> dict[str, str]:
     if not values:
         return {}
     try:
-        items = values.items()
+        items = list(values.items())
     except AttributeError:
         raise InvalidArgumentError(
             f"{what} must be a mapping, got {type(values).__name__}"
+        ) from None
+    except Exception as exc:  # a broken mapping: a bad argument, not an error of the caller's
+        raise InvalidArgumentError(
+            f"{what} could not be read: {type(values).__qualname__}.items() raised "
+            f"{safe_repr(exc)}"
         ) from None
     out: dict[str, str] = {}
     for key, value in items:

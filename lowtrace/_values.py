@@ -32,6 +32,7 @@ __all__ = [
     "SCALAR_TYPES",
     "SPAN_BYTES",
     "TRACE_BYTES",
+    "UNREADABLE",
     "attribute_bytes",
     "clean_int",
     "clean_str",
@@ -57,6 +58,9 @@ _REPR.maxlevel = 6
 #: Types recorded as they are: immutable, and encoded natively by orjson.
 SCALAR_TYPES: Final[frozenset[type]] = frozenset({str, int, float, bool, type(None)})
 
+
+#: The attribute that stands for a mapping that could not be read (its ``items()`` raised).
+UNREADABLE: Final = "lowtrace.unreadable_mapping"
 
 _COMPACT_BELOW: Final = 16 * 1024
 _INT_MIN: Final = -(2**63)
@@ -276,7 +280,13 @@ def snapshot_sized(values: Any, limit: int, what: str) -> tuple[dict[str, Any], 
         )
     out: dict[str, Any] = {}
     truncated = 0
-    for key, value in values.items():
+    try:
+        items = list(values.items())
+    except Exception as exc:  # noqa: BLE001 - a broken mapping is recorded, never raised
+        # Recorded as text, as a value whose __repr__ raises is: the call goes through.
+        out[UNREADABLE] = f"<unreadable {type(values).__qualname__}: {safe_repr(exc)}>"
+        return out, truncated, mapping_bytes(out)
+    for key, value in items:
         if not isinstance(key, str):
             raise InvalidArgumentError(f"{what} keys must be str, got {safe_repr(key)}")
         out[clean_str(str(key))], cut = snapshot_value(value, limit)

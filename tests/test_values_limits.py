@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import random
 import sys
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 
+import lowtrace
 from lowtrace import (
     DroppedSpan,
+    InvalidArgumentError,
     Limits,
     SpanType,
     TokenUsage,
@@ -290,3 +294,72 @@ def test_the_attribute_limit_holds_for_attributes_given_when_a_trace_starts() ->
     attributes = second.spans[0].attributes
     assert attributes["lowtrace.tracestate"] == "vendor=value"  # lowtrace's own: kept
     assert len([k for k in attributes if not k.startswith("lowtrace.")]) <= 2
+
+
+class UnreadableMapping(collections.abc.Mapping[str, Any]):
+    """A mapping whose every read raises (a lazy view over a closed resource, say)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("the session is closed")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("the session is closed")
+
+    def __len__(self) -> int:
+        return 1
+
+    def items(self) -> Any:
+        raise RuntimeError("the session is closed")
+
+
+class UnreadableDict(dict[str, Any]):
+    def items(self) -> Any:
+        raise RuntimeError("the session is closed")
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("mapping", [UnreadableMapping, UnreadableDict])
+def test_attributes_whose_items_raise_are_recorded_as_text(
+    strict: bool, mapping: type[Mapping[str, Any]]
+) -> None:
+    with TracingClient("memory://", strict=strict) as client:
+        root = client.start_trace("t", attributes=mapping())
+        span = client.start_span(
+            "s", trace_id=root.trace_id, parent_id=root.span_id, attributes=mapping()
+        )
+        span.set_attributes(mapping())
+        span.add_event("chunk", mapping())
+        span.end(attributes=mapping())
+        trace = client.end_trace(root.trace_id, attributes={"ok": 1})
+        assert trace is not None
+        assert client.stats().violations == {}
+    for record in trace.spans:
+        text = record.attributes["lowtrace.unreadable_mapping"]
+        assert text == f"<unreadable {mapping.__qualname__}: RuntimeError('the session is closed')>"
+    assert trace.spans[0].attributes["ok"] == 1
+    assert trace.spans[1].events[0].attributes == {
+        "lowtrace.unreadable_mapping": trace.spans[1].attributes["lowtrace.unreadable_mapping"]
+    }
+
+
+def test_fluent_attributes_whose_items_raise_are_recorded_as_text(client: TracingClient) -> None:
+    lowtrace.set_default_client(client)
+    try:
+        with lowtrace.start_span("step", attributes=UnreadableMapping()) as span:
+            span.set_attributes(UnreadableMapping())
+    finally:
+        lowtrace.set_default_client(None)
+    assert client.flush(10)
+    (trace,) = client.search_traces()
+    assert "lowtrace.unreadable_mapping" in trace.spans[0].attributes
+
+
+@pytest.mark.parametrize("field", ["tags", "metadata"])
+def test_tags_whose_items_raise_are_a_bad_argument_never_a_foreign_error(field: str) -> None:
+    with TracingClient("none://") as strict:
+        with pytest.raises(InvalidArgumentError, match="could not be read"):
+            strict.start_trace("t", **{field: UnreadableMapping()})
+    with TracingClient("none://", strict=False) as lenient:
+        root = lenient.start_trace("t", **{field: UnreadableMapping()})
+        assert not root.is_recording
+        assert lenient.stats().violations == {"InvalidArgumentError": 1}

@@ -258,10 +258,9 @@ def string_map(values: Mapping[str, Any] | None, what: str) -> dict[str, str]:
         raise InvalidArgumentError(
             f"{what} must be a mapping, got {type(values).__name__}"
         ) from None
-    except Exception as exc:  # a broken mapping: a bad argument, not an error of the caller's
+    except Exception as exc:  # noqa: BLE001 - a broken mapping is a bad argument
         raise InvalidArgumentError(
-            f"{what} could not be read: {type(values).__qualname__}.items() raised "
-            f"{safe_repr(exc)}"
+            f"{what} could not be read: {type(values).__qualname__}.items() raised {safe_repr(exc)}"
         ) from None
     out: dict[str, str] = {}
     for key, value in items:

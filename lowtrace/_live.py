@@ -55,6 +55,18 @@ _ACTIVE: Final = TraceState.ACTIVE
 _DETACHED: Final = TraceState.DETACHED
 
 
+class _EveryId:
+    """A set that holds every id: ``LiveTrace.dropped_ids`` once it would pass its bound."""
+
+    __slots__ = ()
+
+    def __contains__(self, span_id: object) -> bool:
+        return True
+
+
+_EVERY_ID: Final = _EveryId()
+
+
 class LiveTrace(TraceEnding):
     """One trace being recorded: its spans, tags and state, behind one lock.
 
@@ -98,7 +110,7 @@ class LiveTrace(TraceEnding):
         self.tags = tags
         self.open_count = 0
         self.last_active = _monotonic()
-        self.dropped_ids: set[str] | None = None
+        self.dropped_ids: set[str] | _EveryId | None = None
         self.dropped_spans = 0
         self.end_reason = ""
         self.has_usage = False
@@ -223,9 +235,16 @@ class LiveTrace(TraceEnding):
         return handle
 
     def _drop(self, span_id: str, parent_id: str, name: str) -> DroppedSpan:
-        if self.dropped_ids is None:
-            self.dropped_ids = set()
-        self.dropped_ids.add(span_id)
+        dropped = self.dropped_ids
+        if dropped is None:
+            dropped = self.dropped_ids = set()
+        if isinstance(dropped, set):
+            if len(dropped) < self.max_spans:
+                dropped.add(span_id)
+            else:
+                # Remembering every id would grow without bound in a trace that keeps making
+                # spans past the limit: from here on, any id not in the trace is a dropped one.
+                self.dropped_ids = _EVERY_ID
         self.dropped_spans += 1
         return DroppedSpan(self.trace_id, span_id, parent_id, name)
 

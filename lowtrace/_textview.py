@@ -1,5 +1,8 @@
 """Plain-text views of traces for terminals: an indented span tree and a traces table.
 
+Durations and counts are written as the web UI writes them (``2.13 s``, ``1,010``): the UI's
+cells use the same ``duration_text`` and ``tokens_text``.
+
 Trace text is untrusted: bidi overrides, invisible and terminal control characters in it
 are printed as their escapes (``\\u202e``), never sent raw to the terminal.
 """
@@ -7,6 +10,7 @@ are printed as their escapes (``\\u202e``), never sent raw to the terminal.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 
 from lowtrace._assessment import Assessment
@@ -14,7 +18,14 @@ from lowtrace._controls import escape_controls
 from lowtrace._model import SpanRecord, TokenUsage, Trace, TraceInfo
 from lowtrace._types import SpanStatus
 
-__all__ = ["failed_spans", "format_assessment", "format_table", "format_tree"]
+__all__ = [
+    "duration_text",
+    "failed_spans",
+    "format_assessment",
+    "format_table",
+    "format_tree",
+    "tokens_text",
+]
 
 
 def _clip(text: str, width: int) -> str:
@@ -22,14 +33,30 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def duration_text(ms: float) -> str:
+    """``7.12 ms``, ``640 ms``, ``2.13 s``, ``2 min 5 s``: short enough for one line."""
+    if ms < 10:
+        return f"{ms:.2f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:  # halves round up, as the trace page's script rounds them
+        return f"{math.floor(ms / 10 + 0.5) / 100:.2f} s"
+    minutes, seconds = divmod(round(ms / 1000), 60)
+    return f"{minutes:,} min {seconds} s"
+
+
+def tokens_text(total: int | None) -> str:
+    """A token count with thousands separators (empty when nothing was counted)."""
+    return "" if total is None else f"{total:,}"
+
+
 def _tokens(usage: TokenUsage | None) -> str:
     if usage is None:
         return ""
-    return f"{usage.total_tokens} tok ({usage.input_tokens} in / {usage.output_tokens} out)"
-
-
-def _ms(value: float) -> str:
-    return f"{value:,.1f} ms" if value < 10_000 else f"{value / 1000:,.2f} s"
+    return (
+        f"{tokens_text(usage.total_tokens)} tok "
+        f"({tokens_text(usage.input_tokens)} in / {tokens_text(usage.output_tokens)} out)"
+    )
 
 
 def _value(span: SpanRecord, which: str, width: int) -> str:
@@ -43,7 +70,7 @@ def format_tree(trace: Trace, *, show_io: bool = False, width: int = 100) -> str
     lines = [
         f"Trace {info.trace_id}  {info.name!r}  {info.status}"
         + (f" ({info.status_message})" if info.status_message else "")
-        + f"  {_ms(info.duration_ms)}  {info.span_count} spans"
+        + f"  {duration_text(info.duration_ms)}  {info.span_count:,} spans"
         + (f"  {_tokens(info.token_usage)}" if info.token_usage else ""),
     ]
     if info.tags:
@@ -56,7 +83,8 @@ def format_tree(trace: Trace, *, show_io: bool = False, width: int = 100) -> str
     lines.extend(f"  {format_assessment(a, width)}" for a in info.assessments)
     for depth, span in trace.walk():
         mark = "✗" if span.status is SpanStatus.ERROR else "•"
-        line = f"{'  ' * (depth + 1)}{mark} {span.name} [{span.span_type}] {_ms(span.duration_ms)}"
+        took = duration_text(span.duration_ms)
+        line = f"{'  ' * (depth + 1)}{mark} {span.name} [{span.span_type}] {took}"
         if span.token_usage:
             line += f"  {_tokens(span.token_usage)}"
         if span.status is SpanStatus.ERROR and span.status_message:
@@ -108,11 +136,11 @@ def format_table(infos: Sequence[TraceInfo], failed: Sequence[int] | None = None
     rows = [header]
     for info, status in zip(infos, statuses, strict=True):
         start = dt.datetime.fromtimestamp(info.start_time_ns / 1e9, dt.UTC)
-        tokens = str(info.token_usage.total_tokens) if info.token_usage else "-"
+        tokens = tokens_text(info.token_usage.total_tokens) if info.token_usage else "-"
         tags = " ".join(f"{k}={v}" for k, v in sorted(info.tags.items()))
         rows.append(
             f"{info.trace_id}  {start:%Y-%m-%d %H:%M:%S}  {status:{width}}  "
-            f"{_ms(info.duration_ms):>11}  {info.span_count:>5}  {tokens:>7}  "
+            f"{duration_text(info.duration_ms):>11}  {info.span_count:>5,}  {tokens:>7}  "
             f"{_clip(info.name, 40)}{'  ' + _clip(tags, 60) if tags else ''}"
         )
     return escape_controls("\n".join(rows))

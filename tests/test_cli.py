@@ -389,3 +389,33 @@ def test_list_stays_a_table_when_an_error_trace_has_a_hundred_failed_spans(
             end = header.index(column) + len(column)
             assert row[end - 1] != " " and row[end] == " ", (column, row)
         assert row[header.index("NAME / TAGS") - 1] == " "
+
+
+def test_list_and_show_print_numbers_as_the_ui_does(tmp_path: Path) -> None:
+    """The same duration and counts read alike in the terminal and in the browser: the CLI
+    uses the UI's formatting (``2.13 s``, ``1,010``); ``--json`` keeps the raw numbers."""
+    uri = f"sqlite:///{tmp_path}/numbers.db"
+    with TracingClient(uri) as client:
+        root = client.start_trace("slow agent", start_time_ns=1_000_000_000)
+        step = client.start_span(
+            "model",
+            trace_id=root.trace_id,
+            parent_id=root.span_id,
+            span_type=SpanType.LLM,
+            start_time_ns=1_000_000_000,
+        )
+        step.set_token_usage(input_tokens=1_000, output_tokens=10)
+        step.end(end_time_ns=1_000_000_000 + 640_000_000)  # 640 ms
+        client.end_trace(root.trace_id, end_time_ns=1_000_000_000 + 2_125_000_000)  # 2.125 s
+    listing = lowtrace("list", "--uri", uri)
+    assert listing.returncode == 0, listing.stderr
+    row = listing.stdout.splitlines()[1]
+    assert "2.13 s" in row and "1,010" in row
+    assert "2,125.0 ms" not in row and " 1010 " not in row
+    tree = lowtrace("show", "--uri", uri).stdout
+    assert "2.13 s" in tree.splitlines()[0]
+    assert "model [LLM] 640 ms  1,010 tok (1,000 in / 10 out)" in tree
+    (as_json,) = lowtrace("list", "--uri", uri, "--json").stdout.splitlines()
+    info = orjson.loads(as_json)["info"]
+    assert info["end_time_ns"] - info["start_time_ns"] == 2_125_000_000
+    assert info["token_usage"]["total_tokens"] == 1_010

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import math
 from typing import Final
 from urllib.parse import quote
 
 from lowtrace._controls import escape_controls, html_text
 from lowtrace._model import Trace, TraceInfo
+from lowtrace._textview import duration_text, tokens_text  # shared with the CLI
 
 __all__ = [
     "duration_text",
@@ -33,23 +33,6 @@ _MESSAGE_CHARS: Final = 60
 _TITLE_CHARS: Final = 500
 #: Verdicts shown per row; the rest are counted.
 _MAX_MARKS: Final = 3
-
-
-def duration_text(ms: float) -> str:
-    """``7.12 ms``, ``640 ms``, ``2.13 s``, ``2 min 5 s``: short enough for one line."""
-    if ms < 10:
-        return f"{ms:.2f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:  # halves round up, as the trace page's script rounds them
-        return f"{math.floor(ms / 10 + 0.5) / 100:.2f} s"
-    minutes, seconds = divmod(round(ms / 1000), 60)
-    return f"{minutes:,} min {seconds} s"
-
-
-def tokens_text(total: int | None) -> str:
-    """A token count with thousands separators (empty when nothing was counted)."""
-    return "" if total is None else f"{total:,}"
 
 
 def _cut(text: str, limit: int) -> str:

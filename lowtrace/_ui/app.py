@@ -10,35 +10,39 @@ page elsewhere cannot reach a loopback server through DNS rebinding.
 from __future__ import annotations
 
 import hmac
-import re
 import secrets
 import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 from lowtrace._annotate import with_info
 from lowtrace._assessment import make_assessment
 from lowtrace._dataset import golden_lines
 from lowtrace._model import Trace, TraceInfo
 from lowtrace._query.budget import time_limit
-from lowtrace._query.filter import parse_filter, string_literal
+from lowtrace._query.filter import string_literal
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
 from lowtrace._ui.compare import compare_traces
 from lowtrace._ui.dashboard import RANGES, DashboardQuery, dashboard_page
 from lowtrace._ui.guard import Guard, read_body, same_origin
 from lowtrace._ui.pages import (
-    MAX_TRAIL,
-    ListQuery,
     Site,
     compare_page,
     confirm_delete_page,
     error_page,
     list_page,
     plural,
-    tag_filter,
     trace_nav,
+)
+from lowtrace._ui.params import (
+    attachment,
+    id_filter,
+    list_query,
+    selected_ids,
+    too_long,
+    trace_path,
 )
 from lowtrace._ui.review import MAX_TURNS, feedback_value, review_panel, session_page, sessions_page
 from lowtrace._view.html import trace_document
@@ -67,55 +71,12 @@ __all__ = ["create_app"]
 
 #: The most traces one export or delete request may name: a full page of the list.
 MAX_SELECTED: Final = 500
-_PAGE_SIZES: Final = range(1, 501)
-#: The longest filter, order or tag accepted in a URL.
-MAX_QUERY_CHARS: Final = 4096
 #: How long one list search or count may run before it is stopped.
 QUERY_TIMEOUT_S: Final = 10.0
 #: Sessions listed on /sessions (most recently active first).
 _SESSIONS: Final = 200
 #: The largest delete form accepted (500 ids and a token take about 20 KB).
 MAX_FORM_BYTES: Final = 64 * 1024
-
-
-def _parses(filter: str) -> bool:
-    """Whether ``filter`` parses alone: ``a') OR ('b`` only parses once it is wrapped."""
-    try:
-        parse_filter(filter)
-    except FilterError:
-        return False
-    return True
-
-
-def _query(request: Request) -> ListQuery:
-    """The list state from the URL; a tag chip's ``tk``/``tv`` are ANDed onto the filter."""
-    params = request.query_params
-    q = params.get("q", "").strip()
-    key, value = params.get("tk"), params.get("tv")
-    condition = tag_filter(key, value) if key is not None and value is not None else None
-    if condition is not None:  # a malformed q stays alone (its error shown), not wrapped
-        q = f"({q}) AND {condition}" if q and _parses(q) else q or condition
-    size = _int(params.get("n"), 50)
-    page = params.get("page", "")
-    trail = tuple(params.getlist("t"))[-MAX_TRAIL:]
-    number = _int(params.get("pn"), len(trail) + 1) if page else 1
-    return ListQuery(
-        q=q,
-        order=params.get("order", "").strip(),
-        page=page,
-        trail=trail,
-        size=size if size in _PAGE_SIZES else 50,
-        number=max(number, 1),
-    )
-
-
-def _too_long(request: Request) -> str | None:
-    """Why the query string is refused, if it is: bounded input keeps pages bounded."""
-    params = request.query_params
-    for name in ("q", "order", "tk", "tv"):
-        if len(params.get(name, "")) > MAX_QUERY_CHARS:
-            return f"{name} is longer than {MAX_QUERY_CHARS} characters"
-    return None
 
 
 #: The tab icon: a waterfall of three bars, served as SVG (every current browser takes it).
@@ -126,32 +87,6 @@ _FAVICON: Final = (
     b'<rect x="5" y="7" width="6" height="2" rx="1" fill="#fff"/>'
     b'<rect x="7" y="10.5" width="5" height="2" rx="1" fill="#fff"/></svg>'
 )
-
-
-def _attachment(filename: str) -> str:
-    """A Content-Disposition naming the download (only letters, digits, ``.-_`` kept)."""
-    safe = re.sub(r"[^\w.-]", "_", filename, flags=re.ASCII)
-    return f'attachment; filename="{safe}"'
-
-
-def _trace_path(trace_id: str) -> str:
-    return "/traces/" + quote(trace_id, safe="")
-
-
-def _int(text: str | None, default: int) -> int:
-    try:
-        return int(text) if text is not None else default
-    except ValueError:
-        return default
-
-
-def _ids(values: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(v.strip() for v in values if v.strip()))
-
-
-def _id_filter(ids: Sequence[str]) -> str:
-    """``trace_id IN (...)`` in the filter language, each id a quoted literal."""
-    return f"trace_id IN ({', '.join(map(string_literal, ids))})"
 
 
 class _UI:
@@ -195,9 +130,9 @@ class _UI:
     # Plain ``def`` handlers run in Starlette's thread pool: store calls may block.
 
     def traces(self, request: Request) -> Response:
-        if (problem := _too_long(request)) is not None:
+        if (problem := too_long(request)) is not None:
             return self._error("Query too long", problem, 400)
-        query = _query(request)
+        query = list_query(request)
         notice = None
         if "deleted" in request.query_params:
             count = request.query_params["deleted"]
@@ -277,7 +212,7 @@ class _UI:
             await run_in_threadpool(self.store.update_trace, trace_id, add)
         except TraceNotFoundError:
             return self._error("Trace not found", f"No trace {trace_id!r} in this store.", 404)
-        return RedirectResponse(f"{_trace_path(trace_id)}?saved=1", status_code=303)
+        return RedirectResponse(f"{trace_path(trace_id)}?saved=1", status_code=303)
 
     def sessions(self, request: Request) -> Response:
         try:
@@ -306,11 +241,11 @@ class _UI:
         return Response(
             trace.to_json(),
             media_type="application/json",
-            headers={"Content-Disposition": _attachment(f"{trace.info.trace_id}.json")},
+            headers={"Content-Disposition": attachment(f"{trace.info.trace_id}.json")},
         )
 
     def dashboard(self, request: Request) -> Response:
-        if (problem := _too_long(request)) is not None:
+        if (problem := too_long(request)) is not None:
             return self._error("Query too long", problem, 400)
         params = request.query_params
         span = params.get("range", "all")
@@ -333,12 +268,12 @@ class _UI:
 
     def _infos(self, ids: Sequence[str]) -> tuple[list[TraceInfo], list[str]]:
         """Summaries of the traces with these ids (read a page at a time), and the ids absent."""
-        infos = [t.info for t in iter_traces(self.store, _id_filter(ids), page_size=100)]
+        infos = [t.info for t in iter_traces(self.store, id_filter(ids), page_size=100)]
         present = {info.trace_id for info in infos}
         return infos, [i for i in ids if i not in present]
 
     def compare(self, request: Request) -> Response:
-        ids = _ids(request.query_params.getlist("id"))
+        ids = selected_ids(request.query_params.getlist("id"))
         if len(ids) != 2:
             return self._error(
                 "Pick two traces", f"Select exactly two traces to compare ({len(ids)} given).", 400
@@ -353,16 +288,16 @@ class _UI:
 
     def export(self, request: Request) -> Response:
         """The selected traces (``selected=1`` and ``id``s), or all matching ``q``."""
-        if (problem := _too_long(request)) is not None:
+        if (problem := too_long(request)) is not None:
             return self._error("Query too long", problem, 400)
         params = request.query_params
-        ids = _ids(params.getlist("id"))
+        ids = selected_ids(params.getlist("id"))
         if len(ids) > MAX_SELECTED:
             return self._error("Too many traces", f"Select at most {MAX_SELECTED}.", 400)
         if "selected" in params and not ids:
             return self._error("Pick traces", "Select the traces to export first.", 400)
         if ids:
-            filter: str | None = _id_filter(ids)
+            filter: str | None = id_filter(ids)
             order = None
             # A count first: only when some id is missing are traces read to name it.
             missing = [] if self.store.count(filter) == len(ids) else self._infos(ids)[1]
@@ -391,7 +326,7 @@ class _UI:
     def confirm_delete(self, request: Request) -> Response:
         if self.site.read_only:
             return self._read_only()
-        ids = _ids(request.query_params.getlist("id"))
+        ids = selected_ids(request.query_params.getlist("id"))
         if not ids or len(ids) > MAX_SELECTED:
             return self._error(
                 "Pick traces", f"Select between 1 and {MAX_SELECTED} traces to delete.", 400
@@ -435,7 +370,7 @@ class _UI:
         form = await self._posted(request)
         if isinstance(form, Response):
             return form
-        ids = _ids(form.get("id", []))
+        ids = selected_ids(form.get("id", []))
         if not ids or len(ids) > MAX_SELECTED:
             return self._error("Pick traces", f"Between 1 and {MAX_SELECTED} traces.", 400)
         deleted = await run_in_threadpool(self.store.delete_traces, ids)

@@ -16,9 +16,10 @@ from lowtrace import Trace, TracingClient
 from lowtrace._query.paging import _fingerprint, parse_order_by
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.uri import redact
-from lowtrace._ui.app import MAX_QUERY_CHARS, create_app
+from lowtrace._ui.app import create_app
 from lowtrace._ui.guard import CSP, host_name
 from lowtrace._ui.pages import tag_filter
+from lowtrace._ui.params import MAX_QUERY_CHARS
 from lowtrace._ui.server import host_names
 from tests.test_cli import lowtrace
 from tests.ui.conftest import Seeded, in_process

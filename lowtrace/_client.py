@@ -415,3 +415,6 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
         self._unsampled = UnsampledTraces(self.limits.max_live_traces)
         self._pipeline.after_fork_in_child()
         self._stats_lock = threading.Lock()
+        if self._closing is not None:  # closed (or closing) in the parent: closed here too
+            self._closing = threading.Event()  # not the parent's: its lock may be held
+            self._closing.set()

@@ -325,7 +325,11 @@ def test_attributes_whose_items_raise_are_recorded_as_text(
     with TracingClient("memory://", strict=strict) as client:
         root = client.start_trace("t", attributes=mapping())
         span = client.start_span(
-            "s", trace_id=root.trace_id, parent_id=root.span_id, attributes=mapping()
+            "s",
+            trace_id=root.trace_id,
+            parent_id=root.span_id,
+            attributes=mapping(),
+            inputs={"context": mapping()},
         )
         span.set_attributes(mapping())
         span.add_event("chunk", mapping())
@@ -337,6 +341,10 @@ def test_attributes_whose_items_raise_are_recorded_as_text(
         text = record.attributes["lowtrace.unreadable_mapping"]
         assert text == f"<unreadable {mapping.__qualname__}: RuntimeError('the session is closed')>"
     assert trace.spans[0].attributes["ok"] == 1
+    # As a value it is recorded readably (a dict subclass by its own entries, read natively).
+    context = trace.spans[1].inputs["context"]
+    assert context == ({} if mapping is UnreadableDict else str(context))
+    assert mapping is UnreadableDict or "UnreadableMapping object" in context
     assert trace.spans[1].events[0].attributes == {
         "lowtrace.unreadable_mapping": trace.spans[1].attributes["lowtrace.unreadable_mapping"]
     }

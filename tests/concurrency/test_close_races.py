@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
+
+import pytest
 
 from lowtrace import Trace, TracingClient
 
@@ -141,3 +145,33 @@ def test_traces_ending_while_close_and_flush_race_are_all_delivered_or_counted()
         # Each trace ended once, by end_trace or abandoned by close(): delivered or counted.
         assert stats.exported + stats.dropped == len(ends)
         assert sink.shutdowns == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.fork is POSIX only")
+def test_a_child_forked_while_the_parent_closes_does_not_wait_for_that_close() -> None:
+    """The parent's close() goes on in the parent only; in the child the client is closed,
+    so close() returns at once instead of waiting for a close that never ends there."""
+    hold = threading.Event()
+    sink = Sink(hold)
+    client = TracingClient("none://", exporters=[sink])
+    client.end_trace(client.start_trace("agent").trace_id)
+    assert sink.exporting.wait(TIMEOUT)
+    closing = threading.Thread(target=client.close, args=(TIMEOUT,))
+    closing.start()
+    while "closed" not in repr(client):
+        closing.join(0.001)
+    pid = os.fork()
+    if pid == 0:  # the child: a bounded close, or exit 3 from the watchdog
+        watchdog = threading.Timer(10, os._exit, args=(3,))
+        watchdog.start()
+        try:
+            client.close(timeout=TIMEOUT)
+        finally:
+            os._exit(0)
+    try:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        hold.set()
+        closing.join(TIMEOUT)
+    assert sink.shutdowns == 1

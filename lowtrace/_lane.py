@@ -294,7 +294,8 @@ class Lane(Retrying):
             self._work()
         finally:
             with self.lock:
-                self.worker_up = False
+                if self.thread is threading.current_thread():  # not a successor's flag
+                    self.worker_up = False
 
     def _work(self) -> None:
         config = self.config

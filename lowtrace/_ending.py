@@ -363,7 +363,7 @@ class TraceEnding:
 
 def _latest(spans: dict[str, SpanData], now: int) -> int:
     """``now``, or the latest end already recorded in the trace if that is later (a plain
-    loop: ~20 ns a span, a third of what ``max(filter(map(attrgetter)))`` costs)."""
+    loop: it measured three times cheaper than ``max()`` over ``map``/``filter``)."""
     for span in spans.values():
         recorded = span.end_time_ns
         if recorded is not None and recorded > now:

@@ -22,7 +22,7 @@ from lowtrace._delivery import Delivery, close_at_exit
 from lowtrace._handle import Span
 from lowtrace._ids import IdGenerator
 from lowtrace._live import LiveTrace, TraceState
-from lowtrace._model import NULL_BLOB, Trace
+from lowtrace._model import Trace
 from lowtrace._noop import NOOP_SPAN
 from lowtrace._pipeline import Exporter, ExportPipeline, describe
 from lowtrace._reads import StoreReads
@@ -34,7 +34,7 @@ from lowtrace._sampling import (
     ratio_bound,
     resolve_sample_ratio,
 )
-from lowtrace._span import LiveSpan, check_time, make_blob
+from lowtrace._span import LiveSpan, check_time, encode_payload
 from lowtrace._stores.base import TraceStore
 from lowtrace._stores.discard import DiscardStore
 from lowtrace._stores.uri import open_store
@@ -196,7 +196,7 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
             else:
                 start = check_time(start_time_ns, "start_time_ns")
             limit = self.limits.max_value_bytes
-            blob, cut = make_blob(inputs, limit)
+            raw, cut = encode_payload(inputs, limit)
             values: dict[str, Any]
             if attributes is None:
                 values, cut_attrs = {}, 0
@@ -216,7 +216,7 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
                 name,
                 kind,
                 start,
-                blob,
+                raw,
                 values,
                 cut + cut_attrs,
             )
@@ -280,10 +280,9 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
             start = None if start_time_ns is None else check_time(start_time_ns, "start_time_ns")
             cut = 0
             values: dict[str, Any]
-            if inputs is None:
-                blob = NULL_BLOB
-            else:
-                blob, cut = make_blob(inputs, self.limits.max_value_bytes)
+            raw: bytes | None = None
+            if inputs is not None:
+                raw, cut = encode_payload(inputs, self.limits.max_value_bytes)
             if attributes is None:
                 values, size = {}, 0
             else:
@@ -298,7 +297,7 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
                 name,
                 kind,
                 start,
-                blob,
+                raw,
                 values,
                 cut,
                 size,

@@ -4,8 +4,9 @@ A mixin of ``LiveTrace`` (kept apart so that starting and ending each read on th
 An end call's arguments are checked and snapshotted before the trace's lock is taken;
 under the lock the lifecycle checks run against the current state, and only once all of
 them passed does the span (and, for the root, the trace) close, so a refused call changes
-nothing. An ended trace hands its spans over without copies: their records are built on
-first read, usually by the export worker, off the request path.
+nothing. An ended trace hands its spans' fields over as one tuple (values are not
+copied): their records are built on first read, usually by the export worker, off the
+request path.
 """
 
 from __future__ import annotations
@@ -14,22 +15,24 @@ import enum
 import time
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from lowtrace._model import (
-    JsonBlob,
-    SpanList,
-    SpanRecord,
-    Trace,
-    TraceInfo,
-    outermost_token_usage,
-    parents_first,
-)
-from lowtrace._span import check_time, make_blob
+from lowtrace._model import SpanList, Trace, TraceInfo
+from lowtrace._span import check_time, encode_payload
 from lowtrace._spandata import (
+    ATTRIBUTES,
     DROPPED_SPANS,
-    SpanData,
-    SpanState,
+    END,
+    MESSAGE,
+    NAME,
+    OUTPUTS,
+    PARENT_ID,
+    ROOT,
+    START,
+    STATUS,
+    USAGE,
     blob_bytes,
     merge_attributes,
+    note,
+    span_records,
 )
 from lowtrace._types import SpanStatus
 from lowtrace._values import (
@@ -44,10 +47,11 @@ from lowtrace.errors import InvalidArgumentError, OpenSpansError, TraceEndedErro
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
     from lowtrace._config import Limits
     from lowtrace._live import LiveTrace, TraceOwner
+    from lowtrace._records import TokenUsage
 
 __all__ = ["TraceEnding", "TraceState", "resolve_status"]
 
@@ -66,8 +70,6 @@ class TraceState(enum.Enum):
 _UNSET: Final = SpanStatus.UNSET
 _OK: Final = SpanStatus.OK
 _ERROR: Final = SpanStatus.ERROR
-_OPEN: Final = SpanState.OPEN
-_ENDED: Final = SpanState.ENDED
 _ACTIVE: Final = TraceState.ACTIVE
 _TRACE_ENDED: Final = TraceState.ENDED
 _ABANDONED: Final = TraceState.ABANDONED
@@ -99,8 +101,8 @@ class TraceEnding:
         trace_id: str
         lock: threading.Lock
         state: TraceState
-        spans: dict[str, SpanData]
-        root: SpanData | None
+        fields: list[Any]
+        spans: dict[str, int]
         tags: dict[str, str]
         open_count: int
         last_active: float
@@ -113,11 +115,11 @@ class TraceEnding:
         user_id: str | None
 
         def ended_error(self) -> TraceEndedError: ...
-        def _check_open(self, span: SpanData) -> None: ...
+        def _check_open(self, base: int) -> None: ...
 
     def end_span(
         self,
-        span: SpanData,
+        base: int,
         outputs: Any,
         attributes: Mapping[str, Any] | None,
         status: SpanStatus | str | None,
@@ -132,11 +134,11 @@ class TraceEnding:
         before the lock is taken.
         """
         limit = self.limits.max_value_bytes
-        blob: JsonBlob | None = None
+        raw: bytes | None = None  # None: no outputs given
         values: dict[str, Any] | None = None
         cut, cut_attrs = False, 0
         if outputs is not None:
-            blob, cut = make_blob(outputs, limit)
+            raw, cut = encode_payload(outputs, limit)
         if attributes is not None:
             values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
         given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
@@ -145,10 +147,9 @@ class TraceEnding:
                 f"status_message must be a str or None, got {safe_repr(status_message)}"
             )
         status_message = _clean_message(status_message)
-        if span is self.root:
+        if base == ROOT:
             return self._finish(
-                span,
-                blob,
+                raw,
                 cut,
                 values,
                 cut_attrs,
@@ -162,43 +163,45 @@ class TraceEnding:
         lock = self.lock
         lock.acquire()
         try:
-            if self.state is not _ACTIVE or span.state is _ENDED:
-                self._check_open(span)
+            fields = self.fields
+            if self.state is not _ACTIVE or fields[base + END] is not None:
+                self._check_open(base)
             # Under the lock (see add_span); a clock reading is never before the start:
             # the wall clock may step back.
-            end = max(_time_ns(), span.start_time_ns) if given is None else given
-            if end < span.start_time_ns:
+            start = fields[base + START]
+            end = max(_time_ns(), start) if given is None else given
+            if end < start:
                 raise InvalidArgumentError(
-                    f"end_time_ns {end} is before the span's start_time_ns {span.start_time_ns}"
+                    f"end_time_ns {end} is before the span's start_time_ns {start}"
                 )
-            if span.status is _ERROR and (status is None or status == "UNSET"):
+            if fields[base + STATUS] is _ERROR and (status is None or status == "UNSET"):
                 new_status = _ERROR  # a recorded exception keeps the span ERROR
-            self._close(span, blob, cut, values, cut_attrs, new_status, status_message, end)
+            self._close(base, raw, cut, values, cut_attrs, new_status, status_message, end)
             self.open_count -= 1
             self.last_active = _monotonic()
         finally:
             lock.release()
         return None
 
-    def end_plain(self, span: SpanData) -> None:
+    def end_plain(self, base: int) -> None:
         """``end_span`` without arguments (the common call): the span ends now, OK unless an
         exception made it ERROR; ending the root ends the trace."""
-        if span is self.root:
-            self.end_span(span, None, None, None, None, None)
+        if base == ROOT:
+            self.end_span(base, None, None, None, None, None)
             return
         lock = self.lock
         lock.acquire()
         try:
-            if self.state is not _ACTIVE or span.state is _ENDED:
-                self._check_open(span)
+            fields = self.fields
+            if self.state is not _ACTIVE or fields[base + END] is not None:
+                self._check_open(base)
             end = _time_ns()  # under the lock: see add_span
-            if end < span.start_time_ns:  # noqa: PLR1730 (the clock stepped back; max() costs a call)
-                end = span.start_time_ns
-            if span.status is not _ERROR:  # a recorded exception keeps ERROR and its message
-                span.status = _OK
-                span.status_message = None
-            span.end_time_ns = end
-            span.state = _ENDED
+            if end < fields[base + START]:  # noqa: PLR1730 (the clock stepped back; max() costs a call)
+                end = fields[base + START]
+            if fields[base + STATUS] is not _ERROR:  # an exception keeps ERROR and its message
+                fields[base + STATUS] = _OK
+                fields[base + MESSAGE] = None
+            fields[base + END] = end
             self.open_count -= 1
             self.last_active = _monotonic()
         finally:
@@ -206,8 +209,8 @@ class TraceEnding:
 
     def _close(
         self,
-        span: SpanData,
-        blob: JsonBlob | None,
+        base: int,
+        raw: bytes | None,
         cut: bool,
         values: dict[str, Any] | None,
         cut_attrs: int,
@@ -215,21 +218,24 @@ class TraceEnding:
         status_message: str | None,
         end: int,
     ) -> None:
-        """Apply an end call to a span (under the lock, after every check has passed)."""
+        """Apply an end call to a span (under the lock, after every check has passed).
+
+        ``raw``: the outputs' JSON bytes, None when no outputs were given.
+        """
+        fields = self.fields
         if values:
-            merge_attributes(cast("LiveTrace", self), span, values, cut_attrs)
-        if blob is not None:
-            self.payload += blob_bytes(blob) - blob_bytes(span.outputs)
-            span.outputs = blob
+            merge_attributes(cast("LiveTrace", self), base, values, cut_attrs)
+        if raw is not None:
+            self.payload += blob_bytes(raw) - blob_bytes(fields[base + OUTPUTS])
+            fields[base + OUTPUTS] = raw
             if cut:
-                span.note().truncated_values += 1
-        span.status = status
+                note(fields, base).truncated_values += 1
+        fields[base + STATUS] = status
         if status_message is not None:
-            span.status_message = status_message
+            fields[base + MESSAGE] = status_message
         elif status is not _ERROR:
-            span.status_message = None
-        span.end_time_ns = end
-        span.state = _ENDED
+            fields[base + MESSAGE] = None
+        fields[base + END] = end
 
     def finish(
         self,
@@ -243,10 +249,8 @@ class TraceEnding:
         abandon_reason: str = "",
     ) -> Trace:
         """End the root and the trace, then hand the finished trace to the owner."""
-        root = self.root
-        assert root is not None
         trace = self.end_span(
-            root,
+            ROOT,
             outputs,
             attributes,
             status,
@@ -258,10 +262,14 @@ class TraceEnding:
         assert trace is not None
         return trace
 
+    def _open_spans(self) -> Iterator[int]:
+        """The bases of the spans still open, the root aside (under the lock)."""
+        fields = self.fields
+        return (b for b in self.spans.values() if b != ROOT and fields[b + END] is None)
+
     def _finish(
         self,
-        root: SpanData,
-        blob: JsonBlob | None,
+        raw: bytes | None,
         cut: bool,
         values: dict[str, Any] | None,
         cut_attrs: int,
@@ -277,48 +285,41 @@ class TraceEnding:
         try:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
+            fields = self.fields
+            start = fields[ROOT + START]
             # Read under the lock (see add_span); never before the start (see end_span).
-            end = max(_time_ns(), root.start_time_ns) if given is None else given
-            if end < root.start_time_ns:
+            end = max(_time_ns(), start) if given is None else given
+            if end < start:
                 if not abandon_reason:
                     raise InvalidArgumentError(
-                        f"end_time_ns {end} is before the trace's start_time_ns "
-                        f"{root.start_time_ns}"
+                        f"end_time_ns {end} is before the trace's start_time_ns {start}"
                     )
-                end = root.start_time_ns
-            if status is None and root.status is not _ERROR:
+                end = start
+            if status is None and fields[ROOT + STATUS] is not _ERROR:
                 new_status = _OK
             else:
-                new_status = resolve_status(status, root.status)
+                new_status = resolve_status(status, fields[ROOT + STATUS])
             still_open = self.open_count - 1
             if still_open and not close_open_spans:
-                names = [
-                    f"{s.name!r} ({s.span_id})"
-                    for s in self.spans.values()
-                    if s.state is _OPEN and s is not root
-                ]
+                names = [f"{fields[b + NAME]!r} ({fields[b]})" for b in self._open_spans()]
                 raise OpenSpansError(
                     f"cannot end trace {self.trace_id}: {still_open} span(s) still open: "
                     f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}. End them "
                     "first, or pass close_open_spans=True to close them with status ERROR",
-                    tuple(
-                        s.span_id for s in self.spans.values() if s.state is _OPEN and s is not root
-                    ),
+                    tuple(fields[b] for b in self._open_spans()),
                 )
             # Every check passed: from here on nothing raises.
             if still_open:
                 why = abandon_reason or "closed by end_trace(close_open_spans=True)"
-                for span in self.spans.values():
-                    if span.state is _OPEN and span is not root:
-                        span.status = _ERROR
-                        span.status_message = f"span was still open: {why}"
-                        span.end_time_ns = max(end, span.start_time_ns)
-                        span.state = _ENDED
-                        span.attributes["lowtrace.closed_open_span"] = True
-                        self.payload += ENTRY_BYTES
-            self._close(root, blob, cut, values, cut_attrs, new_status, status_message, end)
+                for b in list(self._open_spans()):
+                    fields[b + STATUS] = _ERROR
+                    fields[b + MESSAGE] = f"span was still open: {why}"
+                    fields[b + END] = max(end, fields[b + START])
+                    fields[b + ATTRIBUTES]["lowtrace.closed_open_span"] = True
+                    self.payload += ENTRY_BYTES
+            self._close(ROOT, raw, cut, values, cut_attrs, new_status, status_message, end)
             if self.dropped_spans:
-                root.attributes[DROPPED_SPANS] = self.dropped_spans
+                fields[ROOT + ATTRIBUTES][DROPPED_SPANS] = self.dropped_spans
                 self.payload += ENTRY_BYTES
             self.open_count = 0
             if abandon_reason:
@@ -328,21 +329,12 @@ class TraceEnding:
                 self.state = _TRACE_ENDED
         finally:
             lock.release()
-        # Ended: spans and tags never change again, so they are handed over without copies.
+        # Ended: the fields never change again, so they are handed over without copying
+        # the values.
         live = cast("LiveTrace", self)
-        trace = _build_trace(live, root)
+        trace = _build_trace(live)
         self.owner._trace_finished(live, trace)
         return trace
-
-    def records(self) -> list[SpanRecord]:
-        """The finished span records, parents first (called once, by the trace's SpanList)."""
-        trace_id = self.trace_id
-        out = [span.to_record(trace_id) for span in self.spans.values()]
-        for i in range(1, len(out)):
-            if out[i].start_time_ns < out[i - 1].start_time_ns:
-                # Explicit timestamps replayed out of order: start order, parents first.
-                return parents_first(sorted(out, key=lambda r: r.start_time_ns))
-        return out
 
     def payload_bytes(self) -> int:
         """The memory the finished trace holds while queued (for the queue's byte bound).
@@ -362,23 +354,41 @@ def _clean_message(message: str | None) -> str | None:
     return clean_str(message)
 
 
-def _build_trace(live: LiveTrace, root: SpanData) -> Trace:
-    """The finished trace; its span records are built lazily, off the request path."""
-    spans = live.spans
+def _token_usage(fields: Sequence[Any], bases: Iterator[int]) -> TokenUsage | None:
+    """The trace's token usage: each model call once, the outermost report (as
+    ``outermost_token_usage`` counts it over records)."""
+    covered: dict[str, bool] = {}
+    total: TokenUsage | None = None
+    for base in bases:
+        parent = fields[base + PARENT_ID]
+        above = covered.get(parent, False) if parent is not None else False
+        usage: TokenUsage | None = fields[base + USAGE]
+        covered[fields[base]] = above or usage is not None
+        if usage is not None and not above:
+            total = usage if total is None else total + usage
+    return total
+
+
+def _build_trace(live: LiveTrace) -> Trace:
+    """The finished trace; its span records are built lazily, off the request path.
+
+    The spans travel as one tuple of their fields: one object for the garbage collector to
+    scan while the trace waits in the export queue, where a record per span was eleven.
+    """
+    fields = tuple(live.fields)
+    start = fields[ROOT + START]
     info = TraceInfo(
         live.trace_id,
-        root.name,
-        root.status,
-        root.status_message,
-        root.start_time_ns,
-        root.end_time_ns or root.start_time_ns,
+        fields[ROOT + NAME],
+        fields[ROOT + STATUS],
+        fields[ROOT + MESSAGE],
+        start,
+        fields[ROOT + END] or start,
         live.tags,
-        outermost_token_usage(spans.values()) if live.has_usage else None,  # type: ignore[arg-type]
-        len(spans),
+        _token_usage(fields, iter(live.spans.values())) if live.has_usage else None,
+        len(live.spans),
         live.metadata,
         live.session_id,
         live.user_id,
     )
-    # A bound method, not a closure: one object fewer for the garbage collector to scan
-    # while the trace waits in the export queue (a closure brings its cells and a tuple).
-    return Trace(info, SpanList(source=live.records))
+    return Trace(info, SpanList(source=span_records, data=fields))

@@ -222,20 +222,23 @@ def build_lock(spans: SpanList) -> threading.Lock:
 class SpanList(Sequence[SpanRecord]):
     """The spans of a finished trace: an immutable sequence in start order.
 
-    ``end_trace`` hands the ended live spans over as they are and the records are built on
-    first read (usually by the export worker), which keeps that cost off the request path.
-    Compares equal to another ``SpanList`` or a tuple with the same records.
+    ``end_trace`` hands the ended live spans over as they are (``data``) and the records
+    are built on first read, by ``source(data)`` (``source()`` without data), usually by the
+    export worker, which keeps that cost off the request path. Compares equal to another
+    ``SpanList`` or a tuple with the same records.
     """
 
-    __slots__ = ("_records", "_source")
+    __slots__ = ("_data", "_records", "_source")
 
     def __init__(
         self,
         records: Iterable[SpanRecord] = (),
-        source: Callable[[], Sequence[SpanRecord]] | None = None,
+        source: Callable[..., Sequence[SpanRecord]] | None = None,
+        data: Any = None,
     ) -> None:
         self._records: tuple[SpanRecord, ...] | None = None if source else tuple(records)
         self._source = source
+        self._data = data
 
     @classmethod
     def of(cls, spans: Iterable[SpanRecord]) -> SpanList:
@@ -250,9 +253,11 @@ class SpanList(Sequence[SpanRecord]):
             with build_lock(self):
                 records = self._records
                 if records is None:
-                    assert self._source is not None
-                    records = self._records = tuple(self._source())
-                    self._source = None
+                    source, data = self._source, self._data
+                    assert source is not None
+                    records = tuple(source() if data is None else source(data))
+                    self._records = records
+                    self._source = self._data = None
         return records
 
     def __len__(self) -> int:

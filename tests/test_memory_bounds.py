@@ -10,7 +10,7 @@ import pytest
 
 from lowtrace import Limits, PipelineConfig, Trace, TracingClient
 from lowtrace._live import LiveTrace
-from lowtrace._model import NULL_BLOB
+from lowtrace._spandata import ATTRIBUTES, EVENTS, INPUTS, OUTPUTS
 from lowtrace._values import (
     ENTRY_BYTES,
     EVENT_BYTES,
@@ -95,11 +95,13 @@ def test_the_memory_store_holds_a_trace_in_a_few_times_its_json_size(
 def walked_size(live: LiveTrace) -> int:
     """What the queue's byte bound counts for a trace, walked from its spans at the end."""
     size = TRACE_BYTES + SPAN_BYTES * len(live.spans)
-    for span in live.spans.values():
-        size += sum(len(blob.raw) for blob in (span.inputs, span.outputs) if blob is not NULL_BLOB)
-        size += ENTRY_BYTES * len(span.attributes)
-        size += sum(attribute_bytes(value) for value in span.attributes.values())
-        for event in span.events or ():
+    fields = live.fields
+    for base in live.spans.values():
+        size += sum(len(raw) for raw in (fields[base + INPUTS], fields[base + OUTPUTS]) if raw)
+        attributes = fields[base + ATTRIBUTES]
+        size += ENTRY_BYTES * len(attributes)
+        size += sum(attribute_bytes(value) for value in attributes.values())
+        for event in fields[base + EVENTS] or ():
             size += EVENT_BYTES + value_bytes(event.attributes)
     return size
 

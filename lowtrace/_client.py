@@ -44,7 +44,7 @@ from lowtrace._traceparent import (
     parse_traceparent_fields,
 )
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import clean_str, safe_repr, snapshot_mapping, snapshot_sized
+from lowtrace._values import clean_str, mapping_bytes, safe_repr, snapshot_sized
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -199,12 +199,13 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
             raw, cut = encode_payload(inputs, limit)
             values: dict[str, Any]
             if attributes is None:
-                values, cut_attrs = {}, 0
+                values, cut_attrs, size = {}, 0, 0
             else:
-                values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
+                values, cut_attrs, size = snapshot_sized(attributes, limit, "attributes")
             if state is not None:  # first, so that the attribute limit keeps it
                 values.pop(TRACESTATE_ATTRIBUTE, None)
                 values = {TRACESTATE_ATTRIBUTE: state, **values}
+                size = mapping_bytes(values)
             tag_values = string_map(tags, "tags") if tags else {}
             live = LiveTrace(self, trace_id, tag_values)
             live.tracestate = state
@@ -219,6 +220,7 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
                 raw,
                 values,
                 cut + cut_attrs,
+                size,
             )
             self._registry.add(live)
             return root

@@ -15,7 +15,9 @@ import enum
 import time
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from lowtrace._model import SpanList, Trace, TraceInfo
+from lowtrace._frozen import EMPTY, freeze_mapping
+from lowtrace._model import Trace, TraceInfo
+from lowtrace._records import lazy_span_list, slot_setters
 from lowtrace._span import check_time, encode_payload
 from lowtrace._spandata import (
     ATTRIBUTES,
@@ -57,6 +59,7 @@ __all__ = ["TraceEnding", "TraceState", "resolve_status"]
 
 _monotonic = time.monotonic
 _time_ns = time.time_ns
+_new = object.__new__
 
 
 class TraceState(enum.Enum):
@@ -198,9 +201,9 @@ class TraceEnding:
             end = _time_ns()  # under the lock: see add_span
             if end < fields[base + START]:  # noqa: PLR1730 (the clock stepped back; max() costs a call)
                 end = fields[base + START]
-            if fields[base + STATUS] is not _ERROR:  # an exception keeps ERROR and its message
+            # An exception keeps ERROR and its message; an open span has a message only then.
+            if fields[base + STATUS] is not _ERROR:
                 fields[base + STATUS] = _OK
-                fields[base + MESSAGE] = None
             fields[base + END] = end
             self.open_count -= 1
             self.last_active = _monotonic()
@@ -249,6 +252,16 @@ class TraceEnding:
         abandon_reason: str = "",
     ) -> Trace:
         """End the root and the trace, then hand the finished trace to the owner."""
+        if (
+            outputs is None
+            and attributes is None
+            and status is None
+            and status_message is None
+            and end_time_ns is None
+        ):  # the common call: nothing to check or snapshot
+            return self._finish(
+                None, False, None, 0, None, None, None, close_open_spans, abandon_reason
+            )
         trace = self.end_span(
             ROOT,
             outputs,
@@ -369,26 +382,55 @@ def _token_usage(fields: Sequence[Any], bases: Iterator[int]) -> TokenUsage | No
     return total
 
 
+(
+    _info_trace_id,
+    _info_name,
+    _info_status,
+    _info_status_message,
+    _info_start_time_ns,
+    _info_end_time_ns,
+    _info_tags,
+    _info_token_usage,
+    _info_span_count,
+    _info_metadata,
+    _info_session_id,
+    _info_user_id,
+    _info_assessments,
+) = slot_setters(
+    TraceInfo,
+    "trace_id name status status_message start_time_ns end_time_ns tags token_usage "
+    "span_count metadata session_id user_id assessments",
+)
+_trace_info, _trace_spans = slot_setters(Trace, "info spans")
+
+
 def _build_trace(live: LiveTrace) -> Trace:
     """The finished trace; its span records are built lazily, off the request path.
 
     The spans travel as one tuple of their fields: one object for the garbage collector to
     scan while the trace waits in the export queue, where a record per span was eleven.
+    ``TraceInfo`` and ``Trace`` are filled without their ``__init__`` (see ``slot_setters``).
     """
     fields = tuple(live.fields)
     start = fields[ROOT + START]
-    info = TraceInfo(
-        live.trace_id,
-        fields[ROOT + NAME],
-        fields[ROOT + STATUS],
-        fields[ROOT + MESSAGE],
-        start,
-        fields[ROOT + END] or start,
-        live.tags,
-        _token_usage(fields, iter(live.spans.values())) if live.has_usage else None,
-        len(live.spans),
-        live.metadata,
-        live.session_id,
-        live.user_id,
+    tags, metadata = live.tags, live.metadata
+    info = _new(TraceInfo)
+    _info_trace_id(info, live.trace_id)
+    _info_name(info, fields[ROOT + NAME])
+    _info_status(info, fields[ROOT + STATUS])
+    _info_status_message(info, fields[ROOT + MESSAGE])
+    _info_start_time_ns(info, start)
+    _info_end_time_ns(info, fields[ROOT + END] or start)
+    _info_tags(info, freeze_mapping(tags) if tags else EMPTY)
+    _info_token_usage(
+        info, _token_usage(fields, iter(live.spans.values())) if live.has_usage else None
     )
-    return Trace(info, SpanList(source=span_records, data=fields))
+    _info_span_count(info, len(live.spans))
+    _info_metadata(info, freeze_mapping(metadata) if metadata else EMPTY)
+    _info_session_id(info, live.session_id)
+    _info_user_id(info, live.user_id)
+    _info_assessments(info, ())
+    trace = _new(Trace)
+    _trace_info(trace, info)
+    _trace_spans(trace, lazy_span_list(span_records, fields))
+    return trace

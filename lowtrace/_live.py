@@ -27,7 +27,6 @@ from lowtrace._spandata import (
     note,
 )
 from lowtrace._types import SpanStatus
-from lowtrace._values import mapping_bytes
 from lowtrace.errors import LowtraceError, SpanEndedError, TraceEndedError
 
 if TYPE_CHECKING:
@@ -138,8 +137,12 @@ class LiveTrace(TraceEnding):
         inputs: bytes | None,
         attributes: dict[str, Any],
         cut: int,
+        size: int,
     ) -> LiveSpan:
-        """Create the root span (called once, before the trace is visible to others)."""
+        """Create the root span (called once, before the trace is visible to others).
+
+        ``size``: what ``attributes`` hold (``snapshot_sized``).
+        """
         fields = self.fields
         # The fields in _spandata's order (see add_span); the root's base is ROOT.
         fields += (span_id, parent_id, name, span_type, start_time_ns, None, _UNSET, None)
@@ -153,7 +156,7 @@ class LiveTrace(TraceEnding):
             self.payload = 0
             merge_attributes(self, ROOT, attributes, 0)  # keeps the first, counts the rest
         else:
-            self.payload = mapping_bytes(attributes)
+            self.payload = size
         if inputs is not None:
             self.payload += len(inputs)
         return LiveSpan(self, ROOT)

@@ -280,18 +280,6 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
             # None: the trace reads the clock under its lock, so a child can never start
             # after its parent ended.
             start = None if start_time_ns is None else check_time(start_time_ns, "start_time_ns")
-            cut = 0
-            values: dict[str, Any]
-            raw: bytes | None = None
-            if inputs is not None:
-                raw, cut = encode_payload(inputs, self.limits.max_value_bytes)
-            if attributes is None:
-                values, size = {}, 0
-            else:
-                values, cut_attrs, size = snapshot_sized(
-                    attributes, self.limits.max_value_bytes, "attributes"
-                )
-                cut += cut_attrs
             ids = self._ids
             return live.add_span(
                 next(ids.span_ids, None) or ids.span_id(),
@@ -299,10 +287,8 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
                 name,
                 kind,
                 start,
-                raw,
-                values,
-                cut,
-                size,
+                inputs,
+                attributes,
             )
         except NotSampled:  # the unsampled trace started after the first look (another thread)
             child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)

@@ -11,6 +11,7 @@ between traces here.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
@@ -27,9 +28,18 @@ from lowtrace._spandata import (
     note,
 )
 from lowtrace._types import SpanStatus
+from lowtrace._values import (
+    ENTRY_BYTES,
+    JSON_INT_END,
+    JSON_INT_MIN,
+    encode_value,
+    snapshot_sized,
+)
 from lowtrace.errors import LowtraceError, SpanEndedError, TraceEndedError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from lowtrace._config import Limits
     from lowtrace._model import Trace
 
@@ -38,6 +48,7 @@ __all__ = ["LiveTrace", "TraceOwner", "TraceState", "resolve_status"]
 _monotonic = time.monotonic
 _time_ns = time.time_ns
 _new = object.__new__
+_isfinite = math.isfinite
 _T = TypeVar("_T")
 
 
@@ -168,16 +179,52 @@ class LiveTrace(TraceEnding):
         name: str,
         span_type: str,
         start_time_ns: int | None,
-        inputs: bytes | None,
-        attributes: dict[str, Any],
-        cut: int,
-        size: int,
+        given_inputs: Any,
+        given_attributes: Mapping[str, Any] | None,
     ) -> LiveSpan | DroppedSpan:
         """Start a child of ``parent_id``; raises if the trace or the parent cannot take it.
 
+        The inputs and attributes are snapshotted first, before the lock is taken.
         ``start_time_ns=None`` reads the clock under the lock, after the parent is known open.
-        ``size``: what ``attributes`` hold (``snapshot_sized``).
         """
+        cut = 0
+        inputs: bytes | None = None
+        if given_inputs is not None:
+            inputs, cut = encode_value(given_inputs, self.limits.max_value_bytes)
+        attributes: dict[str, Any] | None = None
+        if given_attributes is None:
+            attributes, size = {}, 0
+        elif type(given_attributes) is dict:
+            # snapshot_sized's fast path, inlined (the call and its tuple cost ~4% of a span):
+            # small scalar values under ASCII str keys are copied as they are; anything else
+            # (str subclasses, huge ints, lone surrogates, NaN, containers) goes through it.
+            small = self.limits.max_value_bytes >> 2
+            size = ENTRY_BYTES * len(given_attributes)
+            for key, value in given_attributes.items():
+                if type(key) is not str or not key.isascii():
+                    break
+                cls = type(value)
+                if cls is str:
+                    if len(value) > small or not value.isascii():
+                        break
+                    size += len(value)
+                elif cls is int:
+                    if not JSON_INT_MIN <= value < JSON_INT_END:
+                        break
+                elif cls is float:
+                    if not _isfinite(value):
+                        break
+                elif value is None:
+                    size += 32
+                elif cls is not bool:
+                    break
+            else:
+                attributes = given_attributes.copy()
+        if attributes is None:
+            attributes, cut_attrs, size = snapshot_sized(
+                given_attributes, self.limits.max_value_bytes, "attributes"
+            )
+            cut += cut_attrs
         lock = self.lock  # acquire/try/release: half the cost of a with block on 3.11
         lock.acquire()
         try:
@@ -236,6 +283,7 @@ class LiveTrace(TraceEnding):
         handle = _new(LiveSpan)  # LiveSpan(self, base) without the __init__ call
         handle._trace = self
         handle._base = base
+        handle._span_id = span_id
         return handle
 
     def _drop(self, span_id: str, parent_id: str, name: str) -> DroppedSpan:

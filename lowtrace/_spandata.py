@@ -19,7 +19,9 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any, Final
 
+from lowtrace._frozen import freeze_mapping
 from lowtrace._model import NULL_BLOB, JsonBlob, SpanEvent, SpanRecord, TokenUsage, parents_first
+from lowtrace._records import slot_setters
 from lowtrace._types import SpanStatus
 from lowtrace._values import ENTRY_BYTES, EVENT_BYTES, attribute_bytes, value_bytes
 
@@ -116,8 +118,45 @@ def note(fields: list[Any], base: int) -> Notes:
     return notes
 
 
+(
+    _set_trace_id,
+    _set_span_id,
+    _set_parent_id,
+    _set_name,
+    _set_span_type,
+    _set_start,
+    _set_end,
+    _set_status,
+    _set_message,
+    _set_inputs,
+    _set_outputs,
+    _set_attributes,
+    _set_events,
+    _set_usage,
+) = slot_setters(
+    SpanRecord,
+    "trace_id span_id parent_id name span_type start_time_ns end_time_ns status "
+    "status_message _inputs _outputs attributes events token_usage",
+)
+(_set_raw,) = slot_setters(JsonBlob, "raw")
+_new = object.__new__
+
+
+def _blob(raw: bytes | None) -> JsonBlob:
+    if raw is None:
+        return NULL_BLOB
+    blob = _new(JsonBlob)
+    _set_raw(blob, raw)
+    return blob
+
+
 def span_records(fields: Sequence[Any]) -> list[SpanRecord]:
-    """The finished records of a trace's spans (its ended ``fields``), parents first."""
+    """The finished records of a trace's spans (its ended ``fields``), parents first.
+
+    Built by the export worker (or the first reader): each ``SpanRecord`` is filled
+    through its slots (``slot_setters``), its values already in their final form but the
+    attributes, which are frozen here.
+    """
     trace_id = fields[0]
     out = []
     for base in range(ROOT, len(fields), WIDTH):
@@ -145,24 +184,22 @@ def span_records(fields: Sequence[Any]) -> list[SpanRecord]:
                 attributes[DROPPED_EVENTS] = notes.dropped_events
             if notes.truncated_values:
                 attributes[TRUNCATED_VALUES] = notes.truncated_values
-        out.append(
-            SpanRecord(
-                trace_id,
-                span_id,
-                parent_id,
-                name,
-                span_type,
-                start,
-                end or start,
-                status,
-                message,
-                NULL_BLOB if inputs is None else JsonBlob(inputs),
-                NULL_BLOB if outputs is None else JsonBlob(outputs),
-                attributes,
-                tuple(events) if events else (),
-                usage,
-            )
-        )
+        record = _new(SpanRecord)
+        _set_trace_id(record, trace_id)
+        _set_span_id(record, span_id)
+        _set_parent_id(record, parent_id)
+        _set_name(record, name)
+        _set_span_type(record, span_type)
+        _set_start(record, start)
+        _set_end(record, end or start)
+        _set_status(record, status)
+        _set_message(record, message)
+        _set_inputs(record, _blob(inputs))
+        _set_outputs(record, _blob(outputs))
+        _set_attributes(record, freeze_mapping(attributes))
+        _set_events(record, tuple(events) if events else ())
+        _set_usage(record, usage)
+        out.append(record)
     for i in range(1, len(out)):
         if out[i].start_time_ns < out[i - 1].start_time_ns:
             # Explicit timestamps replayed out of order: start order, parents first.

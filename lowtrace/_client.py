@@ -22,7 +22,7 @@ from lowtrace._delivery import Delivery, close_at_exit
 from lowtrace._handle import Span
 from lowtrace._ids import IdGenerator
 from lowtrace._live import LiveTrace, TraceState
-from lowtrace._model import NULL_BLOB, Trace
+from lowtrace._model import Trace
 from lowtrace._noop import NOOP_SPAN
 from lowtrace._pipeline import Exporter, ExportPipeline, describe
 from lowtrace._reads import StoreReads
@@ -34,7 +34,7 @@ from lowtrace._sampling import (
     ratio_bound,
     resolve_sample_ratio,
 )
-from lowtrace._span import LiveSpan, check_time, make_blob
+from lowtrace._span import LiveSpan, check_time, encode_payload
 from lowtrace._stores.base import TraceStore
 from lowtrace._stores.discard import DiscardStore
 from lowtrace._stores.uri import open_store
@@ -44,7 +44,7 @@ from lowtrace._traceparent import (
     parse_traceparent_fields,
 )
 from lowtrace._types import SpanStatus, SpanType, normalize_span_type
-from lowtrace._values import clean_str, safe_repr, snapshot_mapping, snapshot_sized
+from lowtrace._values import clean_str, mapping_bytes, safe_repr, snapshot_sized
 from lowtrace.errors import (
     InvalidArgumentError,
     LowtraceError,
@@ -196,15 +196,16 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
             else:
                 start = check_time(start_time_ns, "start_time_ns")
             limit = self.limits.max_value_bytes
-            blob, cut = make_blob(inputs, limit)
+            raw, cut = encode_payload(inputs, limit)
             values: dict[str, Any]
             if attributes is None:
-                values, cut_attrs = {}, 0
+                values, cut_attrs, size = {}, 0, 0
             else:
-                values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
+                values, cut_attrs, size = snapshot_sized(attributes, limit, "attributes")
             if state is not None:  # first, so that the attribute limit keeps it
                 values.pop(TRACESTATE_ATTRIBUTE, None)
                 values = {TRACESTATE_ATTRIBUTE: state, **values}
+                size = mapping_bytes(values)
             tag_values = string_map(tags, "tags") if tags else {}
             live = LiveTrace(self, trace_id, tag_values)
             live.tracestate = state
@@ -216,9 +217,10 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
                 name,
                 kind,
                 start,
-                blob,
+                raw,
                 values,
                 cut + cut_attrs,
+                size,
             )
             self._registry.add(live)
             return root
@@ -278,19 +280,6 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
             # None: the trace reads the clock under its lock, so a child can never start
             # after its parent ended.
             start = None if start_time_ns is None else check_time(start_time_ns, "start_time_ns")
-            cut = 0
-            values: dict[str, Any]
-            if inputs is None:
-                blob = NULL_BLOB
-            else:
-                blob, cut = make_blob(inputs, self.limits.max_value_bytes)
-            if attributes is None:
-                values, size = {}, 0
-            else:
-                values, cut_attrs, size = snapshot_sized(
-                    attributes, self.limits.max_value_bytes, "attributes"
-                )
-                cut += cut_attrs
             ids = self._ids
             return live.add_span(
                 next(ids.span_ids, None) or ids.span_id(),
@@ -298,10 +287,8 @@ class TracingClient(TraceEdits, StoreReads, Refusals, Delivery):
                 name,
                 kind,
                 start,
-                blob,
-                values,
-                cut,
-                size,
+                inputs,
+                attributes,
             )
         except NotSampled:  # the unsampled trace started after the first look (another thread)
             child = self._unsampled.child(trace_id, self._ids.span_id(), parent_id, name)

@@ -4,8 +4,9 @@ A mixin of ``LiveTrace`` (kept apart so that starting and ending each read on th
 An end call's arguments are checked and snapshotted before the trace's lock is taken;
 under the lock the lifecycle checks run against the current state, and only once all of
 them passed does the span (and, for the root, the trace) close, so a refused call changes
-nothing. An ended trace hands its spans over without copies: their records are built on
-first read, usually by the export worker, off the request path.
+nothing. An ended trace hands its spans' fields over as one tuple (values are not
+copied): their records are built on first read, usually by the export worker, off the
+request path.
 """
 
 from __future__ import annotations
@@ -14,22 +15,27 @@ import enum
 import time
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from lowtrace._model import (
-    JsonBlob,
-    SpanList,
-    SpanRecord,
-    Trace,
-    TraceInfo,
-    outermost_token_usage,
-    parents_first,
-)
-from lowtrace._span import check_time, make_blob
+from lowtrace._frozen import EMPTY, freeze_mapping
+from lowtrace._model import Trace, TraceInfo
+from lowtrace._records import lazy_span_list, slot_setters
+from lowtrace._span import check_time, encode_payload
 from lowtrace._spandata import (
+    ATTRIBUTES,
     DROPPED_SPANS,
-    SpanData,
-    SpanState,
+    END,
+    MESSAGE,
+    NAME,
+    OUTPUTS,
+    PARENT_ID,
+    ROOT,
+    START,
+    STATUS,
+    USAGE,
+    WIDTH,
     blob_bytes,
     merge_attributes,
+    note,
+    span_records,
 )
 from lowtrace._types import SpanStatus
 from lowtrace._values import (
@@ -44,15 +50,17 @@ from lowtrace.errors import InvalidArgumentError, OpenSpansError, TraceEndedErro
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
     from lowtrace._config import Limits
     from lowtrace._live import LiveTrace, TraceOwner
+    from lowtrace._records import TokenUsage
 
 __all__ = ["TraceEnding", "TraceState", "resolve_status"]
 
 _monotonic = time.monotonic
 _time_ns = time.time_ns
+_new = object.__new__
 
 
 class TraceState(enum.Enum):
@@ -66,8 +74,6 @@ class TraceState(enum.Enum):
 _UNSET: Final = SpanStatus.UNSET
 _OK: Final = SpanStatus.OK
 _ERROR: Final = SpanStatus.ERROR
-_OPEN: Final = SpanState.OPEN
-_ENDED: Final = SpanState.ENDED
 _ACTIVE: Final = TraceState.ACTIVE
 _TRACE_ENDED: Final = TraceState.ENDED
 _ABANDONED: Final = TraceState.ABANDONED
@@ -99,8 +105,8 @@ class TraceEnding:
         trace_id: str
         lock: threading.Lock
         state: TraceState
-        spans: dict[str, SpanData]
-        root: SpanData | None
+        fields: list[Any]
+        spans: dict[str, int]
         tags: dict[str, str]
         open_count: int
         last_active: float
@@ -113,11 +119,11 @@ class TraceEnding:
         user_id: str | None
 
         def ended_error(self) -> TraceEndedError: ...
-        def _check_open(self, span: SpanData) -> None: ...
+        def _check_open(self, base: int) -> None: ...
 
     def end_span(
         self,
-        span: SpanData,
+        base: int,
         outputs: Any,
         attributes: Mapping[str, Any] | None,
         status: SpanStatus | str | None,
@@ -132,11 +138,11 @@ class TraceEnding:
         before the lock is taken.
         """
         limit = self.limits.max_value_bytes
-        blob: JsonBlob | None = None
+        raw: bytes | None = None  # None: no outputs given
         values: dict[str, Any] | None = None
         cut, cut_attrs = False, 0
         if outputs is not None:
-            blob, cut = make_blob(outputs, limit)
+            raw, cut = encode_payload(outputs, limit)
         if attributes is not None:
             values, cut_attrs = snapshot_mapping(attributes, limit, "attributes")
         given = None if end_time_ns is None else check_time(end_time_ns, "end_time_ns")
@@ -145,10 +151,9 @@ class TraceEnding:
                 f"status_message must be a str or None, got {safe_repr(status_message)}"
             )
         status_message = _clean_message(status_message)
-        if span is self.root:
+        if base == ROOT:
             return self._finish(
-                span,
-                blob,
+                raw,
                 cut,
                 values,
                 cut_attrs,
@@ -162,43 +167,45 @@ class TraceEnding:
         lock = self.lock
         lock.acquire()
         try:
-            if self.state is not _ACTIVE or span.state is _ENDED:
-                self._check_open(span)
+            fields = self.fields
+            if self.state is not _ACTIVE or fields[base + END] is not None:
+                self._check_open(base)
             # Under the lock (see add_span); a clock reading is never before the start:
             # the wall clock may step back.
-            end = max(_time_ns(), span.start_time_ns) if given is None else given
-            if end < span.start_time_ns:
+            start = fields[base + START]
+            end = max(_time_ns(), start) if given is None else given
+            if end < start:
                 raise InvalidArgumentError(
-                    f"end_time_ns {end} is before the span's start_time_ns {span.start_time_ns}"
+                    f"end_time_ns {end} is before the span's start_time_ns {start}"
                 )
-            if span.status is _ERROR and (status is None or status == "UNSET"):
+            if fields[base + STATUS] is _ERROR and (status is None or status == "UNSET"):
                 new_status = _ERROR  # a recorded exception keeps the span ERROR
-            self._close(span, blob, cut, values, cut_attrs, new_status, status_message, end)
+            self._close(base, raw, cut, values, cut_attrs, new_status, status_message, end)
             self.open_count -= 1
             self.last_active = _monotonic()
         finally:
             lock.release()
         return None
 
-    def end_plain(self, span: SpanData) -> None:
+    def end_plain(self, base: int) -> None:
         """``end_span`` without arguments (the common call): the span ends now, OK unless an
         exception made it ERROR; ending the root ends the trace."""
-        if span is self.root:
-            self.end_span(span, None, None, None, None, None)
+        if base == ROOT:
+            self.end_span(base, None, None, None, None, None)
             return
         lock = self.lock
         lock.acquire()
         try:
-            if self.state is not _ACTIVE or span.state is _ENDED:
-                self._check_open(span)
+            fields = self.fields
+            if self.state is not _ACTIVE or fields[base + END] is not None:
+                self._check_open(base)
             end = _time_ns()  # under the lock: see add_span
-            if end < span.start_time_ns:  # noqa: PLR1730 (the clock stepped back; max() costs a call)
-                end = span.start_time_ns
-            if span.status is not _ERROR:  # a recorded exception keeps ERROR and its message
-                span.status = _OK
-                span.status_message = None
-            span.end_time_ns = end
-            span.state = _ENDED
+            if end < fields[base + START]:  # noqa: PLR1730 (the clock stepped back; max() costs a call)
+                end = fields[base + START]
+            # An exception keeps ERROR and its message; an open span has a message only then.
+            if fields[base + STATUS] is not _ERROR:
+                fields[base + STATUS] = _OK
+            fields[base + END] = end
             self.open_count -= 1
             self.last_active = _monotonic()
         finally:
@@ -206,8 +213,8 @@ class TraceEnding:
 
     def _close(
         self,
-        span: SpanData,
-        blob: JsonBlob | None,
+        base: int,
+        raw: bytes | None,
         cut: bool,
         values: dict[str, Any] | None,
         cut_attrs: int,
@@ -215,21 +222,24 @@ class TraceEnding:
         status_message: str | None,
         end: int,
     ) -> None:
-        """Apply an end call to a span (under the lock, after every check has passed)."""
+        """Apply an end call to a span (under the lock, after every check has passed).
+
+        ``raw``: the outputs' JSON bytes, None when no outputs were given.
+        """
+        fields = self.fields
         if values:
-            merge_attributes(cast("LiveTrace", self), span, values, cut_attrs)
-        if blob is not None:
-            self.payload += blob_bytes(blob) - blob_bytes(span.outputs)
-            span.outputs = blob
+            merge_attributes(cast("LiveTrace", self), base, values, cut_attrs)
+        if raw is not None:
+            self.payload += blob_bytes(raw) - blob_bytes(fields[base + OUTPUTS])
+            fields[base + OUTPUTS] = raw
             if cut:
-                span.note().truncated_values += 1
-        span.status = status
+                note(fields, base).truncated_values += 1
+        fields[base + STATUS] = status
         if status_message is not None:
-            span.status_message = status_message
+            fields[base + MESSAGE] = status_message
         elif status is not _ERROR:
-            span.status_message = None
-        span.end_time_ns = end
-        span.state = _ENDED
+            fields[base + MESSAGE] = None
+        fields[base + END] = end
 
     def finish(
         self,
@@ -243,10 +253,18 @@ class TraceEnding:
         abandon_reason: str = "",
     ) -> Trace:
         """End the root and the trace, then hand the finished trace to the owner."""
-        root = self.root
-        assert root is not None
+        if (
+            outputs is None
+            and attributes is None
+            and status is None
+            and status_message is None
+            and end_time_ns is None
+        ):  # the common call: nothing to check or snapshot
+            return self._finish(
+                None, False, None, 0, None, None, None, close_open_spans, abandon_reason
+            )
         trace = self.end_span(
-            root,
+            ROOT,
             outputs,
             attributes,
             status,
@@ -258,10 +276,14 @@ class TraceEnding:
         assert trace is not None
         return trace
 
+    def _open_spans(self) -> Iterator[int]:
+        """The bases of the spans still open, the root aside (under the lock)."""
+        fields = self.fields
+        return (b for b in self.spans.values() if b != ROOT and fields[b + END] is None)
+
     def _finish(
         self,
-        root: SpanData,
-        blob: JsonBlob | None,
+        raw: bytes | None,
         cut: bool,
         values: dict[str, Any] | None,
         cut_attrs: int,
@@ -277,54 +299,44 @@ class TraceEnding:
         try:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
+            fields = self.fields
+            start = fields[ROOT + START]
             # Read under the lock (see add_span); never before any time the trace recorded:
             # the wall clock may have stepped back since, and the trace must cover its spans.
-            if given is None:
-                end = _latest(self.spans, max(_time_ns(), root.start_time_ns))
-            else:
-                end = given
-            if end < root.start_time_ns:
+            end = _latest(fields, max(_time_ns(), start)) if given is None else given
+            if end < start:
                 if not abandon_reason:
                     raise InvalidArgumentError(
-                        f"end_time_ns {end} is before the trace's start_time_ns "
-                        f"{root.start_time_ns}"
+                        f"end_time_ns {end} is before the trace's start_time_ns {start}"
                     )
-                end = root.start_time_ns
-            if status is None and root.status is not _ERROR:
+                end = start
+            if status is None and fields[ROOT + STATUS] is not _ERROR:
                 new_status = _OK
             else:
-                new_status = resolve_status(status, root.status)
+                new_status = resolve_status(status, fields[ROOT + STATUS])
             still_open = self.open_count - 1
             if still_open and not close_open_spans:
-                names = [
-                    f"{s.name!r} ({s.span_id})"
-                    for s in self.spans.values()
-                    if s.state is _OPEN and s is not root
-                ]
+                names = [f"{fields[b + NAME]!r} ({fields[b]})" for b in self._open_spans()]
                 raise OpenSpansError(
                     f"cannot end trace {self.trace_id}: {still_open} span(s) still open: "
                     f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}. End them "
                     "first, or pass close_open_spans=True to close them with status ERROR",
-                    tuple(
-                        s.span_id for s in self.spans.values() if s.state is _OPEN and s is not root
-                    ),
+                    tuple(fields[b] for b in self._open_spans()),
                 )
             # Every check passed: from here on nothing raises.
             if still_open and given is None:  # the spans it closes end inside it too
-                end = max(end, *(s.start_time_ns for s in self.spans.values() if s.state is _OPEN))
+                end = max(end, *(fields[b + START] for b in self._open_spans()))
             if still_open:
                 why = abandon_reason or "closed by end_trace(close_open_spans=True)"
-                for span in self.spans.values():
-                    if span.state is _OPEN and span is not root:
-                        span.status = _ERROR
-                        span.status_message = f"span was still open: {why}"
-                        span.end_time_ns = max(end, span.start_time_ns)
-                        span.state = _ENDED
-                        span.attributes["lowtrace.closed_open_span"] = True
-                        self.payload += ENTRY_BYTES
-            self._close(root, blob, cut, values, cut_attrs, new_status, status_message, end)
+                for b in list(self._open_spans()):
+                    fields[b + STATUS] = _ERROR
+                    fields[b + MESSAGE] = f"span was still open: {why}"
+                    fields[b + END] = max(end, fields[b + START])
+                    fields[b + ATTRIBUTES]["lowtrace.closed_open_span"] = True
+                    self.payload += ENTRY_BYTES
+            self._close(ROOT, raw, cut, values, cut_attrs, new_status, status_message, end)
             if self.dropped_spans:
-                root.attributes[DROPPED_SPANS] = self.dropped_spans
+                fields[ROOT + ATTRIBUTES][DROPPED_SPANS] = self.dropped_spans
                 self.payload += ENTRY_BYTES
             self.open_count = 0
             if abandon_reason:
@@ -334,21 +346,12 @@ class TraceEnding:
                 self.state = _TRACE_ENDED
         finally:
             lock.release()
-        # Ended: spans and tags never change again, so they are handed over without copies.
+        # Ended: the fields never change again, so they are handed over without copying
+        # the values.
         live = cast("LiveTrace", self)
-        trace = _build_trace(live, root)
+        trace = _build_trace(live)
         self.owner._trace_finished(live, trace)
         return trace
-
-    def records(self) -> list[SpanRecord]:
-        """The finished span records, parents first (called once, by the trace's SpanList)."""
-        trace_id = self.trace_id
-        out = [span.to_record(trace_id) for span in self.spans.values()]
-        for i in range(1, len(out)):
-            if out[i].start_time_ns < out[i - 1].start_time_ns:
-                # Explicit timestamps replayed out of order: start order, parents first.
-                return parents_first(sorted(out, key=lambda r: r.start_time_ns))
-        return out
 
     def payload_bytes(self) -> int:
         """The memory the finished trace holds while queued (for the queue's byte bound).
@@ -361,11 +364,10 @@ class TraceEnding:
         return TRACE_BYTES + self.payload + SPAN_BYTES * len(self.spans)
 
 
-def _latest(spans: dict[str, SpanData], now: int) -> int:
+def _latest(fields: Sequence[Any], now: int) -> int:
     """``now``, or the latest end already recorded in the trace if that is later (a plain
-    loop: it measured three times cheaper than ``max()`` over ``map``/``filter``)."""
-    for span in spans.values():
-        recorded = span.end_time_ns
+    loop over the spans' END slots, cheaper than ``max()`` over ``filter``)."""
+    for recorded in fields[ROOT + END :: WIDTH]:
         if recorded is not None and recorded > now:
             now = recorded
     return now
@@ -378,23 +380,70 @@ def _clean_message(message: str | None) -> str | None:
     return clean_str(message)
 
 
-def _build_trace(live: LiveTrace, root: SpanData) -> Trace:
-    """The finished trace; its span records are built lazily, off the request path."""
-    spans = live.spans
-    info = TraceInfo(
-        live.trace_id,
-        root.name,
-        root.status,
-        root.status_message,
-        root.start_time_ns,
-        root.end_time_ns or root.start_time_ns,
-        live.tags,
-        outermost_token_usage(spans.values()) if live.has_usage else None,  # type: ignore[arg-type]
-        len(spans),
-        live.metadata,
-        live.session_id,
-        live.user_id,
+def _token_usage(fields: Sequence[Any], bases: Iterator[int]) -> TokenUsage | None:
+    """The trace's token usage: each model call once, the outermost report (as
+    ``outermost_token_usage`` counts it over records)."""
+    covered: dict[str, bool] = {}
+    total: TokenUsage | None = None
+    for base in bases:
+        parent = fields[base + PARENT_ID]
+        above = covered.get(parent, False) if parent is not None else False
+        usage: TokenUsage | None = fields[base + USAGE]
+        covered[fields[base]] = above or usage is not None
+        if usage is not None and not above:
+            total = usage if total is None else total + usage
+    return total
+
+
+(
+    _info_trace_id,
+    _info_name,
+    _info_status,
+    _info_status_message,
+    _info_start_time_ns,
+    _info_end_time_ns,
+    _info_tags,
+    _info_token_usage,
+    _info_span_count,
+    _info_metadata,
+    _info_session_id,
+    _info_user_id,
+    _info_assessments,
+) = slot_setters(
+    TraceInfo,
+    "trace_id name status status_message start_time_ns end_time_ns tags token_usage "
+    "span_count metadata session_id user_id assessments",
+)
+_trace_info, _trace_spans = slot_setters(Trace, "info spans")
+
+
+def _build_trace(live: LiveTrace) -> Trace:
+    """The finished trace; its span records are built lazily, off the request path.
+
+    The spans travel as one tuple of their fields: one object for the garbage collector to
+    scan while the trace waits in the export queue, where a record per span was eleven.
+    ``TraceInfo`` and ``Trace`` are filled without their ``__init__`` (see ``slot_setters``).
+    """
+    fields = tuple(live.fields)
+    start = fields[ROOT + START]
+    tags, metadata = live.tags, live.metadata
+    info = _new(TraceInfo)
+    _info_trace_id(info, live.trace_id)
+    _info_name(info, fields[ROOT + NAME])
+    _info_status(info, fields[ROOT + STATUS])
+    _info_status_message(info, fields[ROOT + MESSAGE])
+    _info_start_time_ns(info, start)
+    _info_end_time_ns(info, fields[ROOT + END] or start)
+    _info_tags(info, freeze_mapping(tags) if tags else EMPTY)
+    _info_token_usage(
+        info, _token_usage(fields, iter(live.spans.values())) if live.has_usage else None
     )
-    # A bound method, not a closure: one object fewer for the garbage collector to scan
-    # while the trace waits in the export queue (a closure brings its cells and a tuple).
-    return Trace(info, SpanList(source=live.records))
+    _info_span_count(info, len(live.spans))
+    _info_metadata(info, freeze_mapping(metadata) if metadata else EMPTY)
+    _info_session_id(info, live.session_id)
+    _info_user_id(info, live.user_id)
+    _info_assessments(info, ())
+    trace = _new(Trace)
+    _trace_info(trace, info)
+    _trace_spans(trace, lazy_span_list(span_records, fields))
+    return trace

@@ -1,35 +1,54 @@
 """Live traces: the span tree being built, guarded by one lock per trace.
 
-A ``LiveTrace`` owns its spans' records (``SpanData``; the ``LiveSpan`` handles users hold
-are views of them) and a ``threading.Lock``; every check and every change of one trace
-happens under that lock, so concurrent threads and out-of-order callbacks see the
-lifecycle rules applied atomically: a call either fully happens or raises and leaves
-nothing behind. Values are snapshotted by the caller *before* the lock is taken, so the
-lock is only held for dictionary work. No lock is shared between traces here.
+A ``LiveTrace`` owns its spans' fields (one flat list, see ``_spandata``; the ``LiveSpan``
+handles users hold are views of them) and a ``threading.Lock``; every check and every
+change of one trace happens under that lock, so concurrent threads and out-of-order
+callbacks see the lifecycle rules applied atomically: a call either fully happens or
+raises and leaves nothing behind. Values are snapshotted by the caller *before* the lock
+is taken, so the lock is only held for list and dictionary work. No lock is shared
+between traces here.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from lowtrace._ending import TraceEnding, TraceState, resolve_status
-from lowtrace._model import NULL_BLOB, JsonBlob, Trace
 from lowtrace._span import DroppedSpan, LiveSpan
-from lowtrace._spandata import SpanData, SpanState, merge_attributes
+from lowtrace._spandata import (
+    ATTRIBUTES,
+    END,
+    NAME,
+    ROOT,
+    START,
+    merge_attributes,
+    note,
+)
 from lowtrace._types import SpanStatus
-from lowtrace._values import mapping_bytes
+from lowtrace._values import (
+    ENTRY_BYTES,
+    JSON_INT_END,
+    JSON_INT_MIN,
+    encode_value,
+    snapshot_sized,
+)
 from lowtrace.errors import LowtraceError, SpanEndedError, TraceEndedError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from lowtrace._config import Limits
+    from lowtrace._model import Trace
 
 __all__ = ["LiveTrace", "TraceOwner", "TraceState", "resolve_status"]
 
 _monotonic = time.monotonic
 _time_ns = time.time_ns
 _new = object.__new__
+_isfinite = math.isfinite
 _T = TypeVar("_T")
 
 
@@ -49,8 +68,6 @@ class TraceOwner(Protocol):
 
 # Enum members bound once: attribute access on an Enum class costs ~60 ns on CPython 3.11.
 _UNSET: Final = SpanStatus.UNSET
-_OPEN: Final = SpanState.OPEN
-_ENDED: Final = SpanState.ENDED
 _ACTIVE: Final = TraceState.ACTIVE
 _DETACHED: Final = TraceState.DETACHED
 
@@ -71,12 +88,14 @@ class LiveTrace(TraceEnding):
     """One trace being recorded: its spans, tags and state, behind one lock.
 
     Starting spans and changing them is here; ending them is ``TraceEnding`` (``_ending``).
+    ``spans`` maps each span id to its base in ``fields`` (see ``_spandata``).
     """
 
     __slots__ = (
         "dropped_ids",
         "dropped_spans",
         "end_reason",
+        "fields",
         "has_usage",
         "last_active",
         "limits",
@@ -87,7 +106,6 @@ class LiveTrace(TraceEnding):
         "open_count",
         "owner",
         "payload",
-        "root",
         "session_id",
         "spans",
         "state",
@@ -105,8 +123,8 @@ class LiveTrace(TraceEnding):
         self.trace_id = trace_id
         self.lock = threading.Lock()
         self.state = _ACTIVE
-        self.spans: dict[str, SpanData] = {}
-        self.root: SpanData | None = None
+        self.fields: list[Any] = [trace_id]
+        self.spans: dict[str, int] = {}
         self.tags = tags
         self.open_count = 0
         self.last_active = _monotonic()
@@ -139,27 +157,32 @@ class LiveTrace(TraceEnding):
         name: str,
         span_type: str,
         start_time_ns: int,
-        inputs: JsonBlob,
+        inputs: bytes | None,
         attributes: dict[str, Any],
         cut: int,
+        size: int,
     ) -> LiveSpan:
-        """Create the root span (called once, before the trace is visible to others)."""
-        root = self.root = SpanData(
-            span_id, parent_id, name, span_type, start_time_ns, inputs, attributes
-        )
+        """Create the root span (called once, before the trace is visible to others).
+
+        ``size``: what ``attributes`` hold (``snapshot_sized``).
+        """
+        fields = self.fields
+        # The fields in _spandata's order (see add_span); the root's base is ROOT.
+        fields += (span_id, parent_id, name, span_type, start_time_ns, None, _UNSET, None)
+        fields += (inputs, None, attributes, None, None, None)
         if cut:
-            root.note().truncated_values += cut
-        self.spans[span_id] = root
+            note(fields, ROOT).truncated_values += cut
+        self.spans[span_id] = ROOT
         self.open_count = 1
         if len(attributes) > self.max_attributes:
-            root.attributes = {}
+            fields[ROOT + ATTRIBUTES] = {}
             self.payload = 0
-            merge_attributes(self, root, attributes, 0)  # keeps the first, counts the rest
+            merge_attributes(self, ROOT, attributes, 0)  # keeps the first, counts the rest
         else:
-            self.payload = mapping_bytes(attributes)
-        if inputs is not NULL_BLOB:
-            self.payload += len(inputs.raw)
-        return LiveSpan(self, root)
+            self.payload = size
+        if inputs is not None:
+            self.payload += len(inputs)
+        return LiveSpan(self, ROOT)
 
     def add_span(
         self,
@@ -168,70 +191,111 @@ class LiveTrace(TraceEnding):
         name: str,
         span_type: str,
         start_time_ns: int | None,
-        inputs: JsonBlob,
-        attributes: dict[str, Any],
-        cut: int,
-        size: int,
+        given_inputs: Any,
+        given_attributes: Mapping[str, Any] | None,
     ) -> LiveSpan | DroppedSpan:
         """Start a child of ``parent_id``; raises if the trace or the parent cannot take it.
 
+        The inputs and attributes are snapshotted first, before the lock is taken.
         ``start_time_ns=None`` reads the clock under the lock, after the parent is known open.
-        ``size``: what ``attributes`` hold (``snapshot_sized``).
         """
+        cut = 0
+        inputs: bytes | None = None
+        if given_inputs is not None:
+            inputs, cut = encode_value(given_inputs, self.limits.max_value_bytes)
+        attributes: dict[str, Any] | None = None
+        if given_attributes is None:
+            attributes, size = {}, 0
+        elif type(given_attributes) is dict:
+            # snapshot_sized's fast path, inlined (the call and its tuple cost ~4% of a span):
+            # small scalar values under ASCII str keys are copied as they are; anything else
+            # (str subclasses, huge ints, lone surrogates, NaN, containers) goes through it.
+            small = self.limits.max_value_bytes >> 2
+            size = ENTRY_BYTES * len(given_attributes)
+            for key, value in given_attributes.items():
+                if type(key) is not str or not key.isascii():
+                    break
+                cls = type(value)
+                if cls is str:
+                    if len(value) > small or not value.isascii():
+                        break
+                    size += len(value)
+                elif cls is int:
+                    if not JSON_INT_MIN <= value < JSON_INT_END:
+                        break
+                elif cls is float:
+                    if not _isfinite(value):
+                        break
+                elif value is None:
+                    size += 32
+                elif cls is not bool:
+                    break
+            else:
+                attributes = given_attributes.copy()
+        if attributes is None:
+            attributes, cut_attrs, size = snapshot_sized(
+                given_attributes, self.limits.max_value_bytes, "attributes"
+            )
+            cut += cut_attrs
         lock = self.lock  # acquire/try/release: half the cost of a with block on 3.11
         lock.acquire()
         try:
             if self.state is not _ACTIVE:
                 raise self.ended_error()
-            parent = self.spans.get(parent_id)
+            spans = self.spans
+            parent = spans.get(parent_id)
             if parent is None:
                 dropped = self.dropped_ids
                 if dropped is not None and parent_id in dropped:
                     return self._drop(span_id, parent_id, name)
                 raise self.owner._missing_span(self.trace_id, parent_id)
-            if parent.state is _ENDED:
+            fields = self.fields
+            if fields[parent + END] is not None:
                 raise SpanEndedError(
-                    f"parent span {parent.name!r} ({parent_id}) has already ended; "
+                    f"parent span {fields[parent + NAME]!r} ({parent_id}) has already ended; "
                     "start children before ending their parent"
                 )
-            if len(self.spans) >= self.max_spans:
+            if len(spans) >= self.max_spans:
                 return self._drop(span_id, parent_id, name)
-            # SpanData.__init__ inlined: a class call into Python costs more than the stores.
-            span = _new(SpanData)
-            span.span_id = span_id
-            span.parent_id = parent_id
-            span.name = name
-            span.span_type = span_type
             if start_time_ns is None:
                 start_time_ns = _time_ns()
-                if start_time_ns < parent.start_time_ns:  # noqa: PLR1730 (clock stepped back; hot path)
-                    start_time_ns = parent.start_time_ns
-            span.start_time_ns = start_time_ns
-            span.end_time_ns = None
-            span.status = _UNSET
-            span.status_message = None
-            span.state = _OPEN
-            span.inputs = inputs
-            span.outputs = NULL_BLOB
-            span.attributes = attributes
-            span.events = None
-            span.token_usage = None
-            span.notes = None
+                if start_time_ns < fields[parent + START]:  # noqa: PLR1730 (clock stepped back; hot path)
+                    start_time_ns = fields[parent + START]
+            base = len(fields)
+            # The fields in _spandata's order: id, parent, name, type, start, end, status,
+            # message, inputs, outputs, attributes, events, usage, notes.
+            fields += (
+                span_id,
+                parent_id,
+                name,
+                span_type,
+                start_time_ns,
+                None,
+                _UNSET,
+                None,
+                inputs,
+                None,
+                attributes,
+                None,
+                None,
+                None,
+            )
+            spans[span_id] = base
             if len(attributes) > self.max_attributes:
-                span.attributes = {}
-                merge_attributes(self, span, attributes, 0)  # counts what it keeps
+                fields[base + ATTRIBUTES] = {}
+                merge_attributes(self, base, attributes, 0)  # counts what it keeps
                 size = 0
             if cut:
-                span.note().truncated_values += cut
-            self.spans[span_id] = span
+                note(fields, base).truncated_values += cut
             self.open_count += 1
-            self.payload += size if inputs is NULL_BLOB else size + len(inputs.raw)
+            self.payload += size if inputs is None else size + len(inputs)
             self.last_active = _monotonic()
         finally:
             lock.release()
-        handle = _new(LiveSpan)  # LiveSpan(self, span) without the __init__ call
+        handle = _new(LiveSpan)  # LiveSpan(self, base) without the __init__ call
         handle._trace = self
-        handle._data = span
+        handle._base = base
+        handle._span_id = span_id
         return handle
 
     def _drop(self, span_id: str, parent_id: str, name: str) -> DroppedSpan:
@@ -250,28 +314,29 @@ class LiveTrace(TraceEnding):
 
     def span(self, span_id: str) -> LiveSpan | None:
         """A handle of the span with this id, or None (lock-free read of one dict entry)."""
-        data = self.spans.get(span_id)
-        return LiveSpan(self, data) if data is not None else None
+        base = self.spans.get(span_id)
+        return LiveSpan(self, base) if base is not None else None
 
     def is_dropped(self, span_id: str) -> bool:
         dropped = self.dropped_ids
         return dropped is not None and span_id in dropped
 
-    def _check_open(self, span: SpanData) -> None:
+    def _check_open(self, base: int) -> None:
         if self.state is not _ACTIVE:
             raise self.ended_error()
-        if span.state is _ENDED:
+        fields = self.fields
+        if fields[base + END] is not None:
             raise SpanEndedError(
-                f"span {span.name!r} ({span.span_id}) has already ended; it cannot change"
+                f"span {fields[base + NAME]!r} ({fields[base]}) has already ended; it cannot change"
             )
 
-    def apply(self, span: SpanData, change: Any, value: Any, extra: Any) -> None:
+    def apply(self, base: int, change: Any, value: Any, extra: Any) -> None:
         """Apply one mutation to an open span of this trace, atomically with the checks."""
         lock = self.lock
         lock.acquire()
         try:
-            self._check_open(span)
-            change(self, span, value, extra)
+            self._check_open(base)
+            change(self, base, value, extra)
             self.last_active = _monotonic()
         finally:
             lock.release()

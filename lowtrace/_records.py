@@ -32,8 +32,10 @@ __all__ = [
     "TraceInfo",
     "build_lock",
     "counted_usage_spans",
+    "lazy_span_list",
     "outermost_token_usage",
     "parents_first",
+    "slot_setters",
     "to_blob",
     "to_event_tuple",
     "to_span_list",
@@ -222,20 +224,23 @@ def build_lock(spans: SpanList) -> threading.Lock:
 class SpanList(Sequence[SpanRecord]):
     """The spans of a finished trace: an immutable sequence in start order.
 
-    ``end_trace`` hands the ended live spans over as they are and the records are built on
-    first read (usually by the export worker), which keeps that cost off the request path.
-    Compares equal to another ``SpanList`` or a tuple with the same records.
+    ``end_trace`` hands the ended live spans over as they are (``data``) and the records
+    are built on first read, by ``source(data)`` (``source()`` without data), usually by the
+    export worker, which keeps that cost off the request path. Compares equal to another
+    ``SpanList`` or a tuple with the same records.
     """
 
-    __slots__ = ("_records", "_source")
+    __slots__ = ("_data", "_records", "_source")
 
     def __init__(
         self,
         records: Iterable[SpanRecord] = (),
-        source: Callable[[], Sequence[SpanRecord]] | None = None,
+        source: Callable[..., Sequence[SpanRecord]] | None = None,
+        data: Any = None,
     ) -> None:
         self._records: tuple[SpanRecord, ...] | None = None if source else tuple(records)
         self._source = source
+        self._data = data
 
     @classmethod
     def of(cls, spans: Iterable[SpanRecord]) -> SpanList:
@@ -250,9 +255,11 @@ class SpanList(Sequence[SpanRecord]):
             with build_lock(self):
                 records = self._records
                 if records is None:
-                    assert self._source is not None
-                    records = self._records = tuple(self._source())
-                    self._source = None
+                    source, data = self._source, self._data
+                    assert source is not None
+                    records = tuple(source() if data is None else source(data))
+                    self._records = records
+                    self._source = self._data = None
         return records
 
     def __len__(self) -> int:
@@ -283,6 +290,31 @@ class SpanList(Sequence[SpanRecord]):
 
     def __reduce__(self) -> tuple[type[SpanList], tuple[tuple[SpanRecord, ...]]]:
         return (SpanList, (self._get(),))
+
+
+_new = object.__new__
+
+
+def lazy_span_list(source: Callable[[Any], Sequence[SpanRecord]], data: Any) -> SpanList:
+    """``SpanList(source=source, data=data)`` without the class call (the ``end_trace`` path)."""
+    spans = _new(SpanList)
+    spans._records = None
+    spans._source = source
+    spans._data = data
+    return spans
+
+
+def slot_setters(cls: type, names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The slot setters of a frozen attrs class's fields (``names``, space-separated, must
+    be all of them, in order), to fill a new instance without its ``__init__``.
+
+    attrs' frozen ``__init__`` sets each field through ``object.__setattr__`` and runs the
+    converters: ~1.5x the cost where the values are already in their final form.
+    """
+    fields = tuple(field.name for field in attrs.fields(cls))
+    if fields != tuple(names.split()):
+        raise RuntimeError(f"{cls.__name__} has fields {fields}, not {names!r}")
+    return tuple(cls.__dict__[name].__set__ for name in fields)
 
 
 def counted_usage_spans(spans: Iterable[SpanRecord]) -> Iterator[SpanRecord]:

@@ -1,21 +1,29 @@
 """Span handles: ``LiveSpan``, a view of a span being recorded, and ``DroppedSpan``.
 
-A ``LiveSpan`` holds no state of its own: it reads the ``SpanData`` record its live trace
-owns, and every change it asks for is applied by that trace. Each handle method checks and
-snapshots its values *before* the trace's lock is taken (so the lock is held only for
-dictionary work), then hands one small change to ``LiveTrace.apply``, which makes it under
-the lock together with the lifecycle checks.
+A ``LiveSpan`` holds no state of its own: it reads its span's fields in the list its live
+trace owns (``_spandata``), and every change it asks for is applied by that trace. Each
+handle method checks and snapshots its values *before* the trace's lock is taken (so the
+lock is held only for dictionary work), then hands one small change to
+``LiveTrace.apply``, which makes it under the lock together with the lifecycle checks.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from lowtrace._model import NULL_BLOB, JsonBlob, SpanEvent, TokenUsage
+from lowtrace._model import SpanEvent, TokenUsage
 from lowtrace._spandata import (
-    SpanData,
+    END,
+    MESSAGE,
+    NAME,
+    PARENT_ID,
+    START,
+    STATUS,
+    TYPE,
+    USAGE,
     SpanState,
     add_event,
     merge_attributes,
@@ -43,13 +51,12 @@ __all__ = [
     "DroppedSpan",
     "LiveSpan",
     "check_time",
-    "make_blob",
+    "encode_payload",
     "make_token_usage",
 ]
 
 _time_ns = time.time_ns
 _MAX_INT: Final = 2**63  # timestamps and token counts are stored as signed 64-bit ints
-_ENDED: Final = SpanState.ENDED
 
 
 def check_time(value: object, what: str) -> int:
@@ -64,62 +71,67 @@ def check_time(value: object, what: str) -> int:
 class LiveSpan:
     """The handle of a span being recorded: read its fields, annotate it, end it."""
 
-    __slots__ = ("_data", "_trace")
+    __slots__ = ("_base", "_span_id", "_trace")
 
-    def __init__(self, trace: LiveTrace, data: SpanData) -> None:
+    def __init__(self, trace: LiveTrace, base: int) -> None:
         self._trace = trace
-        self._data = data
+        self._base = base  # where its fields start in trace.fields
+        self._span_id: str = trace.fields[base]
 
     # Read-only views: the span changes only through its methods, applied by its trace.
-    @property
-    def trace_id(self) -> str:
-        """32-hex-digit trace id."""
-        return self._trace.trace_id
+    if TYPE_CHECKING:
 
-    @property
-    def span_id(self) -> str:
-        """16-hex-digit span id."""
-        return self._data.span_id
+        @property
+        def trace_id(self) -> str:
+            """32-hex-digit trace id."""
+
+        @property
+        def span_id(self) -> str:
+            """16-hex-digit span id."""
+
+    else:  # read on nearly every span: getters in C, without a Python call
+        trace_id = property(attrgetter("_trace.trace_id"), doc="32-hex-digit trace id.")
+        span_id = property(attrgetter("_span_id"), doc="16-hex-digit span id.")
 
     @property
     def parent_id(self) -> str | None:
         """The parent's span id (None: root)."""
-        return self._data.parent_id
+        return self._trace.fields[self._base + PARENT_ID]  # type: ignore[no-any-return]
 
     @property
     def name(self) -> str:
         """The span's name."""
-        return self._data.name
+        return self._trace.fields[self._base + NAME]  # type: ignore[no-any-return]
 
     @property
     def span_type(self) -> str:
         """The SpanType (or a custom str)."""
-        return self._data.span_type
+        return self._trace.fields[self._base + TYPE]  # type: ignore[no-any-return]
 
     @property
     def start_time_ns(self) -> int:
         """Start, ns since epoch."""
-        return self._data.start_time_ns
+        return self._trace.fields[self._base + START]  # type: ignore[no-any-return]
 
     @property
     def end_time_ns(self) -> int | None:
         """End, ns since epoch, or None while open."""
-        return self._data.end_time_ns
+        return self._trace.fields[self._base + END]  # type: ignore[no-any-return]
 
     @property
     def status(self) -> SpanStatus:
         """UNSET while open, then OK or ERROR."""
-        return self._data.status
+        return self._trace.fields[self._base + STATUS]  # type: ignore[no-any-return]
 
     @property
     def status_message(self) -> str | None:
         """Why it is ERROR."""
-        return self._data.status_message
+        return self._trace.fields[self._base + MESSAGE]  # type: ignore[no-any-return]
 
     @property
     def token_usage(self) -> TokenUsage | None:
         """Tokens reported, or None."""
-        return self._data.token_usage
+        return self._trace.fields[self._base + USAGE]  # type: ignore[no-any-return]
 
     @property
     def tracestate(self) -> str | None:
@@ -127,23 +139,24 @@ class LiveSpan:
         return self._trace.tracestate
 
     def __repr__(self) -> str:
-        data = self._data
+        fields, base = self._trace.fields, self._base
+        state = SpanState.OPEN if fields[base + END] is None else SpanState.ENDED
         return (
-            f"<LiveSpan {data.name!r} trace_id={self._trace.trace_id} span_id={data.span_id} "
-            f"{data.state.value}>"
+            f"<LiveSpan {fields[base + NAME]!r} trace_id={self._trace.trace_id} "
+            f"span_id={fields[base]} {state.value}>"
         )
 
     def __eq__(self, other: object) -> bool:
         """Two handles of one span are equal (``get_live_span`` gives a new view)."""
-        return type(other) is LiveSpan and other._data is self._data
+        return type(other) is LiveSpan and other._trace is self._trace and other._base == self._base
 
     def __hash__(self) -> int:
-        return id(self._data)
+        return hash((id(self._trace), self._base))
 
     @property
     def ended(self) -> bool:
         """True once the span has ended (or its trace was closed)."""
-        return self._data.state is _ENDED
+        return self._trace.fields[self._base + END] is not None
 
     @property
     def is_recording(self) -> bool:
@@ -153,7 +166,7 @@ class LiveSpan:
     @property
     def traceparent(self) -> str:
         """The W3C ``traceparent`` header value naming this span as the remote parent."""
-        return f"00-{self._trace.trace_id}-{self._data.span_id}-01"
+        return f"00-{self._trace.trace_id}-{self._trace.fields[self._base]}-01"
 
     # -- the handle API: each call snapshots outside the lock, then applies under it --------
 
@@ -169,7 +182,7 @@ class LiveSpan:
         """End the span (same keywords as ``TracingClient.end_span``)."""
         trace = self._trace
         try:
-            trace.end_span(self._data, outputs, attributes, status, status_message, end_time_ns)
+            trace.end_span(self._base, outputs, attributes, status, status_message, end_time_ns)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
@@ -178,7 +191,7 @@ class LiveSpan:
         trace = self._trace
         try:
             values, cut = snapshot_mapping(attributes, trace.limits.max_value_bytes, "attributes")
-            trace.apply(self._data, merge_attributes, values, cut)
+            trace.apply(self._base, merge_attributes, values, cut)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
@@ -189,18 +202,18 @@ class LiveSpan:
     def set_inputs(self, inputs: Any) -> None:
         """Replace the recorded inputs (for frameworks that report them late)."""
         trace = self._trace
-        blob, cut = make_blob(inputs, trace.limits.max_value_bytes)
+        raw, cut = encode_payload(inputs, trace.limits.max_value_bytes)
         try:
-            trace.apply(self._data, set_inputs, blob, cut)
+            trace.apply(self._base, set_inputs, raw, cut)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
     def set_outputs(self, outputs: Any) -> None:
         """Record outputs before the span ends (``end(outputs=...)`` does the same)."""
         trace = self._trace
-        blob, cut = make_blob(outputs, trace.limits.max_value_bytes)
+        raw, cut = encode_payload(outputs, trace.limits.max_value_bytes)
         try:
-            trace.apply(self._data, set_outputs, blob, cut)
+            trace.apply(self._base, set_outputs, raw, cut)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
@@ -225,7 +238,7 @@ class LiveSpan:
                 if attributes is None
                 else snapshot_mapping(attributes, trace.limits.max_value_bytes, "event attributes")
             )
-            trace.apply(self._data, add_event, SpanEvent(name, when, values), cut)
+            trace.apply(self._base, add_event, SpanEvent(name, when, values), cut)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
@@ -258,7 +271,7 @@ class LiveSpan:
                 },
             )
             status_message = clean_str(f"{kind.__name__}: {message}" if message else kind.__name__)
-            trace.apply(self._data, record_exception, event, status_message)
+            trace.apply(self._base, record_exception, event, status_message)
         except LowtraceError as error:
             trace.owner._violation(error, None)
 
@@ -285,7 +298,7 @@ class LiveSpan:
                 cache_read_input_tokens,
                 cache_creation_input_tokens,
             )
-            trace.apply(self._data, set_usage, usage, None)
+            trace.apply(self._base, set_usage, usage, None)
         except LowtraceError as exc:
             trace.owner._violation(exc, None)
 
@@ -367,11 +380,11 @@ def _safe_str(exc: BaseException) -> str:
         return f"<unprintable {type(exc).__qualname__}>"
 
 
-def make_blob(value: Any, limit: int) -> tuple[JsonBlob, bool]:
+def encode_payload(value: Any, limit: int) -> tuple[bytes | None, bool]:
+    """Inputs or outputs as (JSON bytes, truncated); None stays None (recorded as null)."""
     if value is None:
-        return NULL_BLOB, False
-    data, cut = encode_value(value, limit)
-    return JsonBlob(data), cut
+        return None, False
+    return encode_value(value, limit)
 
 
 def make_token_usage(

@@ -29,6 +29,8 @@ from lowtrace.errors import InvalidArgumentError
 __all__ = [
     "ENTRY_BYTES",
     "EVENT_BYTES",
+    "JSON_INT_END",
+    "JSON_INT_MIN",
     "SCALAR_TYPES",
     "SPAN_BYTES",
     "TRACE_BYTES",
@@ -63,8 +65,9 @@ SCALAR_TYPES: Final[frozenset[type]] = frozenset({str, int, float, bool, type(No
 UNREADABLE: Final = "lowtrace.unreadable_mapping"
 
 _COMPACT_BELOW: Final = 16 * 1024
-_INT_MIN: Final = -(2**63)
-_INT_END: Final = 2**64
+#: The ints JSON tools read as numbers: signed or unsigned 64-bit.
+JSON_INT_MIN: Final = -(2**63)
+JSON_INT_END: Final = 2**64
 _isfinite = math.isfinite
 
 
@@ -82,7 +85,7 @@ def clean_str(text: str) -> str:
 def clean_int(value: int) -> int | str:
     """An int JSON tools can read as a number, else its decimal string (hex past the
     digits Python converts to decimal: ``sys.get_int_max_str_digits``)."""
-    if _INT_MIN <= value < _INT_END:
+    if JSON_INT_MIN <= value < JSON_INT_END:
         return value
     try:
         return str(value)
@@ -263,7 +266,7 @@ def snapshot_sized(values: Any, limit: int, what: str) -> tuple[dict[str, Any], 
                     break
                 size += len(value)
             elif cls is int:
-                if not _INT_MIN <= value < _INT_END:
+                if not JSON_INT_MIN <= value < JSON_INT_END:
                     break
             elif cls is float:
                 if not _isfinite(value):

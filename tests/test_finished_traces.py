@@ -6,9 +6,12 @@ import copy
 import pickle
 from typing import Any
 
+import attrs
 import pytest
 
 from lowtrace import SpanStatus, Trace, TracingClient
+from lowtrace._frozen import FrozenDict
+from lowtrace._records import SpanRecord, TokenUsage, TraceInfo, slot_setters
 
 HUGE = 2**70
 LONE = "a\ud800b"  # a lone surrogate: not encodable as UTF-8
@@ -248,3 +251,39 @@ def test_an_int_too_long_for_decimal_text_is_kept_as_hex_text_everywhere() -> No
     assert child.attributes["late"] == hex(giant)
     assert child.events[0].attributes["n"] == hex(giant)
     assert child.outputs == [hex(giant)]
+
+
+def test_a_finished_trace_equals_one_built_through_the_constructors() -> None:
+    # end_trace fills TraceInfo, Trace and the span records through their slots, without
+    # the attrs __init__: the result must be what the constructors would have made.
+    with TracingClient("none://") as client:
+        root = client.start_trace(
+            "agent", inputs={"q": "hi"}, tags={"env": "dev"}, metadata={"run": "7"}
+        )
+        step = client.start_span(
+            "model",
+            trace_id=root.trace_id,
+            parent_id=root.span_id,
+            inputs=[{"role": "user"}],
+            attributes={"n": 1, "nested": {"a": [1]}},
+        )
+        step.add_event("chunk", {"i": 1})
+        step.set_token_usage(input_tokens=3, output_tokens=4)
+        step.end(outputs="answer")
+        trace = client.end_trace(root.trace_id, outputs={"a": 1})
+    assert trace is not None
+
+    def rebuilt(record: Any) -> dict[str, Any]:
+        return {f.alias: getattr(record, f.name) for f in attrs.fields(type(record))}
+
+    again = Trace(TraceInfo(**rebuilt(trace.info)), [SpanRecord(**rebuilt(s)) for s in trace.spans])
+    assert again == trace
+    assert trace.info.token_usage == TokenUsage(3, 4, 7)
+    assert type(trace.info.tags) is FrozenDict and type(trace.spans[1].attributes) is FrozenDict
+    assert trace.spans[1].inputs == [{"role": "user"}] and trace.spans[1].outputs == "answer"
+    assert trace.spans[0].inputs_json == b'{"q":"hi"}'
+
+
+def test_filling_records_through_their_slots_needs_every_field_in_order() -> None:
+    with pytest.raises(RuntimeError, match="TraceInfo has fields"):
+        slot_setters(TraceInfo, "trace_id name")

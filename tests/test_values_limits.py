@@ -23,6 +23,7 @@ from lowtrace import (
     Trace,
     TracingClient,
 )
+from lowtrace._values import snapshot_sized
 from tests.strategies import traces
 
 
@@ -371,3 +372,42 @@ def test_tags_whose_items_raise_are_a_bad_argument_never_a_foreign_error(field: 
         root = lenient.start_trace("t", **{field: UnreadableMapping()})
         assert not root.is_recording
         assert lenient.stats().violations == {"InvalidArgumentError": 1}
+
+
+class _Key(str):
+    """A str subclass: recorded as a plain str."""
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"n": 1, "f": 1.5, "b": True, "none": None, "s": "text", "edge": 2**64 - 1},
+        {"n": 1, "big": 2**64},
+        {"n": 1, "small": -(2**63) - 1},
+        {"n": 1, "nan": float("nan")},
+        {"n": 1, "inf": float("inf")},
+        {"n": 1, "é": "key not ASCII"},
+        {"n": 1, "v": "välue"},
+        {"n": 1, "lone": "\ud800"},
+        {"n": 1, _Key("sub"): "v"},
+        {"n": 1, "sub": _Key("value")},
+        {"n": 1, "long": "x" * 5_000},
+        {"n": 1, "nested": {"a": [1, 2]}},
+        {"n": 1, "t": (1, 2)},
+    ],
+)
+def test_start_span_records_attributes_as_the_snapshot_does(attributes: dict[str, Any]) -> None:
+    # start_span copies plain attributes on its own fast path; the result must be exactly
+    # what the general snapshot makes of the same values, and plain str keys and values.
+    limits = Limits(max_value_bytes=8_000)
+    expected, _, size = snapshot_sized(attributes, limits.max_value_bytes, "attributes")
+    with TracingClient("none://", limits=limits) as client:
+        root, step = one_span(client, attributes=attributes)
+        assert client._traces[root.trace_id].payload == size  # the root has no attributes
+        step.end()
+        span = finish(client, root).spans[1]
+    assert dict(span.attributes) == expected
+    assert [type(k) for k in span.attributes] == [str] * len(attributes)
+    for key, value in span.attributes.items():
+        if isinstance(value, str):
+            assert type(value) is str, key

@@ -166,9 +166,54 @@ def _structure_assessment(value: Any, _: Any) -> Assessment:
 converter.register_unstructure_hook(Assessment, _unstructure_assessment)
 converter.register_structure_hook(Assessment, _structure_assessment)
 
-#: The hooks ``trace_to_dict`` calls directly: ``converter.unstructure`` looks them up again
+#: The generic hook ``_info_to_dict`` stands in for (and its fallback).
+_cattrs_unstructure_info: Final = converter.get_unstructure_hook(TraceInfo)
+#: The ``TraceInfo`` fields ``_info_to_dict`` writes, in order (as ``_SPAN_FIELDS``).
+_INFO_FIELDS: Final = (
+    "trace_id",
+    "name",
+    "status",
+    "status_message",
+    "start_time_ns",
+    "end_time_ns",
+    "tags",
+    "token_usage",
+    "span_count",
+    "metadata",
+    "session_id",
+    "user_id",
+    "assessments",
+)
+
+
+def _info_to_dict(info: TraceInfo) -> dict[str, Any]:
+    """What cattrs' generated hook returns for a trace's summary, written out (a third of
+    its cost: no per-field hook calls); tags and metadata are str -> str already."""
+    usage = info.token_usage
+    return {
+        "trace_id": info.trace_id,
+        "name": info.name,
+        "status": str(info.status),
+        "status_message": info.status_message,
+        "start_time_ns": info.start_time_ns,
+        "end_time_ns": info.end_time_ns,
+        "tags": info.tags,
+        "token_usage": None if usage is None else _unstructure_usage(usage),
+        "span_count": info.span_count,
+        "metadata": info.metadata,
+        "session_id": info.session_id,
+        "user_id": info.user_id,
+        "assessments": [_unstructure_assessment(a) for a in info.assessments],
+    }
+
+
+#: The hook ``trace_to_dict`` calls directly: ``converter.unstructure`` looks it up again
 #: for every trace.
-_unstructure_info: Final = converter.get_unstructure_hook(TraceInfo)
+_unstructure_info: Callable[[TraceInfo], dict[str, Any]] = (
+    _info_to_dict
+    if tuple(f.name for f in attrs.fields(TraceInfo)) == _INFO_FIELDS
+    else _cattrs_unstructure_info
+)
 _local = threading.local()
 
 
@@ -192,11 +237,17 @@ def trace_parts_from_json(data: bytes | str) -> tuple[TraceInfo, SpanList]:
     return converter.structure(obj["info"], TraceInfo), converter.structure(obj["spans"], SpanList)
 
 
+#: zstd level of ``compress``. Level 1 against 3 on a trace's JSON: 8-15% less CPU, and
+#: 4% smaller to 7% larger (7 KB -> 585 vs 607 bytes, 10 KB -> 2,927 vs 2,933, 105 KB ->
+#: 20,576 vs 19,199). Any level decompresses alike.
+_LEVEL: Final = 1
+
+
 def _compressor() -> zstandard.ZstdCompressor:
     # zstd contexts are not thread-safe: one per thread.
     comp: zstandard.ZstdCompressor | None = getattr(_local, "comp", None)
     if comp is None:
-        comp = _local.comp = zstandard.ZstdCompressor(level=3)
+        comp = _local.comp = zstandard.ZstdCompressor(level=_LEVEL)
     return comp
 
 

@@ -208,7 +208,8 @@ def _one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
 
 def _corrupt_sqlite(path: Path, store_uri: str) -> None:
     data = bytearray(Path(store_uri.split("///", 1)[1]).read_bytes())
-    data[4096 : 4096 * 3] = b"\xa5" * (4096 * 2)  # pages of the schema and the tables
+    page = int.from_bytes(data[16:18], "big")  # the file's page size (header offset 16)
+    data[page : page * 3] = b"\xa5" * (page * 2)  # pages of the schema and the tables
     path.write_bytes(bytes(data))
 
 

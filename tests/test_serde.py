@@ -1,4 +1,5 @@
-"""The stored JSON form of traces: the written-out span encoder matches the generic one."""
+"""The stored JSON form of traces: the written-out span and summary encoders match the
+generic ones."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from hypothesis import given, settings
 
 from lowtrace import SpanType, Trace, TracingClient
 from lowtrace._serde import (
+    _cattrs_unstructure_info,
     _cattrs_unstructure_span,
+    _info_to_dict,
     _span_to_dict,
+    _unstructure_info,
     _unstructure_span,
     trace_to_json,
 )
@@ -20,6 +24,7 @@ def test_the_fast_span_encoder_is_in_use() -> None:
     # _span_to_dict and _SPAN_FIELDS in lowtrace/_serde.py (until then the slower generic
     # cattrs hook is used, which writes the same JSON).
     assert _unstructure_span is _span_to_dict
+    assert _unstructure_info is _info_to_dict  # TraceInfo: _info_to_dict and _INFO_FIELDS
 
 
 @settings(max_examples=200, deadline=None)
@@ -27,6 +32,8 @@ def test_the_fast_span_encoder_is_in_use() -> None:
 def test_fast_span_json_is_the_generic_json(trace: Trace) -> None:
     for span in trace.spans:
         assert orjson.dumps(_span_to_dict(span)) == orjson.dumps(_cattrs_unstructure_span(span))
+    info = trace.info
+    assert orjson.dumps(_info_to_dict(info)) == orjson.dumps(_cattrs_unstructure_info(info))
     assert Trace.from_json(trace_to_json(trace)) == trace
     assert Trace.from_bytes(trace.to_bytes()) == trace
 

@@ -151,3 +151,24 @@ def test_a_trace_written_again_keeps_one_span_row_per_span(tmp_path: Path) -> No
         rows = conn.execute("SELECT span_id FROM spans WHERE trace_id = ?", (tid,)).fetchall()
     assert sorted(span_id for (span_id,) in rows) == sorted(s.span_id for s in trace.spans)
     store.shutdown()
+
+
+def test_new_files_get_large_pages_and_older_files_keep_theirs(tmp_path: Path) -> None:
+    def pragmas(store: SQLiteStore) -> tuple[int, int]:
+        conn = store._conn
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return page_size, page_size * conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+
+    store = SQLiteStore(tmp_path / "new.db")
+    assert pragmas(store) == (16384, 64 * 1024 * 1024)  # a checkpoint per 64 MiB of WAL
+    store.shutdown()
+    with contextlib.closing(sqlite3.connect(tmp_path / "old.db")) as conn:
+        conn.execute("PRAGMA page_size = 4096")
+        conn.execute("PRAGMA journal_mode = WAL")  # the size is fixed from here on
+    store = SQLiteStore(tmp_path / "old.db")
+    assert pragmas(store) == (4096, 64 * 1024 * 1024)
+    with TracingClient(store) as client:
+        trace = record(client, "search", SpanType.RETRIEVER, "u1")
+        assert client.flush(5)
+    assert store.get_trace(trace.info.trace_id) == trace
+    store.shutdown()

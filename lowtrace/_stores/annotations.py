@@ -43,6 +43,8 @@ def write_annotations(
     mark: str,
     traces: Mapping[str, Trace],
     existing: Collection[str],
+    *,
+    ids_written: bool = False,
 ) -> None:
     """Rewrite the session/user columns, metadata and assessment rows of these traces.
 
@@ -50,15 +52,17 @@ def write_annotations(
     Runs inside the caller's transaction, after the traces' rows were written.
     ``existing``: the ids that were stored before (their old rows are replaced); a new
     trace's row starts with NULL ids and no rows, so most exports only insert.
+    ``ids_written``: the caller's row insert already set the session and user ids.
     """
-    run_many(
-        f"UPDATE traces SET session_id = {mark}, user_id = {mark} WHERE trace_id = {mark}",
-        [
-            (t.info.session_id, t.info.user_id, tid)
-            for tid, t in traces.items()
-            if tid in existing or t.info.session_id is not None or t.info.user_id is not None
-        ],
-    )
+    if not ids_written:
+        run_many(
+            f"UPDATE traces SET session_id = {mark}, user_id = {mark} WHERE trace_id = {mark}",
+            [
+                (t.info.session_id, t.info.user_id, tid)
+                for tid, t in traces.items()
+                if tid in existing or t.info.session_id is not None or t.info.user_id is not None
+            ],
+        )
     ids = [(tid,) for tid in existing]
     run_many(f"DELETE FROM trace_metadata WHERE trace_id = {mark}", ids)
     run_many(

@@ -184,15 +184,21 @@ def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
     )
 
 
-#: The columns of the tables an export fills with ``COPY``, in row order.
-_TRACE_COLUMNS: Final = (
-    "trace_id, name, status, status_message, start_time_ms, end_time_ms, start_time_ns, "
-    "end_time_ns, duration_ms, span_count, input_tokens, output_tokens, total_tokens, data"
+#: The tables an export fills with ``COPY``: the columns in row order, and their types
+#: (binary ``COPY`` sends each value as the column's own type: half the client's CPU of
+#: text, which spells out every number and doubles the trace's bytes as hex).
+_TRACES: Final = (
+    "traces (trace_id, name, status, status_message, start_time_ms, end_time_ms, "
+    "start_time_ns, end_time_ns, duration_ms, span_count, input_tokens, output_tokens, "
+    "total_tokens, data)",
+    ("text",) * 4 + ("int8",) * 4 + ("float8", "int4", "int8", "int8", "int8", "bytea"),
 )
-_SPAN_COLUMNS: Final = (
-    "trace_id, span_id, name, type, status, duration_ms, model, input_tokens, output_tokens, "
-    "trace_start_ms"
+_SPANS: Final = (
+    "spans (trace_id, span_id, name, type, status, duration_ms, model, input_tokens, "
+    "output_tokens, trace_start_ms)",
+    ("text",) * 5 + ("float8", "text", "int8", "int8", "int8"),
 )
+_TAGS: Final = ("trace_tags (trace_id, key, value)", ("text",) * 3)
 
 
 #: PostgreSQL text cannot hold NUL: in the index columns and in the values searched for it
@@ -211,13 +217,20 @@ def _pg_many(cur: psycopg.Cursor[Any]) -> Callable[[str, Any], object]:
     return lambda sql, rows: cur.executemany(sql, [_pg_values(row) for row in rows])
 
 
-def _copy(cur: psycopg.Cursor[Any], table: str, rows: Iterable[Sequence[Any]], clean: bool) -> None:
-    """Rows into a table with one ``COPY``: the server parses one stream instead of a
-    statement per row, and the whole batch is one round trip. psycopg sends every ~32 KB
+def _copy(
+    cur: psycopg.Cursor[Any],
+    table: tuple[str, Sequence[str]],
+    rows: Iterable[Sequence[Any]],
+    clean: bool,
+) -> None:
+    """Rows into a table with one binary ``COPY``: the server parses one stream instead of
+    a statement per row, and the whole batch is one round trip. psycopg sends every ~32 KB
     as it fills, so a lazy ``rows`` is built while the server inserts what came before.
-    ``clean``: text made storable first (``_pg_values``); else a NUL in text raises
-    ``psycopg.DataError`` before it is sent."""
-    with cur.copy(f"COPY {table} FROM STDIN") as copy:
+    ``clean``: text made storable first (``_pg_values``); else text with NUL fails the
+    ``COPY`` with ``psycopg.DataError``."""
+    columns, types = table
+    with cur.copy(f"COPY {columns} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(types)
         write = copy.write_row
         for row in rows:
             write(_pg_values(row) if clean else row)
@@ -245,9 +258,9 @@ def _write_rows(
             yield from span_rows(tid, trace)
             summaries.append(summary_row(trace))
 
-    _copy(cur, f"spans ({_SPAN_COLUMNS})", spans(), clean)
-    _copy(cur, f"traces ({_TRACE_COLUMNS})", summaries, clean)
-    _copy(cur, "trace_tags (trace_id, key, value)", tag_rows(fresh), clean)
+    _copy(cur, _SPANS, spans(), clean)
+    _copy(cur, _TRACES, summaries, clean)
+    _copy(cur, _TAGS, tag_rows(fresh), clean)
     write_annotations(_pg_many(cur), "%s", fresh, stored)
 
 

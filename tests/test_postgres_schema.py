@@ -1,5 +1,5 @@
 """The PostgreSQL store's schema: a database made by an older version is migrated in place,
-and ends with exactly the indexes a new one has (schema 4: fewer index entries per span)."""
+and ends with exactly the indexes a new one has (schema 4: fewer index entries per trace)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ _VERSION_3 = (
     "DROP INDEX spans_trace",
     "ALTER TABLE spans ADD PRIMARY KEY (trace_id, span_id)",
     "CREATE INDEX spans_name ON spans (name)",
-    "CREATE INDEX spans_type ON spans (type)",
     "CREATE INDEX traces_start_ms ON traces (start_time_ms)",
     "DROP INDEX traces_session",
     "DROP INDEX traces_user",

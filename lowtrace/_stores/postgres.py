@@ -332,9 +332,9 @@ class PostgresStore(TraceStore):
         try:
             self._export(traces, clean=False)
         except psycopg.DataError:
-            # Text with NUL, which PostgreSQL cannot hold and psycopg refuses before sending
-            # it (the transaction rolled back): the batch again, its text made storable. Rare,
-            # so not checked up front (~6 us per trace of the client's CPU, value by value).
+            # Text with NUL, which PostgreSQL text cannot hold: the server refused the COPY and
+            # the transaction rolled back. The batch again, its text made storable. Rare, so
+            # not checked up front (~6 us of the client's CPU per trace, value by value).
             self._export(traces, clean=True)
 
     def _export(self, traces: Sequence[Trace], *, clean: bool) -> None:

@@ -5,6 +5,8 @@
 1. Ingest: traces of 5 spans with ~1 KB of inputs+outputs per span, ended through a
    TracingClient and written by its background worker into a fresh SQLite file; reports
    spans/s and traces/s from the first start_trace to the end of ``flush()``.
+   With ``--postgres`` the server's CPU is measured too: on a 2-core machine the client
+   and the server share the cores, so the wall-clock rate is bounded by their sum.
 2. Search: median latency of indexed searches returning one page (100 traces) over the
    whole store: by status, by tag, by duration range, by span type, plus a count.
 A benchmark, not a test: it reports numbers and asserts nothing.
@@ -129,8 +131,46 @@ def main(argv: Sequence[str] | None = None) -> None:
             report("PostgreSQL (local server, fsync on)", dsn, traces)
 
 
+def server_cpu_s(dsn: str) -> float | None:
+    """CPU seconds used so far by a local PostgreSQL server: its processes, and those that
+    ended (the postmaster's reaped children). None when it runs elsewhere or as another
+    user whose /proc entries cannot be read."""
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            data = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+        postmaster = int(Path(data, "postmaster.pid").read_text().split()[0])
+        ticks = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if int(entry.name) == postmaster:
+                ticks += sum(int(f) for f in fields[11:15])  # own and reaped children's
+            elif int(fields[1]) == postmaster:
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, psycopg.Error):
+        return None
+
+
 def report(label: str, uri: str, traces: int) -> None:
+    server_started = server_cpu_s(uri) if uri.startswith("postgresql") else None
     per_trace, per_span = ingest(uri, traces)
+    if server_started is not None:
+        time.sleep(0.2)  # the store's connections ended: let the postmaster reap them
+        server = server_cpu_s(uri)
+        if server is not None:
+            used = server - server_started
+            print(
+                f"   (server: {used:.2f} CPU-s, "
+                f"{traces * SPANS_PER_TRACE / max(used, 1e-9):,.0f} spans per server CPU-second)"
+            )
     if uri.startswith("postgresql"):
         # What autovacuum does on its own soon after a bulk load: fresh planner statistics.
         import psycopg

@@ -70,7 +70,7 @@ def postgres_server(*, fsync: bool = False) -> Iterator[str]:
         str(root / "log"),
         "-w",
         "-o",
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}",
         "start",
     )
     try:

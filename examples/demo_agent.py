@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient
+from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient, format_tree
 from lowtrace._stores.redact import redact
 
 client = TracingClient()
@@ -145,8 +145,6 @@ def ui_command(cmd: str, uri: str) -> str:
 
 
 def main() -> None:
-    from lowtrace._textview import format_tree
-
     trace_id = run_agent("What's the weather in Paris and Atlantis?")
     if not client.flush(timeout=10):
         raise SystemExit("the trace could not be stored; see the log above")

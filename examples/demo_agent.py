@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient, format_tree
+from lowtrace import LiveSpan, SpanStatus, SpanType, Trace, TracingClient, format_tree
 from lowtrace._stores.redact import redact
 
 client = TracingClient()
@@ -84,7 +84,7 @@ def chat_model(root: LiveSpan, messages: list[dict[str, str]]) -> str:
     return answer
 
 
-def run_agent(question: str) -> str:
+def run_agent(question: str) -> Trace | None:
     root = client.start_trace(
         "weather_agent",
         span_type=SpanType.AGENT,
@@ -113,9 +113,8 @@ def run_agent(question: str) -> str:
             {"role": "user", "content": f"{question}\nResults: {results}"},
         ],
     )
-    trace = client.end_trace(root.trace_id, outputs={"answer": answer}, status=SpanStatus.OK)
-    assert trace is not None
-    return trace.info.trace_id
+    # The finished trace (None when LOWTRACE_ENABLED=false: nothing was recorded).
+    return client.end_trace(root.trace_id, outputs={"answer": answer}, status=SpanStatus.OK)
 
 
 def lowtrace_command() -> str:
@@ -145,9 +144,17 @@ def ui_command(cmd: str, uri: str) -> str:
 
 
 def main() -> None:
-    trace_id = run_agent("What's the weather in Paris and Atlantis?")
+    trace = run_agent("What's the weather in Paris and Atlantis?")
+    if trace is None:
+        raise SystemExit("Tracing is off (LOWTRACE_ENABLED=false): nothing was recorded.")
     if not client.flush(timeout=10):
         raise SystemExit("the trace could not be stored; see the log above")
+    if client.uri.startswith("none:"):  # e.g. LOWTRACE_URI=none:// for a collector
+        print(format_tree(trace))
+        print("\nnone:// keeps no traces: this one went only to the client's exporters.")
+        client.close()
+        return
+    trace_id = trace.info.trace_id
     stored = client.get_trace(trace_id)
     assert stored is not None
     print(format_tree(stored))

@@ -122,6 +122,7 @@ def test_with_tracing_off_the_demo_says_so_without_a_traceback(tmp_path: Path) -
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "LOWTRACE_ENABLED=false" in done.stderr and not (tmp_path / "lowtrace.db").exists()

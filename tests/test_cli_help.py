@@ -8,7 +8,8 @@ import pytest
 
 from tests.test_cli import lowtrace
 
-COMMANDS = ["list", "search", "feedback", "show", "export", "delete", "compact", "ui"]
+#: Every subcommand, as the usage line lists them (a new one is checked too).
+COMMANDS = re.findall(r"\{(.*?)\}", lowtrace("--help").stdout)[0].split(",")
 
 
 def undescribed(help_text: str) -> list[str]:

@@ -22,13 +22,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lowtrace import LiveSpan, SpanStatus, SpanType, TracingClient
+from lowtrace import Span, SpanStatus, SpanType, Trace, TracingClient, format_tree
 from lowtrace._stores.redact import redact
 
 client = TracingClient()
+CITIES = ("Paris", "Atlantis")  # the second one has no weather station
 
 
-def search_docs(root: LiveSpan, parent_id: str, query: str) -> list[str]:
+def search_docs(root: Span, parent_id: str, query: str) -> list[str]:
     """A retriever tool: runs in a worker thread, child of the planner span."""
     span = client.start_span(
         "search_docs",
@@ -43,7 +44,7 @@ def search_docs(root: LiveSpan, parent_id: str, query: str) -> list[str]:
     return docs
 
 
-def get_weather(root: LiveSpan, parent_id: str, city: str) -> dict[str, object]:
+def get_weather(root: Span, parent_id: str, city: str) -> dict[str, object]:
     """A tool that fails for one city, to show an ERROR span with its exception."""
     span = client.start_span(
         "get_weather",
@@ -65,7 +66,7 @@ def get_weather(root: LiveSpan, parent_id: str, city: str) -> dict[str, object]:
         return {"city": city, "error": str(exc)}
 
 
-def chat_model(root: LiveSpan, messages: list[dict[str, str]]) -> str:
+def chat_model(root: Span, messages: list[dict[str, str]]) -> str:
     """A fake chat model call that reports token usage like a real one."""
     span = client.start_span(
         "chat_model",
@@ -84,7 +85,7 @@ def chat_model(root: LiveSpan, messages: list[dict[str, str]]) -> str:
     return answer
 
 
-def run_agent(question: str) -> str:
+def run_agent(question: str) -> Trace | None:
     root = client.start_trace(
         "weather_agent",
         span_type=SpanType.AGENT,
@@ -99,12 +100,9 @@ def run_agent(question: str) -> str:
         inputs={"question": question},
     )
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [
-            pool.submit(search_docs, root, planner.span_id, "Paris weather"),
-            pool.submit(get_weather, root, planner.span_id, "Paris"),
-            pool.submit(get_weather, root, planner.span_id, "Atlantis"),
-        ]
-        results = [f.result() for f in futures]
+        docs = pool.submit(search_docs, root, planner.span_id, "Paris weather")
+        weather = [pool.submit(get_weather, root, planner.span_id, city) for city in CITIES]
+        results = [docs.result(), *(w.result() for w in weather)]
     client.end_span(root.trace_id, planner.span_id, outputs={"tool_results": len(results)})
     answer = chat_model(
         root,
@@ -113,9 +111,8 @@ def run_agent(question: str) -> str:
             {"role": "user", "content": f"{question}\nResults: {results}"},
         ],
     )
-    trace = client.end_trace(root.trace_id, outputs={"answer": answer}, status=SpanStatus.OK)
-    assert trace is not None
-    return trace.info.trace_id
+    # The finished trace (None when LOWTRACE_ENABLED=false: nothing was recorded).
+    return client.end_trace(root.trace_id, outputs={"answer": answer}, status=SpanStatus.OK)
 
 
 def lowtrace_command() -> str:
@@ -145,11 +142,17 @@ def ui_command(cmd: str, uri: str) -> str:
 
 
 def main() -> None:
-    from lowtrace._textview import format_tree
-
-    trace_id = run_agent("What's the weather in Paris and Atlantis?")
+    trace = run_agent("What's the weather in Paris and Atlantis?")
+    if trace is None:
+        raise SystemExit("Tracing is off (LOWTRACE_ENABLED=false): nothing was recorded.")
     if not client.flush(timeout=10):
         raise SystemExit("the trace could not be stored; see the log above")
+    if client.uri.startswith("none:"):  # e.g. LOWTRACE_URI=none:// for a collector
+        print(format_tree(trace))
+        print("\nnone:// keeps no traces: this one went only to the client's exporters.")
+        client.close()
+        return
+    trace_id = trace.info.trace_id
     stored = client.get_trace(trace_id)
     assert stored is not None
     print(format_tree(stored))

@@ -247,12 +247,16 @@ def _cmd_ui(args: argparse.Namespace, out: IO[str]) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lowtrace", description="Look at, search, export and delete stored traces."
+        prog="lowtrace",
+        description="Look at, search, give feedback on, export and delete stored traces; "
+        "compact a Delta table; browse the traces in the web UI.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--uri", help="store URI (default: $LOWTRACE_URI, else sqlite:///lowtrace.db)"
     )
+    table = argparse.ArgumentParser(add_help=False)
+    table.add_argument("--uri", help="the Delta table, delta:///path (default: $LOWTRACE_URI)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def listing(p: argparse.ArgumentParser) -> None:
@@ -269,7 +273,7 @@ def _parser() -> argparse.ArgumentParser:
     listing(p)
     p.set_defaults(run=_cmd_list, session=None)
     p = sub.add_parser("feedback", parents=[common], help="log feedback on a stored trace")
-    p.add_argument("trace_id", metavar="TRACE_ID")
+    p.add_argument("trace_id", metavar="TRACE_ID", help="the stored trace to annotate")
     p.add_argument("name", metavar="NAME", help="e.g. correct, score, comment")
     p.add_argument("value", metavar="VALUE", help='JSON (true, 4, "text") or a bare word')
     p.add_argument("--rationale", help="why (feedback only)")
@@ -285,8 +289,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_show)
     p = sub.add_parser("export", parents=[common], help="export traces as JSON lines")
     p.add_argument("--filter", help="only traces matching this filter")
-    p.add_argument("--order-by")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--order-by", help='e.g. "duration_ms DESC" (default: newest first)')
+    p.add_argument("--limit", type=int, default=None, help="at most N traces (default: all)")
     p.add_argument("-o", "--output", help="file (.jsonl, or .jsonl.zst compressed); default stdout")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--rows", action="store_true", help="inference-table rows instead of traces")
@@ -298,12 +302,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_export)
     p = sub.add_parser("delete", parents=[common], help="delete traces")
-    p.add_argument("trace_ids", nargs="*", metavar="TRACE_ID")
+    p.add_argument("trace_ids", nargs="*", metavar="TRACE_ID", help="traces to delete by id")
     p.add_argument("--older-than-days", type=float, help="delete traces started before N days ago")
     p.add_argument("--yes", action="store_true", help="do it (required)")
     p.set_defaults(run=_cmd_delete)
     p = sub.add_parser(
-        "compact", parents=[common], help="merge a Delta table's small files, then vacuum"
+        "compact", parents=[table], help="merge a Delta table's small files, then vacuum"
     )
     p.add_argument(
         "--retention-hours",

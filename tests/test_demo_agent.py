@@ -104,3 +104,25 @@ def test_the_demo_says_how_to_open_the_ui_and_that_command_serves_the_trace(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_with_a_store_that_keeps_nothing_the_demo_still_shows_its_trace(tmp_path: Path) -> None:
+    """``LOWTRACE_URI=none://`` (the collector deployment) set in the shell: no traceback."""
+    stdout, _ = run_demo(tmp_path, "none://")
+    assert stdout.startswith("Trace ") and "✗ get_weather [TOOL]" in stdout
+    assert "none:// keeps no traces" in stdout and "lowtrace list" not in stdout
+
+
+def test_with_tracing_off_the_demo_says_so_without_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "LOWTRACE_ENABLED": "false"}
+    done = subprocess.run(
+        [sys.executable, str(DEMO)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "LOWTRACE_ENABLED=false" in done.stderr and not (tmp_path / "lowtrace.db").exists()

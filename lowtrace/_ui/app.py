@@ -24,6 +24,7 @@ from lowtrace._query.budget import time_limit
 from lowtrace._query.filter import string_literal
 from lowtrace._serde import chunked
 from lowtrace._stores.base import TraceStore, iter_traces
+from lowtrace._stores.uri import redact
 from lowtrace._ui.compare import compare_traces
 from lowtrace._ui.dashboard import RANGES, DashboardQuery, dashboard_page
 from lowtrace._ui.guard import Guard, read_body, same_origin
@@ -103,7 +104,10 @@ class _UI:
         self.store = store
         self.prices = prices
         self.query_timeout_s = query_timeout_s
-        self.site = Site(store.uri, read_only, secrets.token_urlsafe(32))
+        # A store that keeps the base class's refusing update_trace (the JSONL and Delta
+        # tables) can neither annotate nor delete: offer neither, as if started read-only.
+        self.append_only = type(store).update_trace is TraceStore.update_trace
+        self.site = Site(store.uri, read_only or self.append_only, secrets.token_urlsafe(32))
 
     def _error(self, title: str, message: str, status: int) -> HTMLResponse:
         return HTMLResponse(error_page(self.site, title, message), status_code=status)
@@ -118,6 +122,9 @@ class _UI:
         )
 
     def _read_only(self) -> HTMLResponse:
+        if self.append_only:
+            why = f"{redact(self.site.uri)} is append-only: no deletes, no feedback."
+            return self._error("Read-only", why, 403)
         return self._error("Read-only", "This UI was started read-only: nothing is deleted.", 403)
 
     async def not_found(self, request: Request, exc: Exception) -> Response:

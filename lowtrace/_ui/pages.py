@@ -184,9 +184,11 @@ _FILTER_HELP: Final = (
     "<li><code>span.type = 'TOOL' AND total_tokens &gt;= 1000</code></li>"
     "<li><code>tags.`user.id` = 'u-42' AND NOT span.status = 'ERROR'</code></li></ul>"
     "<p>Fields: <code>trace_id name status status_message start_time_ms end_time_ms "
-    "duration_ms span_count input_tokens output_tokens total_tokens tags.&lt;key&gt; "
-    "span.name span.type span.status</code>. Operators: <code>= != &lt; &lt;= &gt; &gt;= "
-    "LIKE ILIKE IN NOT IN IS NULL IS NOT NULL AND OR NOT</code>.</p></details>"
+    "duration_ms span_count input_tokens output_tokens total_tokens session_id user_id "
+    "tags.&lt;key&gt; metadata.&lt;key&gt; feedback.&lt;name&gt; expectation.&lt;name&gt; "
+    "span.name span.type span.status</code> (<code>status</code> is the trace's, "
+    "<code>span.*</code> holds when any span matches). Operators: <code>= != &lt; &lt;= "
+    "&gt; &gt;= LIKE ILIKE RLIKE IN NOT IN IS NULL IS NOT NULL AND OR NOT</code>.</p></details>"
 )
 
 

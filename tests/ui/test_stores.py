@@ -39,16 +39,20 @@ def test_postgresql_store_serves_every_page(postgres_uri: str) -> None:
 
 
 def test_jsonl_table_is_browsable_but_not_deletable(tmp_path: Path) -> None:
+    """An append-only table offers no Delete and no feedback form: both could only fail."""
     seeded = seed(f"jsonl://{tmp_path}/table.jsonl.zst")
     with in_process(seeded.uri) as http:
         assert walk(http, "/?n=5") == [t.info.trace_id for t in reversed(seeded.all)]
+        assert 'formaction="/delete"' not in http.get("/").text
         victim = seeded.agents[0].info.trace_id
-        confirm = http.get("/delete", params={"id": victim}).text
-        token = re.search(r'name="csrf" value="([^"]+)"', confirm).group(1)  # type: ignore[union-attr]
-        refused = http.post("/delete", data={"id": victim, "csrf": token})
-        assert refused.status_code == 500 and "append-only" in refused.text
-        assert "Traceback" not in refused.text
-        assert http.get(f"/traces/{victim}").status_code == 200
+        page = http.get(f"/traces/{victim}")
+        assert page.status_code == 200 and "/feedback" not in page.text
+        refused = http.get("/delete", params={"id": victim})
+        assert refused.status_code == 403 and "append-only" in refused.text
+        posted = http.post(f"/traces/{victim}/feedback", data={"name": "ok", "verdict": "true"})
+        assert posted.status_code == 403 and "append-only" in posted.text
+        assert "Traceback" not in refused.text + posted.text
+        assert victim in walk(http, "/")
 
 
 def test_a_forged_page_token_is_a_clear_400(tmp_path: Path) -> None:

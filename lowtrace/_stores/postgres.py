@@ -11,6 +11,7 @@ advisory lock so concurrent first starts are safe.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -49,6 +50,7 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 #: Seconds to wait for a server to answer a new connection (libpq waits forever by
 #: default); a ``connect_timeout`` in the URI wins.
 CONNECT_TIMEOUT_S = 10
+_IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 
 
 def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
@@ -171,23 +173,42 @@ class PostgresStore(TraceStore):
         conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
         key = (os.getpid(), self._generation)  # a forked child needs its own connections
         if conn is None or local.key != key or conn.closed:
-            try:
-                dsn = self.dsn
-                if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn):
-                    dsn = psycopg.conninfo.make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT_S)
-                conn = psycopg.connect(dsn, autocommit=True)
-            except (psycopg.Error, ValueError) as exc:  # down, or a malformed URI
-                raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
-            with self._all_lock:
-                ended = [c for pid, t, c in self._all if pid == key[0] and not t.is_alive()]
-                self._all = [e for e in self._all if e[2] not in ended]
-                self._all.append((key[0], threading.current_thread(), conn))
-            # A web server's worker threads come and go: the connections of ended threads
-            # of this process are closed, not kept until the server refuses new ones.
-            for old in ended:
-                old.close()
+            conn = self._adopt(key[0]) or self._connect()
             local.conn, local.key = conn, key
         return conn
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            dsn = self.dsn
+            if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn):
+                dsn = psycopg.conninfo.make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT_S)
+            conn = psycopg.connect(dsn, autocommit=True)
+        except (psycopg.Error, ValueError) as exc:  # down, or a malformed URI
+            raise StoreError(f"cannot connect to {self.uri}: {exc}") from None
+        with self._all_lock:
+            self._all.append((os.getpid(), threading.current_thread(), conn))
+        return conn
+
+    def _adopt(self, pid: int) -> psycopg.Connection[Any] | None:
+        """The idle connection of an ended thread of this process, now this thread's: a web
+        server's worker threads come and go, and each new one would otherwise open one more
+        connection until the server refuses new ones. Broken or busy ones are closed."""
+        this = threading.current_thread()
+        adopted, broken = None, []
+        with self._all_lock:
+            for index, (owner, thread, conn) in enumerate(self._all):
+                if owner != pid or thread.is_alive():
+                    continue
+                if conn.closed or conn.info.transaction_status != _IDLE:
+                    broken.append(conn)
+                elif adopted is None:
+                    self._all[index] = (pid, this, conn)
+                    adopted = conn
+            self._all = [e for e in self._all if e[2] not in broken]
+        for conn in broken:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+        return adopted
 
     def _ensure_schema(self, create: bool) -> None:
         conn = self._conn

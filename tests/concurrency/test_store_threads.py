@@ -3,12 +3,55 @@ bounded number of database connections."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
+import pytest
 
 from lowtrace._stores.uri import open_store
+
+
+def _one_short_lived_thread_after_another(work: Callable[[], object], threads: int = 12) -> None:
+    for _ in range(threads):
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+
+
+def _open_files(path: Path) -> int:
+    """This process's file descriptors open on ``path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path.resolve()))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc/self/fd")
+def test_sqlite_hands_an_ended_threads_connection_to_the_next_thread(tmp_path: Path) -> None:
+    # Each new worker thread takes over the connection (and warm page cache) of one that
+    # ended, instead of opening one more file handle that is never closed.
+    path = tmp_path / "traces.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        store.count()  # this thread's connection
+        _one_short_lived_thread_after_another(store.count)
+        assert _open_files(path) == 2  # this thread's, and the one every worker took over
+        # Two threads alive at once need two connections, and no more after they end.
+        both = threading.Barrier(2, timeout=30)
+        pair = [threading.Thread(target=lambda: (store.count(), both.wait())) for _ in range(2)]
+        for worker in pair:
+            worker.start()
+        for worker in pair:
+            worker.join(timeout=30)
+        _one_short_lived_thread_after_another(store.count)
+        assert _open_files(path) == 3
+    finally:
+        store.shutdown()
+    assert _open_files(path) == 0
 
 
 def _connections(uri: str) -> int:
@@ -32,16 +75,13 @@ def _connections_settle_to(uri: str, at_most: int) -> int:
     return count
 
 
-def test_postgres_closes_the_connection_of_a_thread_that_ended(postgres_uri: str) -> None:
+def test_postgres_reuses_the_connection_of_a_thread_that_ended(postgres_uri: str) -> None:
     store = open_store(postgres_uri)
     try:
-        for _ in range(12):  # one short-lived worker thread after another
-            worker = threading.Thread(target=store.count)
-            worker.start()
-            worker.join(timeout=30)
-            assert not worker.is_alive()
-        store.count()  # this thread's connection; the ended threads' ones are gone
-        assert _connections_settle_to(postgres_uri, 2) <= 2
+        _one_short_lived_thread_after_another(store.count)
+        store.count()
+        # This thread's connection, and the one every worker took over from the last.
+        assert _connections_settle_to(postgres_uri, 2) == 2
     finally:
         store.shutdown()
     assert _connections_settle_to(postgres_uri, 0) == 0

@@ -54,6 +54,7 @@ from lowtrace.errors import (
     StoreNotFoundError,
     TraceEndedError,
     TraceNotFoundError,
+    WaitTimeoutError,
 )
 
 __version__ = "0.1.0"
@@ -99,6 +100,7 @@ __all__ = [
     "TracingClient",
     "TracingThreadPoolExecutor",
     "UnsampledSpan",
+    "WaitTimeoutError",
     "estimate_cost",
     "flush",
     "format_tree",

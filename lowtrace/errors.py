@@ -15,6 +15,7 @@ Catch ``LowtraceError`` to handle anything from lowtrace; catch a leaf to handle
     │   ├── StoreNotFoundError         reading a store that does not exist
     │   └── QueryTimeoutError          a search ran past its time limit (``time_limit``)
     ├── ExportRejectedError            a destination's final "no" to a batch: never retried
+    ├── WaitTimeoutError               wait_for in lowtrace.testing timed out (also a TimeoutError)
     └── MissingExtraError              an optional extra is not installed (also an ImportError)
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "StoreNotFoundError",
     "TraceEndedError",
     "TraceNotFoundError",
+    "WaitTimeoutError",
 ]
 
 
@@ -108,3 +110,10 @@ class ExportRejectedError(LowtraceError):
 
 class MissingExtraError(LowtraceError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+class WaitTimeoutError(LowtraceError, TimeoutError):
+    """A wait for traces (``RecordingExporter.wait_for``) ran out of time before they came.
+
+    Also a builtin ``TimeoutError``, so code that caught that before keeps working.
+    """

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lowtrace._model import SpanRecord, Trace
-from lowtrace.errors import InvalidArgumentError
+from lowtrace.errors import InvalidArgumentError, WaitTimeoutError
 
 __all__ = ["RecordingExporter", "span_tree"]
 
@@ -51,13 +51,13 @@ class RecordingExporter:
             return list(self._traces)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Trace]:
-        """Block until at least ``count`` traces arrived (or raise ``TimeoutError``)."""
+        """Block until at least ``count`` traces arrived (or raise ``WaitTimeoutError``)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while len(self._traces) < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(
+                    raise WaitTimeoutError(
                         f"expected {count} trace(s), got {len(self._traces)} in {timeout}s"
                     )
                 self._lock.wait(remaining)

@@ -12,8 +12,14 @@ import pytest
 
 import lowtrace
 import lowtrace._live
-from lowtrace import InvalidArgumentError, Limits, LowtraceError, TracingClient
-from lowtrace.testing import span_tree
+from lowtrace import (
+    InvalidArgumentError,
+    Limits,
+    LowtraceError,
+    TracingClient,
+    WaitTimeoutError,
+)
+from lowtrace.testing import RecordingExporter, span_tree
 
 
 def test_a_limit_that_is_not_positive() -> None:
@@ -108,3 +114,11 @@ def test_bad_end_arguments_leave_the_span_open(client: TracingClient) -> None:
         assert not span.ended
     child.end()
     assert client.end_trace(root.trace_id) is not None
+
+
+def test_waiting_for_traces_that_never_come_is_a_lowtrace_error() -> None:
+    recorder = RecordingExporter()
+    with pytest.raises(WaitTimeoutError, match=r"expected 1 trace\(s\), got 0 in 0.01s") as err:
+        recorder.wait_for(1, timeout=0.01)
+    # One except clause catches everything lowtrace raises; code catching the builtin still works.
+    assert isinstance(err.value, LowtraceError) and isinstance(err.value, TimeoutError)

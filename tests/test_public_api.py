@@ -57,6 +57,7 @@ EXPORTED = {
     "TracingClient",
     "TracingThreadPoolExecutor",
     "UnsampledSpan",
+    "WaitTimeoutError",
     "format_tree",
     "get_current_span",
     "get_default_client",

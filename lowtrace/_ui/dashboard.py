@@ -19,6 +19,7 @@ from lowtrace._controls import html_text
 from lowtrace._cost import price_table
 from lowtrace._query.filter import string_literal
 from lowtrace._stores.overview import Overview
+from lowtrace._textview import duration_text  # as the list and the CLI write durations
 from lowtrace._ui.charts import Series, bar_chart, hbars, line_chart
 from lowtrace._ui.frame import Site, layout
 
@@ -53,12 +54,6 @@ class DashboardQuery:
         """``(start_ms, end_ms)`` for the store; None ends follow the data."""
         length = RANGES.get(self.range, RANGES["all"])[1]
         return (None, None) if length is None else (now_ms - length, now_ms + 1)
-
-
-def _fmt_ms(value: float) -> str:
-    if value >= 10_000:
-        return f"{value / 1000:,.1f} s"
-    return f"{value:,.0f} ms" if value >= 10 or value == 0 else f"{value:.2g} ms"
 
 
 def _fmt_cost(value: float) -> str:
@@ -192,7 +187,7 @@ def dashboard_page(
                     Series("p50", "ch-p50", tuple(b.p50_ms for b in buckets)),
                     Series("p95", "ch-p95", tuple(b.p95_ms for b in buckets)),
                 ],
-                _fmt_ms,
+                duration_text,
             ),
         ),
         (
@@ -227,7 +222,7 @@ def dashboard_page(
             s.name,
             _span_link(query, s.name, errors=False),
             s.total_ms,
-            f"{_fmt_ms(s.total_ms)} in {s.count:,}",
+            f"{duration_text(s.total_ms)} in {s.count:,}",
         )
         for s in overview.slowest
     ]
@@ -261,8 +256,8 @@ def _bucket_table(overview: Overview, costs: list[float]) -> str:
     rows = "".join(
         f'<tr><td>{_when(b.start_ms)}</td><td class="ui-num">{b.traces:,}</td>'
         f'<td class="ui-num">{b.errors:,}</td>'
-        f'<td class="ui-num">{_fmt_ms(b.p50_ms) if b.p50_ms is not None else ""}</td>'
-        f'<td class="ui-num">{_fmt_ms(b.p95_ms) if b.p95_ms is not None else ""}</td>'
+        f'<td class="ui-num">{duration_text(b.p50_ms) if b.p50_ms is not None else ""}</td>'
+        f'<td class="ui-num">{duration_text(b.p95_ms) if b.p95_ms is not None else ""}</td>'
         f'<td class="ui-num">{b.input_tokens:,}</td><td class="ui-num">{b.output_tokens:,}</td>'
         + (f'<td class="ui-num">{_fmt_cost(costs[i])}</td>' if costs else "")
         + "</tr>"

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import html
 import re
+import time
+from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from lowtrace import TracingClient
 from lowtrace._controls import html_text
 from lowtrace._stores.uri import open_store
+from lowtrace._textview import duration_text
 from lowtrace._ui.app import create_app
-from tests.ui.conftest import Seeded
+from tests.ui.conftest import Seeded, in_process
 
 
 def card(page: str, label: str) -> str:
@@ -111,3 +115,21 @@ def test_the_dashboard_works_read_only(seeded: Seeded) -> None:
         assert "read-only" in page and card(page, "Traces") == "13"
         assert "start the UI with --prices" in page
     store.shutdown()
+
+
+def test_the_dashboard_writes_durations_as_the_list_and_the_cli_do(tmp_path: Path) -> None:
+    # One duration reads the same everywhere: a 1,500 ms trace is "1.50 s" in the list,
+    # in the CLI and on the dashboard (its latency table and its costliest span names).
+    uri = f"sqlite:///{tmp_path}/one.db"
+    start_ns = time.time_ns()
+    with TracingClient(uri) as client:
+        root = client.start_trace("slow_agent", start_time_ns=start_ns)
+        client.end_trace(root.trace_id, end_time_ns=start_ns + 1_500_000_000)
+        assert client.flush(timeout=30)
+    assert duration_text(1500) == "1.50 s"
+    with in_process(uri) as http:
+        listed = http.get("/").text
+        page = http.get("/dashboard").text
+    assert '<td class="ui-num">1.50 s</td>' in listed
+    assert page.count('<td class="ui-num">1.50 s</td>') == 2  # p50 and p95
+    assert "1.50 s in 1" in page  # slow_agent by total time

@@ -1,15 +1,20 @@
 """Helpers for testing your own instrumentation with lowtrace.
 
-from lowtrace.testing import RecordingExporter, span_tree
+    import lowtrace
+    from lowtrace import TracingClient
+    from lowtrace.testing import RecordingExporter, span_tree
 
-def test_my_agent_traces_its_steps():
-    recorder = RecordingExporter()
-    with TracingClient("none://", exporters=[recorder]) as client:
-        lowtrace.set_default_client(client)
-        my_agent("question")
-        client.flush()
-    (trace,) = recorder.traces
-    assert span_tree(trace) == ("my_agent", [("search", []), ("llm", [])])
+    def test_my_agent_traces_its_steps():  # my_agent calls search, both @lowtrace.trace
+        recorder = RecordingExporter()
+        with TracingClient("none://", exporters=[recorder]) as client:
+            lowtrace.set_default_client(client)
+            my_agent("question")
+            client.flush()
+        (trace,) = recorder.traces
+        assert span_tree(trace) == ("my_agent", [("search", [])])
+
+``recorder.wait_for(n)`` blocks until n traces arrived, raising ``WaitTimeoutError``
+(a ``LowtraceError`` and a ``TimeoutError``) when they do not come in time.
 """
 
 from __future__ import annotations

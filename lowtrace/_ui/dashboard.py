@@ -56,6 +56,11 @@ class DashboardQuery:
         return (None, None) if length is None else (now_ms - length, now_ms + 1)
 
 
+def _axis_ms(value: float) -> str:
+    """A latency axis label: durations as everywhere else, but a plain "0 ms" at the origin."""
+    return "0 ms" if value == 0 else duration_text(value)
+
+
 def _fmt_cost(value: float) -> str:
     return f"{value:,.4f}" if value < 10 else f"{value:,.2f}"
 
@@ -187,7 +192,7 @@ def dashboard_page(
                     Series("p50", "ch-p50", tuple(b.p50_ms for b in buckets)),
                     Series("p95", "ch-p95", tuple(b.p95_ms for b in buckets)),
                 ],
-                duration_text,
+                _axis_ms,
             ),
         ),
         (

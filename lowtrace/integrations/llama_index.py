@@ -7,8 +7,8 @@ what only the events carry: token usage of LLM calls, streamed chunks as span ev
 retrieved nodes and model names. A span without a known parent starts a trace of its own
 (or a child of the current fluent span, when there is one).
 
-    from lowtrace.integrations import llama_index
-    llama_index.autolog()
+    from lowtrace.integrations import llama_index as lt_llama
+    lt_llama.autolog()
 
 Needs ``pip install 'lowtrace[llama-index]'``. Tracing errors are reported to the client
 (``client.report_error``) and never reach LlamaIndex or the application.

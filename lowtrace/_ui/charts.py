@@ -16,7 +16,7 @@ import attrs
 
 from lowtrace._controls import html_text
 
-__all__ = ["Series", "bar_chart", "hbars", "line_chart", "nice_max"]
+__all__ = ["Series", "bar_chart", "hbars", "line_chart", "nice_max", "whole_max"]
 
 e = html.escape
 _W: Final = 560  # viewBox width
@@ -44,6 +44,21 @@ def nice_max(value: float) -> float:
         if step * power >= value:
             return float(step * power)
     return float(10 * power)  # pragma: no cover - the loop always returns
+
+
+def whole_max(value: float) -> float:
+    """The top of an axis of counts: four equal whole ticks (1, 2, 2.5 or 5 times 10^k) reach it.
+
+    Counts read oddly at "0.5" or "37.5" (``nice_max(2)`` gives ticks of 0.5), so the tick,
+    not the top, is the nice number here, and it is at least 1.
+    """
+    need = max(value / 4, 1.0)
+    power = 10 ** math.floor(math.log10(need))
+    for step in (1, 2, 2.5, 5):
+        tick = step * power
+        if tick >= need and tick == int(tick):
+            return 4.0 * tick
+    return 40.0 * power
 
 
 def _number(value: float) -> str:
@@ -96,11 +111,13 @@ def bar_chart(
     x_labels: Sequence[str],
     series: Sequence[Series],
     fmt: Callable[[float], str] = _number,
+    *,
+    whole: bool = False,
 ) -> str:
-    """Stacked bars, one per bucket, with a legend below."""
+    """Stacked bars, one per bucket, with a legend below; ``whole``: an axis of counts."""
     n = len(x_labels)
     totals = [sum(s.values[i] or 0 for s in series) for i in range(n)]
-    top = nice_max(max(totals, default=0))
+    top = (whole_max if whole else nice_max)(max(totals, default=0))
     parts = _frame(label, top, x_labels, fmt)
     plot_h = _H - _BOTTOM - _TOP
     width = (_W - _LEFT) / max(n, 1)

@@ -181,6 +181,7 @@ def dashboard_page(
                     Series("OK", "ch-ok", ok),
                     Series("Error", "ch-err", tuple(float(b.errors) for b in buckets)),
                 ],
+                whole=True,
             ),
         ),
         (
@@ -204,6 +205,7 @@ def dashboard_page(
                     Series("input", "ch-in", tuple(float(b.input_tokens) for b in buckets)),
                     Series("output", "ch-out", tuple(float(b.output_tokens) for b in buckets)),
                 ],
+                whole=True,
             ),
         ),
     ]

@@ -133,3 +133,24 @@ def test_the_dashboard_writes_durations_as_the_list_and_the_cli_do(tmp_path: Pat
     assert '<td class="ui-num">1.50 s</td>' in listed
     assert page.count('<td class="ui-num">1.50 s</td>') == 2  # p50 and p95
     assert "1.50 s in 1" in page  # slow_agent by total time
+
+
+def test_count_axes_are_labelled_in_whole_numbers(tmp_path: Path) -> None:
+    # Three traces and 228 tokens: no axis says "0.5 traces" or "37.5 tokens".
+    uri = f"sqlite:///{tmp_path}/few.db"
+    with TracingClient(uri) as client:
+        for n in range(3):
+            root = client.start_trace(f"agent {n}")
+            root.set_token_usage(input_tokens=63, output_tokens=13)
+            client.end_trace(root.trace_id)
+        assert client.flush(timeout=30)
+    with in_process(uri) as http:
+        page = http.get("/dashboard").text
+    charts = {
+        title: re.findall(r'class="ch-y"[^>]*>([^<]*)<', svg)
+        for title, svg in re.findall(r'<h2>([^<]*)</h2>(<svg class="ch".*?</svg>)', page)
+    }
+    for title in ("Traces and errors", "Tokens"):
+        ticks = [int(label) for label in charts[title]]  # ValueError on "0.5"
+        assert ticks == [ticks[1] * i for i in range(5)] and ticks[1] >= 1, (title, ticks)
+    assert charts["Traces and errors"][-1] in ("4", "8")  # 1 to 3 traces a bucket

@@ -53,7 +53,7 @@ def whole_max(value: float) -> float:
     not the top, is the nice number here, and it is at least 1.
     """
     need = max(value / 4, 1.0)
-    power = 10 ** math.floor(math.log10(need))
+    power = 10.0 ** math.floor(math.log10(need))
     for step in (1, 2, 2.5, 5):
         tick = step * power
         if tick >= need and tick == int(tick):

@@ -5,12 +5,18 @@
 default up when they are called, not when they are decorated. ``lowtrace.search_traces``,
 ``get_trace``, ``flush`` and ``get_last_active_trace_id`` are its methods at module level
 (as in MLflow); reads see every trace the default client ended before them.
+
+When the default cannot be made (a typo in ``LOWTRACE_URI``, a missing extra), the fluent
+API and the integrations ask ``client_for_tracing`` instead: their code runs untraced and
+the reason is logged once per reason, never raised into the application.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
+from typing import ClassVar
 
 from lowtrace._client import TracingClient
 from lowtrace._model import Trace
@@ -18,6 +24,7 @@ from lowtrace._stores.base import TraceList
 from lowtrace.errors import InvalidArgumentError
 
 __all__ = [
+    "client_for_tracing",
     "flush",
     "get_default_client",
     "get_last_active_trace_id",
@@ -27,9 +34,13 @@ __all__ = [
 ]
 
 
+log = logging.getLogger("lowtrace")
+
+
 class _Default:
     lock = threading.Lock()
     client: TracingClient | None = None
+    told: ClassVar[set[str]] = set()  # why the default could not be made, each reason logged once
 
 
 def get_default_client() -> TracingClient:
@@ -43,12 +54,33 @@ def get_default_client() -> TracingClient:
     return client
 
 
+def client_for_tracing(where: str) -> TracingClient | None:
+    """The default client for the fluent API and integrations; None (untraced) if it cannot
+    be made, with the reason logged once, since an application must never break on it."""
+    try:
+        return get_default_client()
+    except Exception as exc:  # noqa: BLE001 - tracing never breaks the application
+        reason = f"{type(exc).__name__}: {exc}"
+        with _Default.lock:
+            new = reason not in _Default.told
+            _Default.told.add(reason)
+        if new:
+            log.warning(
+                "lowtrace: not traced (%s): the default client could not be made: %s. "
+                "Fix LOWTRACE_URI or call lowtrace.set_default_client(...)",
+                where,
+                reason,
+            )
+        return None
+
+
 def set_default_client(client: TracingClient | None) -> None:
     """Make ``client`` the default (None: create a fresh one from the environment on next use)."""
     if client is not None and not isinstance(client, TracingClient):
         raise InvalidArgumentError(f"set_default_client takes a TracingClient, got {client!r}")
     with _Default.lock:
         _Default.client = client
+        _Default.told.clear()  # a new choice: a failure to make it is news again
 
 
 def search_traces(

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from lowtrace._context import Current, current
-from lowtrace._default import get_default_client
+from lowtrace._default import client_for_tracing
 from lowtrace._noop import NOOP_SPAN
 from lowtrace._sampling import UnsampledSpan
 from lowtrace._traceparent import parse_traceparent_fields
@@ -67,8 +67,10 @@ class Scope:
         ):
             parent = None  # ended elsewhere (another thread or task): not a parent any more
         chosen = client or (parent.client if parent is not None else None)
+        chosen = chosen or client_for_tracing(where)
+        if chosen is None:
+            return None  # no client to record into (logged once): the code runs bare
         try:
-            chosen = chosen or get_default_client()
             if parent is not None and parent.client is chosen:
                 span = chosen.start_span(
                     name,

@@ -161,11 +161,12 @@ def start_model_run(
     return start_run(client, name, span_type, inputs, attributes, parent=frame.run)
 
 
-def default_client() -> TracingClient:
-    """The fluent layer's default client, looked up at call time."""
-    import lowtrace
+def default_client(where: str) -> TracingClient | None:
+    """The fluent layer's default client, looked up at call time; None (the call runs
+    untraced, the reason logged once) when it cannot be made."""
+    from lowtrace._default import client_for_tracing
 
-    return lowtrace.get_default_client()
+    return client_for_tracing(where)
 
 
 def current_span(client: TracingClient) -> Span | None:

@@ -84,7 +84,9 @@ def _given(value: Any) -> bool:
 
 
 def _begin(resource: Any, kwargs: dict[str, Any], streamed: bool) -> Run | None:
-    client: TracingClient = _Autolog.client or default_client()
+    client = _Autolog.client or default_client(_WHERE)
+    if client is None:
+        return None
     try:
         inputs = {k: v for k, v in kwargs.items() if k not in _NOT_INPUTS and _given(v)}
         params = {k: inputs[k] for k in _PARAMS if k in inputs}

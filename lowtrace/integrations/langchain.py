@@ -100,7 +100,9 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
     ) -> None:
         if not self.enabled:
             return
-        client = self._client or default_client()
+        client = self._client or default_client(_WHERE)
+        if client is None:
+            return
         try:
             parent_run_id = self._graph.visible_parent(parent_run_id)
             with self._lock:

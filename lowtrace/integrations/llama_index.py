@@ -176,7 +176,9 @@ class LowtraceSpanHandler(BaseSpanHandler[_Run]):
     ) -> _Run | None:
         if not self.enabled:
             return None
-        client: TracingClient = self.client or default_client()
+        client = self.client or default_client(_WHERE)
+        if client is None:
+            return None
         try:
             qualname = id_.rsplit("-", 5)[0] if id_.count("-") >= 4 else id_
             method = qualname.rsplit(".", 1)[-1]

@@ -91,7 +91,9 @@ def _given(value: Any) -> bool:
 
 
 def _begin(kind: str, resource: Any, kwargs: dict[str, Any]) -> Run | None:
-    client: TracingClient = _Autolog.client or default_client()
+    client = _Autolog.client or default_client(_WHERE)
+    if client is None:
+        return None
     try:
         inputs = {k: v for k, v in kwargs.items() if k not in _NOT_INPUTS and _given(v)}
         attributes: dict[str, Any] = {

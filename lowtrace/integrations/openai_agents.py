@@ -173,7 +173,9 @@ class LowtraceTracingProcessor(TracingProcessor):
         attributes: dict[str, Any],
     ) -> None:
         """Start the span of an SDK trace or span under its SDK parent (if we recorded it)."""
-        client = self._client or default_client()
+        client = self._client or default_client(_WHERE)
+        if client is None:
+            return
         try:
             with self._lock:
                 parent = self._runs.get(parent_id) if parent_id else None

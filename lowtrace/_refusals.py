@@ -130,7 +130,8 @@ class Refusals:
                 raise NotSampled(trace_id)
             if type(trace_id) is not str or not is_trace_id(trace_id):
                 raise InvalidArgumentError(
-                    f"trace_id must be 32 lowercase hex digits, got {safe_repr(trace_id)}"
+                    "trace_id must be 32 lowercase hex digits, not all zero, "
+                    f"got {safe_repr(trace_id)}"
                 )
             if self._registry.was_ended(trace_id) or self._unsampled.was_ended(trace_id):
                 raise TraceEndedError(f"trace {trace_id} has already ended; it cannot change")
@@ -145,7 +146,7 @@ class Refusals:
         """The error for a span id a live trace does not have (the error path only)."""
         if type(span_id) is not str or not is_span_id(span_id):
             return InvalidArgumentError(
-                f"span ids are 16 lowercase hex digits, got {safe_repr(span_id)}"
+                f"span ids are 16 lowercase hex digits, not all zero, got {safe_repr(span_id)}"
             )
         other = self._registry.owner_of_span(span_id)
         if other is not None and other != trace_id:

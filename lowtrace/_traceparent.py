@@ -109,11 +109,11 @@ def format_traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str
     """The ``traceparent`` header value for a span; bad or all-zero ids raise."""
     if not (isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id)) or trace_id == "0" * 32:
         raise InvalidArgumentError(
-            f"trace_id must be 32 lowercase hex digits, got {safe_repr(trace_id)}"
+            f"trace_id must be 32 lowercase hex digits, not all zero, got {safe_repr(trace_id)}"
         )
     if not (isinstance(span_id, str) and _SPAN_ID.fullmatch(span_id)) or span_id == "0" * 16:
         raise InvalidArgumentError(
-            f"span_id must be 16 lowercase hex digits, got {safe_repr(span_id)}"
+            f"span_id must be 16 lowercase hex digits, not all zero, got {safe_repr(span_id)}"
         )
     return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
 

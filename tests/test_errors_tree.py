@@ -122,3 +122,12 @@ def test_waiting_for_traces_that_never_come_is_a_lowtrace_error() -> None:
         recorder.wait_for(1, timeout=0.01)
     # One except clause catches everything lowtrace raises; code catching the builtin still works.
     assert isinstance(err.value, LowtraceError) and isinstance(err.value, TimeoutError)
+
+
+def test_an_all_zero_id_is_refused_for_what_it_is(client: TracingClient) -> None:
+    # 32 lowercase hex digits, but W3C reserves all zeros as "no trace": the message says so.
+    with pytest.raises(InvalidArgumentError, match="32 lowercase hex digits, not all zero"):
+        client.end_trace("0" * 32)
+    root = client.start_trace("agent")
+    with pytest.raises(InvalidArgumentError, match="16 lowercase hex digits, not all zero"):
+        client.end_span(root.trace_id, "0" * 16)

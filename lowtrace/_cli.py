@@ -245,6 +245,17 @@ def _cmd_ui(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def _count(text: str) -> int:
+    """A ``--limit``: a whole number, 0 or more (a negative one would silently list nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"takes a whole number, 0 or more, not {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lowtrace",
@@ -260,7 +271,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def listing(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--limit", type=int, default=50, help="at most N traces (default 50)")
+        p.add_argument("--limit", type=_count, default=50, help="at most N traces (default 50)")
         p.add_argument("--order-by", help='e.g. "duration_ms DESC" (default: newest first)')
         p.add_argument("--json", action="store_true", help="one JSON trace per line")
 
@@ -290,7 +301,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", parents=[common], help="export traces as JSON lines")
     p.add_argument("--filter", help="only traces matching this filter")
     p.add_argument("--order-by", help='e.g. "duration_ms DESC" (default: newest first)')
-    p.add_argument("--limit", type=int, default=None, help="at most N traces (default: all)")
+    p.add_argument("--limit", type=_count, default=None, help="at most N traces (default: all)")
     p.add_argument("-o", "--output", help="file (.jsonl, or .jsonl.zst compressed); default stdout")
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--rows", action="store_true", help="inference-table rows instead of traces")

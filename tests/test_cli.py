@@ -420,3 +420,12 @@ def test_list_and_show_print_numbers_as_the_ui_does(tmp_path: Path) -> None:
     info = orjson.loads(as_json)["info"]
     assert info["end_time_ns"] - info["start_time_ns"] == 2_125_000_000
     assert info["token_usage"]["total_tokens"] == 1_010
+
+
+@pytest.mark.parametrize("command", [["list"], ["search", "status = 'OK'"], ["export"]])
+def test_a_negative_limit_is_a_usage_error_not_an_empty_answer(
+    store: str, command: list[str]
+) -> None:
+    result = lowtrace(*command, "--limit", "-1", "--uri", store)
+    assert result.returncode == 2, result.stdout
+    assert "--limit" in result.stderr and "0 or more" in result.stderr

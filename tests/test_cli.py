@@ -134,6 +134,18 @@ def test_a_missing_store_names_its_absolute_path_and_the_way_out(tmp_path: Path)
     assert "--uri" in result.stderr and "LOWTRACE_URI" in result.stderr
 
 
+def test_an_absolute_path_with_three_slashes_is_pointed_out(store: str, tmp_path: Path) -> None:
+    # sqlite:/// + path is relative (as in SQLAlchemy and MLflow); jsonl:/// and delta:///
+    # take the same spelling as absolute, so a newcomer writes sqlite:///tmp/... and
+    # misses the store that is right there.
+    absolute = store.removeprefix("sqlite:///")
+    assert absolute.startswith("/")
+    result = lowtrace("list", "--uri", f"sqlite://{absolute}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"did you mean sqlite:///{absolute}" in result.stderr, result.stderr
+    assert "four slashes" in result.stderr
+
+
 def test_show_html_writes_the_newest_trace_as_a_page(store: str, tmp_path: Path) -> None:
     result = lowtrace("show", "--uri", store, "--html", str(tmp_path / "trace.html"))
     assert result.returncode == 0, result.stderr

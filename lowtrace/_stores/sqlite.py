@@ -171,6 +171,17 @@ def _as_store_error(path: Path) -> Iterator[None]:
         raise StoreError(f"{path}: a stored trace is damaged: {exc!r}") from exc
 
 
+def _absolute_hint(path: Path) -> str:
+    """A missing relative store that exists as an absolute path: the URI lost a slash."""
+    absolute = Path("/", path)
+    if path.is_absolute() or not absolute.exists():
+        return ""
+    return (
+        f" (did you mean sqlite:///{absolute}? an absolute path takes four slashes in a "
+        "sqlite URI: sqlite:///relative.db, sqlite:////absolute/path.db)"
+    )
+
+
 class SQLiteStore(TraceStore):
     """Traces in one SQLite file; every method may be called from any thread or process."""
 
@@ -179,7 +190,9 @@ class SQLiteStore(TraceStore):
         self.uri = f"sqlite:///{self.path}"
         if not self.path.exists():
             if not create:
-                raise StoreNotFoundError(f"no lowtrace store at {self.path.resolve()}")
+                raise StoreNotFoundError(
+                    f"no lowtrace store at {self.path.resolve()}{_absolute_hint(self.path)}"
+                )
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._all_lock = threading.Lock()  # guards _all

@@ -12,11 +12,12 @@ advisory lock so concurrent first starts are safe.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.budget import remaining_s
@@ -32,6 +33,7 @@ from lowtrace._stores.redact import redact
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
 from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
 from lowtrace.errors import (
+    LowtraceError,
     MissingExtraError,
     QueryTimeoutError,
     StoreError,
@@ -51,6 +53,41 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 #: default); a ``connect_timeout`` in the URI wins.
 CONNECT_TIMEOUT_S = 10
 _IDLE: Final = psycopg.pq.TransactionStatus.IDLE
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _database_errors(
+    *, retry: bool
+) -> Callable[
+    [Callable[Concatenate[PostgresStore, _P], _R]], Callable[Concatenate[PostgresStore, _P], _R]
+]:
+    """The driver's errors as a ``StoreError`` naming the store. With ``retry`` (reads only:
+    running them twice changes nothing) a call whose connection the server dropped (a
+    restart, an idle timeout, an administrator) runs once more, on a fresh connection."""
+
+    def wrap(
+        method: Callable[Concatenate[PostgresStore, _P], _R],
+    ) -> Callable[Concatenate[PostgresStore, _P], _R]:
+        @functools.wraps(method)
+        def call(store: PostgresStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            again = retry
+            while True:
+                try:
+                    return method(store, *args, **kwargs)
+                except LowtraceError:
+                    raise
+                except psycopg.Error as exc:
+                    if again and store._dropped():
+                        again = False
+                        continue
+                    raise StoreError(f"{store.uri}: {exc}") from exc
+
+        return call
+
+    return wrap
 
 
 def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
@@ -173,9 +210,17 @@ class PostgresStore(TraceStore):
         conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
         key = (os.getpid(), self._generation)  # a forked child needs its own connections
         if conn is None or local.key != key or conn.closed:
+            if conn is not None and conn.closed:  # the server dropped it: forget it
+                with self._all_lock:
+                    self._all = [e for e in self._all if e[2] is not conn]
             conn = self._adopt(key[0]) or self._connect()
             local.conn, local.key = conn, key
         return conn
+
+    def _dropped(self) -> bool:
+        """Whether this thread's connection was closed (by the server, or by a failure)."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        return conn is not None and bool(conn.closed)
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -239,6 +284,7 @@ class PostgresStore(TraceStore):
                 stored.add(tid)
             _write_rows(cur, fresh, stored, clean)
 
+    @_database_errors(retry=False)
     def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
@@ -251,6 +297,7 @@ class PostgresStore(TraceStore):
             _write_rows(cur, {trace_id: new}, {trace_id}, clean=True)
         return new
 
+    @_database_errors(retry=False)
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
     ) -> int:
@@ -263,6 +310,7 @@ class PostgresStore(TraceStore):
                 cur.execute(sql, _pg_values(params))
             return cur.rowcount
 
+    @_database_errors(retry=True)
     def get_trace(self, trace_id: str) -> Trace | None:
         if not storable_text(trace_id):
             return None  # no stored trace can have this id
@@ -271,6 +319,7 @@ class PostgresStore(TraceStore):
             row = cur.fetchone()
         return Trace.from_bytes(bytes(row[0])) if row else None
 
+    @_database_errors(retry=True)
     def search_traces(
         self,
         filter: str | None = None,
@@ -299,12 +348,14 @@ class PostgresStore(TraceStore):
                 f"the search of {self.uri} took longer than its time limit"
             ) from None
 
+    @_database_errors(retry=True)
     def count(self, filter: str | None = None) -> int:
         query = Query(POSTGRES)
         where = query.where(parse_filter(filter))
         rows = self._fetch(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
         return int(rows[0][0])
 
+    @_database_errors(retry=True)
     def overview(
         self,
         filter: str | None = None,
@@ -321,6 +372,7 @@ class PostgresStore(TraceStore):
             conn.execute("SET LOCAL work_mem = '64MB'")
             return postgres_overview(self._fetch, filter, start_ms, end_ms, buckets, top)
 
+    @_database_errors(retry=True)
     def sessions(
         self, filter: str | None = None, *, max_results: int = 100
     ) -> list[SessionSummary]:

@@ -1,0 +1,52 @@
+"""The server drops the store's connections (a restart, an idle timeout, an administrator):
+reads carry on over a fresh connection, and what cannot is a StoreError, never a driver error."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from lowtrace import TracingClient
+from lowtrace._stores.uri import open_store
+from lowtrace.errors import StoreError
+
+
+def _drop_every_connection(uri: str) -> None:
+    database = uri.rsplit("/", 1)[1]
+    with psycopg.connect(uri, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+
+
+def test_reads_survive_the_server_dropping_the_connection(postgres_uri: str) -> None:
+    with TracingClient(postgres_uri) as client:
+        root = client.start_trace("agent", tags={"env": "prod"})
+        client.end_trace(root.trace_id)
+        assert client.flush(timeout=30)
+        reads = [
+            client.count_traces,
+            lambda: client.search_traces("tags.env = 'prod'")[0].info.trace_id,
+            lambda: client.get_trace(root.trace_id) is not None,
+        ]
+        before = [read() for read in reads]
+        for read, expected in zip(reads, before, strict=True):
+            _drop_every_connection(postgres_uri)
+            assert read() == expected
+        _drop_every_connection(postgres_uri)
+        overview = client.store.overview("tags.env = 'prod'")  # type: ignore[union-attr]
+        assert overview.traces == 1
+
+
+def test_a_write_on_a_dropped_connection_is_a_store_error(postgres_uri: str) -> None:
+    store = open_store(postgres_uri)
+    try:
+        store.count()
+        _drop_every_connection(postgres_uri)
+        with pytest.raises(StoreError, match="terminat"):
+            store.delete_traces(["0" * 32])  # not retried: the caller decides
+        assert store.delete_traces(["0" * 32]) == 0  # and the next call reconnects
+    finally:
+        store.shutdown()

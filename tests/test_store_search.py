@@ -522,3 +522,32 @@ def test_text_with_nul_is_stored_and_found_as_on_every_store(
     assert store.get_trace(tid) == odd
     assert store.delete_traces([tid]) == 1
     store.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_token_counts_that_add_up_past_64_bits_are_stored_at_the_limit(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    # Each count is below 2**63, but input + output and the trace's sum over two model
+    # calls are not: the SQL columns are signed 64-bit, so the totals stop at 2**63 - 1
+    # instead of failing the whole batch.
+    most = 2**63 - 1
+    store = open_kind(kind, request, tmp_path)
+    with TracingClient("memory://") as client:
+        root = client.start_trace("huge")
+        for name in ("call1", "call2"):
+            span = client.start_span(
+                name, trace_id=root.trace_id, parent_id=root.span_id, span_type=SpanType.LLM
+            )
+            span.set_token_usage(input_tokens=most, output_tokens=most)
+            span.end()
+        huge = client.end_trace(root.trace_id)
+        plain = client.end_trace(client.start_trace("plain").trace_id)
+    assert huge is not None and plain is not None
+    assert huge.info.token_usage == TokenUsage(most, most, most)
+    assert [s.token_usage for s in huge.spans[1:]] == [TokenUsage(most, most, most)] * 2
+    store.export([huge, plain])
+    assert store.get_trace(huge.info.trace_id) == huge
+    assert store.get_trace(plain.info.trace_id) == plain
+    assert store.search_traces(f"total_tokens = {most}") == [huge]
+    store.shutdown()

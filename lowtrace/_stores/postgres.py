@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -149,6 +150,16 @@ def _write_rows(
     write_annotations(_pg_many(cur), "%s", fresh, stored)
 
 
+def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection has something to read: the server ended the session (a
+    restart, a terminated backend) and sent its last message, or at least closed the socket.
+    An idle session otherwise receives nothing; psycopg only notices on the next query."""
+    try:
+        return bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError, psycopg.Error):
+        return True
+
+
 class PostgresStore(TraceStore):
     """Traces in a PostgreSQL database; any thread, process or host may use it at once."""
 
@@ -199,7 +210,7 @@ class PostgresStore(TraceStore):
             for index, (owner, thread, conn) in enumerate(self._all):
                 if owner != pid or thread.is_alive():
                     continue
-                if conn.closed or conn.info.transaction_status != _IDLE:
+                if conn.closed or conn.info.transaction_status != _IDLE or _closed_by_server(conn):
                     broken.append(conn)
                 elif adopted is None:
                     self._all[index] = (pid, this, conn)

@@ -85,3 +85,24 @@ def test_postgres_reuses_the_connection_of_a_thread_that_ended(postgres_uri: str
     finally:
         store.shutdown()
     assert _connections_settle_to(postgres_uri, 0) == 0
+
+
+def test_postgres_does_not_hand_over_a_connection_the_server_closed(
+    postgres_uri: str, postgres_dsn: str
+) -> None:
+    # A server restart (here: its sessions terminated) closes the idle connection an ended
+    # thread left behind; the next thread must get a working connection, not that one.
+    store = open_store(postgres_uri)
+    try:
+        _one_short_lived_thread_after_another(store.count, threads=1)
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (postgres_uri.rsplit("/", 1)[1],),
+            )
+        assert _connections_settle_to(postgres_uri, 0) == 0  # the sessions have ended
+        counted: list[object] = []
+        _one_short_lived_thread_after_another(lambda: counted.append(store.count()), threads=1)
+        assert counted == [0]
+    finally:
+        store.shutdown()

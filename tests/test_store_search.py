@@ -551,3 +551,45 @@ def test_token_counts_that_add_up_past_64_bits_are_stored_at_the_limit(
     assert store.get_trace(plain.info.trace_id) == plain
     assert store.search_traces(f"total_tokens = {most}") == [huge]
     store.shutdown()
+
+
+HOSTILE_TEXT = ["lone\ud800x", "\udfff", "rtl\u202egnp.exe", "nul\x00in", "\x00", "\U0010ffff"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "jsonl", "delta"])
+def test_hostile_text_in_every_field_round_trips_and_leaves_the_batch_intact(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    # Lone surrogates, RTL overrides and NUL in names, tag keys and values, metadata,
+    # session and user ids, payloads, events and status messages: every trace of the
+    # batch reads back as recorded (surrogates made U+FFFD), the plain one unchanged.
+    store = open_kind(kind, request, tmp_path)
+    with TracingClient("memory://") as client:
+        batch = []
+        for bad in HOSTILE_TEXT:
+            root = client.start_trace(f"t{bad}", tags={f"k{bad}": f"v{bad}"}, metadata={bad: bad})
+            client.set_trace_metadata(root.trace_id, session_id=f"s{bad}", user_id=f"u{bad}")
+            span = client.start_span(
+                bad,
+                trace_id=root.trace_id,
+                parent_id=root.span_id,
+                span_type=SpanType.LLM,
+                inputs={bad: bad},
+                attributes={bad: bad, "model": bad},
+            )
+            span.add_event(bad, attributes={bad: [bad, 2**70]})
+            span.end(status="ERROR", status_message=bad, outputs=bad)
+            batch.append(client.end_trace(root.trace_id, status="ERROR", status_message=bad))
+        batch.append(client.end_trace(client.start_trace("plain", tags={"a": "b"}).trace_id))
+    store.export(batch)
+    for trace in batch:
+        assert trace is not None
+        got = store.get_trace(trace.info.trace_id)
+        assert got is not None
+        assert got.info == trace.info
+        for read, recorded in zip(got.spans, trace.spans, strict=True):
+            for field in ("name", "status_message", "attributes", "events", "inputs", "outputs"):
+                assert getattr(read, field) == getattr(recorded, field), field
+    assert store.count() == len(batch)
+    assert store.search_traces("tags.a = 'b'") == batch[-1:]
+    store.shutdown()

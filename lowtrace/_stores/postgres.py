@@ -160,6 +160,17 @@ def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
         return True
 
 
+def _gone(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server closed this idle connection (then closed here too): a thread's
+    first request after a server restart must not fail on it. Never inside a transaction,
+    which must keep its connection."""
+    if conn.info.transaction_status != _IDLE or not _closed_by_server(conn):
+        return False
+    with contextlib.suppress(psycopg.Error):
+        conn.close()
+    return True
+
+
 class PostgresStore(TraceStore):
     """Traces in a PostgreSQL database; any thread, process or host may use it at once."""
 
@@ -183,7 +194,10 @@ class PostgresStore(TraceStore):
         local = self._local
         conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
         key = (os.getpid(), self._generation)  # a forked child needs its own connections
-        if conn is None or local.key != key or conn.closed:
+        if conn is None or local.key != key or conn.closed or _gone(conn):
+            if conn is not None and conn.closed:  # not kept until shutdown()
+                with self._all_lock:
+                    self._all = [e for e in self._all if e[2] is not conn]
             conn = self._adopt(key[0]) or self._connect()
             local.conn, local.key = conn, key
         return conn

@@ -106,3 +106,23 @@ def test_postgres_does_not_hand_over_a_connection_the_server_closed(
         assert counted == [0]
     finally:
         store.shutdown()
+
+
+def test_postgres_reconnects_when_the_server_closed_this_threads_idle_connection(
+    postgres_uri: str, postgres_dsn: str
+) -> None:
+    # After a server restart the first request of a thread that already had a connection
+    # works too: the closed session is noticed before the request, not by its failure.
+    store = open_store(postgres_uri)
+    try:
+        assert store.count() == 0
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (postgres_uri.rsplit("/", 1)[1],),
+            )
+        assert _connections_settle_to(postgres_uri, 0) == 0
+        assert store.count() == 0
+        assert store.get_trace("0" * 32) is None
+    finally:
+        store.shutdown()

@@ -235,19 +235,31 @@ class PostgresStore(TraceStore):
                 conn.close()
         return adopted
 
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The driver's errors (a connection lost mid-request, a refused statement) as a
+        StoreError naming the store, as every store reports them; lowtrace's pass through."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.uri}: {type(exc).__name__}: {exc}") from exc
+
     def _ensure_schema(self, create: bool) -> None:
-        conn = self._conn
-        with conn.transaction(), conn.cursor() as cur:
-            ensure_schema(cur, self.uri, create)
+        with self._errors():
+            conn = self._conn
+            with conn.transaction(), conn.cursor() as cur:
+                ensure_schema(cur, self.uri, create)
 
     def export(self, traces: Sequence[Trace]) -> None:
-        try:
-            self._export(traces, clean=False)
-        except psycopg.DataError:
-            # Text with NUL, which PostgreSQL text cannot hold: the server refused the COPY and
-            # the transaction rolled back. The batch again, its text made storable. Rare, so
-            # not checked up front (~6 us of the client's CPU per trace, value by value).
-            self._export(traces, clean=True)
+        with self._errors():
+            try:
+                self._export(traces, clean=False)
+            except psycopg.DataError:
+                # Text with NUL, which PostgreSQL text cannot hold: the server refused the
+                # COPY and the transaction rolled back. The batch again, its text made
+                # storable. Rare, so not checked up front (~6 us of the client's CPU per
+                # trace, value by value).
+                self._export(traces, clean=True)
 
     def _export(self, traces: Sequence[Trace], *, clean: bool) -> None:
         fresh = merged_by_id(traces)  # sorted ids: advisory locks in one order
@@ -265,16 +277,17 @@ class PostgresStore(TraceStore):
             _write_rows(cur, fresh, stored, clean)
 
     def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
-        conn = self._conn
-        with conn.transaction(), conn.cursor() as cur:
-            _lock_traces(cur, [trace_id])
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
-            row = cur.fetchone()
-            if row is None:
-                raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
-            new = change(Trace.from_bytes(bytes(row[0])))
-            _write_rows(cur, {trace_id: new}, {trace_id}, clean=True)
-        return new
+        with self._errors():
+            conn = self._conn
+            with conn.transaction(), conn.cursor() as cur:
+                _lock_traces(cur, [trace_id])
+                cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
+                row = cur.fetchone()
+                if row is None:
+                    raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
+                new = change(Trace.from_bytes(bytes(row[0])))
+                _write_rows(cur, {trace_id: new}, {trace_id}, clean=True)
+            return new
 
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
@@ -282,19 +295,21 @@ class PostgresStore(TraceStore):
         statements = delete_statements(POSTGRES, trace_ids, older_than_ms)
         if not statements:
             return 0
-        conn = self._conn
-        with conn.transaction(), conn.cursor() as cur:
-            for sql, params in statements:
-                cur.execute(sql, _pg_values(params))
-            return cur.rowcount
+        with self._errors():
+            conn = self._conn
+            with conn.transaction(), conn.cursor() as cur:
+                for sql, params in statements:
+                    cur.execute(sql, _pg_values(params))
+                return cur.rowcount
 
     def get_trace(self, trace_id: str) -> Trace | None:
         if not storable_text(trace_id):
             return None  # no stored trace can have this id
-        with self._conn.cursor() as cur:
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
-            row = cur.fetchone()
-        return Trace.from_bytes(bytes(row[0])) if row else None
+        with self._errors():
+            with self._conn.cursor() as cur:
+                cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
+                row = cur.fetchone()
+            return Trace.from_bytes(bytes(row[0])) if row else None
 
     def search_traces(
         self,
@@ -307,22 +322,23 @@ class PostgresStore(TraceStore):
         return search_page(POSTGRES, self._fetch, filter, order_by, max_results, page_token)
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        left = remaining_s()
-        conn = self._conn
-        if left is None:
-            with conn.cursor() as cur:
-                cur.execute(sql, _pg_values(params))
-                return cur.fetchall()
-        try:  # the caller's time limit, as this transaction's statement_timeout
-            with conn.transaction(), conn.cursor() as cur:
-                timeout = f"{max(1, int(left * 1000))}ms"
-                cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
-                cur.execute(sql, _pg_values(params))
-                return cur.fetchall()
-        except psycopg.errors.QueryCanceled:
-            raise QueryTimeoutError(
-                f"the search of {self.uri} took longer than its time limit"
-            ) from None
+        with self._errors():
+            left = remaining_s()
+            conn = self._conn
+            if left is None:
+                with conn.cursor() as cur:
+                    cur.execute(sql, _pg_values(params))
+                    return cur.fetchall()
+            try:  # the caller's time limit, as this transaction's statement_timeout
+                with conn.transaction(), conn.cursor() as cur:
+                    timeout = f"{max(1, int(left * 1000))}ms"
+                    cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+                    cur.execute(sql, _pg_values(params))
+                    return cur.fetchall()
+            except psycopg.errors.QueryCanceled:
+                raise QueryTimeoutError(
+                    f"the search of {self.uri} took longer than its time limit"
+                ) from None
 
     def count(self, filter: str | None = None) -> int:
         query = Query(POSTGRES)
@@ -339,12 +355,13 @@ class PostgresStore(TraceStore):
         buckets: int = 30,
         top: int = 8,
     ) -> Overview:
-        conn = self._conn
-        with conn.transaction():
-            # One statement sorting every trace in range by bucket (see pgoverview.py): in
-            # memory, not spilled to disk as with the default 4 MB (1.5x the time at 100k).
-            conn.execute("SET LOCAL work_mem = '64MB'")
-            return postgres_overview(self._fetch, filter, start_ms, end_ms, buckets, top)
+        with self._errors():
+            conn = self._conn
+            with conn.transaction():
+                # One statement sorting every trace in range by bucket (see pgoverview.py):
+                # in memory, not spilled to disk as with the default 4 MB (1.5x at 100k).
+                conn.execute("SET LOCAL work_mem = '64MB'")
+                return postgres_overview(self._fetch, filter, start_ms, end_ms, buckets, top)
 
     def sessions(
         self, filter: str | None = None, *, max_results: int = 100

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import random
 import shutil
 import sqlite3
+import string
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -592,4 +594,39 @@ def test_hostile_text_in_every_field_round_trips_and_leaves_the_batch_intact(
                 assert getattr(read, field) == getattr(recorded, field), field
     assert store.count() == len(batch)
     assert store.search_traces("tags.a = 'b'") == batch[-1:]
+    store.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_text_too_long_for_an_index_is_stored_and_found_by_its_start(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    # PostgreSQL refuses an index entry over ~2.7 KB: a trace with a long random name, tag,
+    # span name, session id or metadata must still be stored whole, in the same batch as
+    # a trace with NUL and one whose 900-byte tag must be kept as is.
+    store = open_kind(kind, request, tmp_path)
+    letters = string.ascii_letters + string.digits
+    long = "".join(random.Random(7).choices(letters, k=9000))  # compresses poorly
+    medium = "m" * 900
+    with TracingClient("memory://") as client:
+        root = client.start_trace(long, tags={"k": long, long: "v"}, metadata={"m": long})
+        client.set_trace_metadata(root.trace_id, session_id=long, user_id=long)
+        span = client.start_span(
+            long, trace_id=root.trace_id, parent_id=root.span_id, attributes={"model": long}
+        )
+        span.end()
+        huge = client.end_trace(root.trace_id)
+        nul = client.end_trace(client.start_trace("n\x00ul").trace_id)
+        kept = client.end_trace(client.start_trace("kept", tags={"k": medium}).trace_id)
+    batch = [huge, nul, kept]
+    store.export(batch)
+    for trace in batch:
+        assert trace is not None
+        assert store.get_trace(trace.info.trace_id) == trace
+    assert store.search_traces(f"tags.k = '{medium}'") == [kept]
+    assert store.search_traces(f"name LIKE '{long[:100]}%'") == [huge]
+    assert store.search_traces(f"span.name LIKE '{long[:100]}%'") == [huge]
+    assert huge is not None
+    assert store.update_trace(huge.info.trace_id, lambda t: t) == huge  # written again
+    assert store.get_trace(huge.info.trace_id) == huge
     store.shutdown()

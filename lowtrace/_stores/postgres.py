@@ -65,18 +65,26 @@ def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
 #: The tables an export fills with ``COPY``: the columns in row order, and their types
 #: (binary ``COPY`` sends each value as the column's own type: half the client's CPU of
 #: text, which spells out every number and doubles the trace's bytes as hex).
+#: Last, the indexed text columns (see ``_cut``).
 _TRACES: Final = (
     "traces (trace_id, name, status, status_message, start_time_ms, end_time_ms, "
     "start_time_ns, end_time_ns, duration_ms, span_count, input_tokens, output_tokens, "
     "total_tokens, data)",
     ("text",) * 4 + ("int8",) * 4 + ("float8", "int4", "int8", "int8", "int8", "bytea"),
+    (1, 2),
 )
 _SPANS: Final = (
     "spans (trace_id, span_id, name, type, status, duration_ms, model, input_tokens, "
     "output_tokens, trace_start_ms)",
     ("text",) * 5 + ("float8", "text", "int8", "int8", "int8"),
+    (2, 3, 4, 6),
 )
-_TAGS: Final = ("trace_tags (trace_id, key, value)", ("text",) * 3)
+_TAGS: Final = ("trace_tags (trace_id, key, value)", ("text",) * 3, (1, 2))
+
+#: UTF-8 bytes of text kept in an indexed column when a batch's rows were refused as too
+#: large for their index (PostgreSQL's limit is ~2.7 KB per entry, two text columns in
+#: some): the whole value stays in the trace's data; searches see this start of it.
+_INDEX_BYTES: Final = 1000
 
 
 #: PostgreSQL text cannot hold NUL: in the index columns and in the values searched for it
@@ -90,32 +98,54 @@ def _pg_values(values: Iterable[Any]) -> list[Any]:
     return [v.replace("\x00", _NUL_AS) if isinstance(v, str) and "\x00" in v else v for v in values]
 
 
-def _pg_many(cur: psycopg.Cursor[Any]) -> Callable[[str, Any], object]:
-    """The cursor's ``executemany``, its rows' text made storable (``_pg_values``)."""
+def _pg_many(cur: psycopg.Cursor[Any], cut: bool) -> Callable[[str, Any], object]:
+    """The cursor's ``executemany``, its rows' text made storable (``_pg_values``), and
+    with ``cut`` each text cut to fit an index (``_cut``)."""
+    if cut:
+        return lambda sql, rows: cur.executemany(
+            sql, [_pg_values(_cut(row, range(len(row)))) for row in rows]
+        )
     return lambda sql, rows: cur.executemany(sql, [_pg_values(row) for row in rows])
+
+
+def _cut(row: Sequence[Any], columns: Iterable[int]) -> list[Any]:
+    """``row`` with the text in ``columns`` cut to ``_INDEX_BYTES`` of UTF-8."""
+    out = list(row)
+    for i in columns:
+        value = out[i]
+        if isinstance(value, str) and len(value) > _INDEX_BYTES // 4:
+            raw = value.encode("utf-8", "surrogatepass")
+            if len(raw) > _INDEX_BYTES:
+                out[i] = raw[:_INDEX_BYTES].decode("utf-8", "ignore")
+    return out
 
 
 def _copy(
     cur: psycopg.Cursor[Any],
-    table: tuple[str, Sequence[str]],
+    table: tuple[str, Sequence[str], Sequence[int]],
     rows: Iterable[Sequence[Any]],
     clean: bool,
+    cut: bool = False,
 ) -> None:
     """Rows into a table with one binary ``COPY``: the server parses one stream instead of
     a statement per row, and the whole batch is one round trip. psycopg sends every ~32 KB
     as it fills, so a lazy ``rows`` is built while the server inserts what came before.
     ``clean``: text made storable first (``_pg_values``); else text with NUL fails the
-    ``COPY`` with ``psycopg.DataError``."""
-    columns, types = table
+    ``COPY`` with ``psycopg.DataError``. ``cut``: the indexed text cut to fit (``_cut``)."""
+    columns, types, indexed = table
     with cur.copy(f"COPY {columns} FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(types)
         write = copy.write_row
         for row in rows:
-            write(_pg_values(row) if clean else row)
+            write(_pg_values(_cut(row, indexed) if cut else row) if clean else row)
 
 
 def _write_rows(
-    cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: set[str], clean: bool
+    cur: psycopg.Cursor[Any],
+    fresh: Mapping[str, Trace],
+    stored: set[str],
+    clean: bool,
+    cut: bool = False,
 ) -> None:
     """Write whole traces (merged with what was stored: ``stored``) and their index rows.
 
@@ -144,10 +174,10 @@ def _write_rows(
         for tid, trace in fresh.items():
             yield early.pop(tid) if tid in early else summary_row(trace)
 
-    _copy(cur, _SPANS, spans(), clean)
-    _copy(cur, _TRACES, traces(), clean)
-    _copy(cur, _TAGS, tag_rows(fresh), clean)
-    write_annotations(_pg_many(cur), "%s", fresh, stored)
+    _copy(cur, _SPANS, spans(), clean, cut)
+    _copy(cur, _TRACES, traces(), clean, cut)
+    _copy(cur, _TAGS, tag_rows(fresh), clean, cut)
+    write_annotations(_pg_many(cur, cut), "%s", fresh, stored)
 
 
 def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
@@ -251,17 +281,26 @@ class PostgresStore(TraceStore):
                 ensure_schema(cur, self.uri, create)
 
     def export(self, traces: Sequence[Trace]) -> None:
+        # Text with NUL, which PostgreSQL text cannot hold, or too long for its index: the
+        # server refused the COPY and the transaction rolled back. The batch again, its
+        # text made storable, then cut. Rare, so not checked up front (~6 us of the
+        # client's CPU per trace, value by value).
+        clean = cut = False
         with self._errors():
-            try:
-                self._export(traces, clean=False)
-            except psycopg.DataError:
-                # Text with NUL, which PostgreSQL text cannot hold: the server refused the
-                # COPY and the transaction rolled back. The batch again, its text made
-                # storable. Rare, so not checked up front (~6 us of the client's CPU per
-                # trace, value by value).
-                self._export(traces, clean=True)
+            while True:
+                try:
+                    self._export(traces, clean=clean, cut=cut)
+                    return
+                except psycopg.DataError:
+                    if clean:
+                        raise
+                    clean = True
+                except psycopg.errors.ProgramLimitExceeded:
+                    if cut:
+                        raise
+                    clean = cut = True
 
-    def _export(self, traces: Sequence[Trace], *, clean: bool) -> None:
+    def _export(self, traces: Sequence[Trace], *, clean: bool, cut: bool) -> None:
         fresh = merged_by_id(traces)  # sorted ids: advisory locks in one order
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
@@ -274,20 +313,26 @@ class PostgresStore(TraceStore):
                 tid = old.info.trace_id  # as written, NUL and all (the column has U+FFFD)
                 fresh[tid] = merge_traces([old, fresh[tid]])
                 stored.add(tid)
-            _write_rows(cur, fresh, stored, clean)
+            _write_rows(cur, fresh, stored, clean, cut)
 
     def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
         with self._errors():
-            conn = self._conn
-            with conn.transaction(), conn.cursor() as cur:
-                _lock_traces(cur, [trace_id])
-                cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
-                row = cur.fetchone()
-                if row is None:
-                    raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
-                new = change(Trace.from_bytes(bytes(row[0])))
-                _write_rows(cur, {trace_id: new}, {trace_id}, clean=True)
-            return new
+            try:
+                return self._update(trace_id, change, cut=True)
+            except psycopg.errors.ProgramLimitExceeded:  # text too long for its index
+                return self._update(trace_id, change, cut=True)
+
+    def _update(self, trace_id: str, change: Callable[[Trace], Trace], *, cut: bool) -> Trace:
+        conn = self._conn
+        with conn.transaction(), conn.cursor() as cur:
+            _lock_traces(cur, [trace_id])
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
+            row = cur.fetchone()
+            if row is None:
+                raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
+            new = change(Trace.from_bytes(bytes(row[0])))
+            _write_rows(cur, {trace_id: new}, {trace_id}, clean=True, cut=cut)
+        return new
 
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None

@@ -12,27 +12,29 @@ advisory lock so concurrent first starts are safe.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from lowtrace._model import Trace, merge_traces
 from lowtrace._query.budget import remaining_s
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
-from lowtrace._stores.annotations import write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.overview import Overview
 from lowtrace._stores.pgoverview import postgres_overview
+from lowtrace._stores.pgrows import pg_values, write_rows
 from lowtrace._stores.pgschema import SCHEMA_VERSION, ensure_schema
 from lowtrace._stores.redact import redact
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
-from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
+from lowtrace._stores.sqlrows import merged_by_id
 from lowtrace.errors import (
+    LowtraceError,
     MissingExtraError,
     QueryTimeoutError,
     StoreError,
@@ -54,130 +56,47 @@ CONNECT_TIMEOUT_S = 10
 _IDLE: Final = psycopg.pq.TransactionStatus.IDLE
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _database_errors(
+    *, retry: bool
+) -> Callable[
+    [Callable[Concatenate[PostgresStore, _P], _R]], Callable[Concatenate[PostgresStore, _P], _R]
+]:
+    """The driver's errors as a ``StoreError`` naming the store. With ``retry`` (reads only:
+    running them twice changes nothing) a call whose connection the server dropped (a
+    restart, an idle timeout, an administrator) runs once more, on a fresh connection."""
+
+    def wrap(
+        method: Callable[Concatenate[PostgresStore, _P], _R],
+    ) -> Callable[Concatenate[PostgresStore, _P], _R]:
+        @functools.wraps(method)
+        def call(store: PostgresStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            again = retry
+            while True:
+                try:
+                    return method(store, *args, **kwargs)
+                except LowtraceError:
+                    raise
+                except psycopg.Error as exc:
+                    if again and store._dropped():
+                        again = False
+                        continue
+                    raise StoreError(f"{store.uri}: {exc}") from exc
+
+        return call
+
+    return wrap
+
+
 def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
     """One writer per trace id at a time, locks taken in sorted order: no deadlocks."""
     cur.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(t, 0)) FROM unnest(%s::text[]) t ORDER BY t",
-        (_pg_values(ids),),
+        (pg_values(ids),),
     )
-
-
-#: The tables an export fills with ``COPY``: the columns in row order, and their types
-#: (binary ``COPY`` sends each value as the column's own type: half the client's CPU of
-#: text, which spells out every number and doubles the trace's bytes as hex).
-#: Last, the indexed text columns (see ``_cut``).
-_TRACES: Final = (
-    "traces (trace_id, name, status, status_message, start_time_ms, end_time_ms, "
-    "start_time_ns, end_time_ns, duration_ms, span_count, input_tokens, output_tokens, "
-    "total_tokens, data)",
-    ("text",) * 4 + ("int8",) * 4 + ("float8", "int4", "int8", "int8", "int8", "bytea"),
-    (1, 2),
-)
-_SPANS: Final = (
-    "spans (trace_id, span_id, name, type, status, duration_ms, model, input_tokens, "
-    "output_tokens, trace_start_ms)",
-    ("text",) * 5 + ("float8", "text", "int8", "int8", "int8"),
-    (2, 3, 4, 6),
-)
-_TAGS: Final = ("trace_tags (trace_id, key, value)", ("text",) * 3, (1, 2))
-
-#: UTF-8 bytes of text kept in an indexed column when a batch's rows were refused as too
-#: large for their index (PostgreSQL's limit is ~2.7 KB per entry, two text columns in
-#: some): the whole value stays in the trace's data; searches see this start of it.
-_INDEX_BYTES: Final = 1000
-
-
-#: PostgreSQL text cannot hold NUL: in the index columns and in the values searched for it
-#: is U+FFFD (the whole trace, kept as bytes, keeps it). Both sides map alike, so a NUL
-#: is found where it was written; it also matches a U+FFFD written as such.
-_NUL_AS: Final = "\ufffd"
-
-
-def _pg_values(values: Iterable[Any]) -> list[Any]:
-    """``values`` with NUL in each text replaced as PostgreSQL text requires."""
-    return [v.replace("\x00", _NUL_AS) if isinstance(v, str) and "\x00" in v else v for v in values]
-
-
-def _pg_many(cur: psycopg.Cursor[Any], cut: bool) -> Callable[[str, Any], object]:
-    """The cursor's ``executemany``, its rows' text made storable (``_pg_values``), and
-    with ``cut`` each text cut to fit an index (``_cut``)."""
-    if cut:
-        return lambda sql, rows: cur.executemany(
-            sql, [_pg_values(_cut(row, range(len(row)))) for row in rows]
-        )
-    return lambda sql, rows: cur.executemany(sql, [_pg_values(row) for row in rows])
-
-
-def _cut(row: Sequence[Any], columns: Iterable[int]) -> list[Any]:
-    """``row`` with the text in ``columns`` cut to ``_INDEX_BYTES`` of UTF-8."""
-    out = list(row)
-    for i in columns:
-        value = out[i]
-        if isinstance(value, str) and len(value) > _INDEX_BYTES // 4:
-            raw = value.encode("utf-8", "surrogatepass")
-            if len(raw) > _INDEX_BYTES:
-                out[i] = raw[:_INDEX_BYTES].decode("utf-8", "ignore")
-    return out
-
-
-def _copy(
-    cur: psycopg.Cursor[Any],
-    table: tuple[str, Sequence[str], Sequence[int]],
-    rows: Iterable[Sequence[Any]],
-    clean: bool,
-    cut: bool = False,
-) -> None:
-    """Rows into a table with one binary ``COPY``: the server parses one stream instead of
-    a statement per row, and the whole batch is one round trip. psycopg sends every ~32 KB
-    as it fills, so a lazy ``rows`` is built while the server inserts what came before.
-    ``clean``: text made storable first (``_pg_values``); else text with NUL fails the
-    ``COPY`` with ``psycopg.DataError``. ``cut``: the indexed text cut to fit (``_cut``)."""
-    columns, types, indexed = table
-    with cur.copy(f"COPY {columns} FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
-        write = copy.write_row
-        for row in rows:
-            write(_pg_values(_cut(row, indexed) if cut else row) if clean else row)
-
-
-def _write_rows(
-    cur: psycopg.Cursor[Any],
-    fresh: Mapping[str, Trace],
-    stored: set[str],
-    clean: bool,
-    cut: bool = False,
-) -> None:
-    """Write whole traces (merged with what was stored: ``stored``) and their index rows.
-
-    The stored traces' rows are deleted first, so every row is new and goes in by ``COPY``
-    (which cannot update). The caller holds the traces' advisory locks: no other writer
-    adds a row for these ids until this transaction ends.
-
-    The client's biggest part is each trace's ``data`` (JSON and zstd); the server's are
-    the span rows, then the trace rows. Half of the ``data`` is encoded while the server
-    inserts the spans already sent, the other half while it inserts the traces, so that
-    neither side waits through a whole table (benchmarks/README.md).
-    """
-    if stored:
-        ids = sorted(stored)
-        for table in ("traces", "trace_tags", "spans"):
-            cur.execute(f"DELETE FROM {table} WHERE trace_id = ANY(%s)", (_pg_values(ids),))
-    early: dict[str, tuple[Any, ...]] = {}
-
-    def spans() -> Iterator[tuple[Any, ...]]:
-        for n, (tid, trace) in enumerate(fresh.items()):
-            yield from span_rows(tid, trace)
-            if n % 2:
-                early[tid] = summary_row(trace)
-
-    def traces() -> Iterator[tuple[Any, ...]]:
-        for tid, trace in fresh.items():
-            yield early.pop(tid) if tid in early else summary_row(trace)
-
-    _copy(cur, _SPANS, spans(), clean, cut)
-    _copy(cur, _TRACES, traces(), clean, cut)
-    _copy(cur, _TAGS, tag_rows(fresh), clean, cut)
-    write_annotations(_pg_many(cur, cut), "%s", fresh, stored)
 
 
 def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
@@ -225,12 +144,17 @@ class PostgresStore(TraceStore):
         conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
         key = (os.getpid(), self._generation)  # a forked child needs its own connections
         if conn is None or local.key != key or conn.closed or _gone(conn):
-            if conn is not None and conn.closed:  # not kept until shutdown()
+            if conn is not None and conn.closed:  # the server dropped it: forget it
                 with self._all_lock:
                     self._all = [e for e in self._all if e[2] is not conn]
             conn = self._adopt(key[0]) or self._connect()
             local.conn, local.key = conn, key
         return conn
+
+    def _dropped(self) -> bool:
+        """Whether this thread's connection was closed (by the server, or by a failure)."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        return conn is not None and bool(conn.closed)
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -265,40 +189,31 @@ class PostgresStore(TraceStore):
                 conn.close()
         return adopted
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """The driver's errors (a connection lost mid-request, a refused statement) as a
-        StoreError naming the store, as every store reports them; lowtrace's pass through."""
-        try:
-            yield
-        except psycopg.Error as exc:
-            raise StoreError(f"{self.uri}: {type(exc).__name__}: {exc}") from exc
-
+    @_database_errors(retry=False)
     def _ensure_schema(self, create: bool) -> None:
-        with self._errors():
-            conn = self._conn
-            with conn.transaction(), conn.cursor() as cur:
-                ensure_schema(cur, self.uri, create)
+        conn = self._conn
+        with conn.transaction(), conn.cursor() as cur:
+            ensure_schema(cur, self.uri, create)
 
+    @_database_errors(retry=False)
     def export(self, traces: Sequence[Trace]) -> None:
         # Text with NUL, which PostgreSQL text cannot hold, or too long for its index: the
         # server refused the COPY and the transaction rolled back. The batch again, its
         # text made storable, then cut. Rare, so not checked up front (~6 us of the
         # client's CPU per trace, value by value).
         clean = cut = False
-        with self._errors():
-            while True:
-                try:
-                    self._export(traces, clean=clean, cut=cut)
-                    return
-                except psycopg.DataError:
-                    if clean:
-                        raise
-                    clean = True
-                except psycopg.errors.ProgramLimitExceeded:
-                    if cut:
-                        raise
-                    clean = cut = True
+        while True:
+            try:
+                self._export(traces, clean=clean, cut=cut)
+                return
+            except psycopg.DataError:
+                if clean:
+                    raise
+                clean = True
+            except psycopg.errors.ProgramLimitExceeded:
+                if cut:
+                    raise
+                clean = cut = True
 
     def _export(self, traces: Sequence[Trace], *, clean: bool, cut: bool) -> None:
         fresh = merged_by_id(traces)  # sorted ids: advisory locks in one order
@@ -306,56 +221,57 @@ class PostgresStore(TraceStore):
         with conn.transaction(), conn.cursor() as cur:
             ids = list(fresh)
             _lock_traces(cur, ids)
-            cur.execute("SELECT data FROM traces WHERE trace_id = ANY(%s)", (_pg_values(ids),))
+            cur.execute("SELECT data FROM traces WHERE trace_id = ANY(%s)", (pg_values(ids),))
             stored: set[str] = set()
             for (data,) in cur.fetchall():
                 old = Trace.from_bytes(bytes(data))
                 tid = old.info.trace_id  # as written, NUL and all (the column has U+FFFD)
                 fresh[tid] = merge_traces([old, fresh[tid]])
                 stored.add(tid)
-            _write_rows(cur, fresh, stored, clean, cut)
+            write_rows(cur, fresh, stored, clean, cut)
 
+    @_database_errors(retry=False)
     def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
-        with self._errors():
-            try:
-                return self._update(trace_id, change, cut=True)
-            except psycopg.errors.ProgramLimitExceeded:  # text too long for its index
-                return self._update(trace_id, change, cut=True)
+        try:
+            return self._update(trace_id, change, cut=False)
+        except psycopg.errors.ProgramLimitExceeded:  # text too long for its index
+            return self._update(trace_id, change, cut=True)
 
     def _update(self, trace_id: str, change: Callable[[Trace], Trace], *, cut: bool) -> Trace:
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             _lock_traces(cur, [trace_id])
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", pg_values([trace_id]))
             row = cur.fetchone()
             if row is None:
                 raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
             new = change(Trace.from_bytes(bytes(row[0])))
-            _write_rows(cur, {trace_id: new}, {trace_id}, clean=True, cut=cut)
+            write_rows(cur, {trace_id: new}, {trace_id}, clean=True, cut=cut)
         return new
 
+    @_database_errors(retry=False)
     def delete_traces(
         self, trace_ids: Sequence[str] | None = None, *, older_than_ms: int | None = None
     ) -> int:
         statements = delete_statements(POSTGRES, trace_ids, older_than_ms)
         if not statements:
             return 0
-        with self._errors():
-            conn = self._conn
-            with conn.transaction(), conn.cursor() as cur:
-                for sql, params in statements:
-                    cur.execute(sql, _pg_values(params))
-                return cur.rowcount
+        conn = self._conn
+        with conn.transaction(), conn.cursor() as cur:
+            for sql, params in statements:
+                cur.execute(sql, pg_values(params))
+            return cur.rowcount
 
+    @_database_errors(retry=True)
     def get_trace(self, trace_id: str) -> Trace | None:
         if not storable_text(trace_id):
             return None  # no stored trace can have this id
-        with self._errors():
-            with self._conn.cursor() as cur:
-                cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
-                row = cur.fetchone()
-            return Trace.from_bytes(bytes(row[0])) if row else None
+        with self._conn.cursor() as cur:
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", pg_values([trace_id]))
+            row = cur.fetchone()
+        return Trace.from_bytes(bytes(row[0])) if row else None
 
+    @_database_errors(retry=True)
     def search_traces(
         self,
         filter: str | None = None,
@@ -367,30 +283,31 @@ class PostgresStore(TraceStore):
         return search_page(POSTGRES, self._fetch, filter, order_by, max_results, page_token)
 
     def _fetch(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        with self._errors():
-            left = remaining_s()
-            conn = self._conn
-            if left is None:
-                with conn.cursor() as cur:
-                    cur.execute(sql, _pg_values(params))
-                    return cur.fetchall()
-            try:  # the caller's time limit, as this transaction's statement_timeout
-                with conn.transaction(), conn.cursor() as cur:
-                    timeout = f"{max(1, int(left * 1000))}ms"
-                    cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
-                    cur.execute(sql, _pg_values(params))
-                    return cur.fetchall()
-            except psycopg.errors.QueryCanceled:
-                raise QueryTimeoutError(
-                    f"the search of {self.uri} took longer than its time limit"
-                ) from None
+        left = remaining_s()
+        conn = self._conn
+        if left is None:
+            with conn.cursor() as cur:
+                cur.execute(sql, pg_values(params))
+                return cur.fetchall()
+        try:  # the caller's time limit, as this transaction's statement_timeout
+            with conn.transaction(), conn.cursor() as cur:
+                timeout = f"{max(1, int(left * 1000))}ms"
+                cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+                cur.execute(sql, pg_values(params))
+                return cur.fetchall()
+        except psycopg.errors.QueryCanceled:
+            raise QueryTimeoutError(
+                f"the search of {self.uri} took longer than its time limit"
+            ) from None
 
+    @_database_errors(retry=True)
     def count(self, filter: str | None = None) -> int:
         query = Query(POSTGRES)
         where = query.where(parse_filter(filter))
         rows = self._fetch(f"SELECT COUNT(*) FROM traces t WHERE {where}", query.params)
         return int(rows[0][0])
 
+    @_database_errors(retry=True)
     def overview(
         self,
         filter: str | None = None,
@@ -400,14 +317,14 @@ class PostgresStore(TraceStore):
         buckets: int = 30,
         top: int = 8,
     ) -> Overview:
-        with self._errors():
-            conn = self._conn
-            with conn.transaction():
-                # One statement sorting every trace in range by bucket (see pgoverview.py):
-                # in memory, not spilled to disk as with the default 4 MB (1.5x at 100k).
-                conn.execute("SET LOCAL work_mem = '64MB'")
-                return postgres_overview(self._fetch, filter, start_ms, end_ms, buckets, top)
+        conn = self._conn
+        with conn.transaction():
+            # One statement sorting every trace in range by bucket (see pgoverview.py): in
+            # memory, not spilled to disk as with the default 4 MB (1.5x the time at 100k).
+            conn.execute("SET LOCAL work_mem = '64MB'")
+            return postgres_overview(self._fetch, filter, start_ms, end_ms, buckets, top)
 
+    @_database_errors(retry=True)
     def sessions(
         self, filter: str | None = None, *, max_results: int = 100
     ) -> list[SessionSummary]:

@@ -3,6 +3,7 @@ reads carry on over a fresh connection, and what cannot is a StoreError, never a
 
 from __future__ import annotations
 
+import os
 import time
 
 import psycopg
@@ -72,3 +73,33 @@ def _wait_until_gone(uri: str) -> None:
                 return
             time.sleep(0.05)
     raise AssertionError("the terminated sessions did not end")
+
+
+def _sessions(uri: str) -> set[int]:
+    """The server processes of the database's other sessions."""
+    with psycopg.connect(uri, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def test_a_healthy_connection_on_a_file_descriptor_past_1024_is_kept(postgres_uri: str) -> None:
+    # A busy server process has many files open: the check that the server has not
+    # closed the connection must work for any descriptor (select() stops at 1023), not
+    # take every connection for closed and reconnect on each request.
+    held = [open(os.devnull) for _ in range(1100)]  # noqa: SIM115 - closed below
+    try:
+        store = open_store(postgres_uri)
+        try:
+            store.count()
+            first = _sessions(postgres_uri)
+            for _ in range(3):
+                store.count()
+            assert _sessions(postgres_uri) == first
+        finally:
+            store.shutdown()
+    finally:
+        for file in held:
+            file.close()

@@ -104,7 +104,11 @@ def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
     restart, a terminated backend) and sent its last message, or at least closed the socket.
     An idle session otherwise receives nothing; psycopg only notices on the next query."""
     try:
-        return bool(select.select([conn.fileno()], [], [], 0)[0])
+        if not hasattr(select, "poll"):  # Windows: select() takes any socket there
+            return bool(select.select([conn.fileno()], [], [], 0)[0])
+        poller = select.poll()  # not select(): it refuses descriptors past 1023
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg.Error):
         return True
 

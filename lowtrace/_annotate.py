@@ -89,6 +89,8 @@ class TraceEdits:
         """
         if not self.enabled or self._unsampled_live(trace_id):
             return
+        if isinstance(key, str):
+            key = clean_str(key)  # as set_trace_tags stored it
         try:
             live = self._active(trace_id)
             if live is not None:

@@ -89,6 +89,8 @@ class TraceEdits:
         """
         if not self.enabled or self._unsampled_live(trace_id):
             return
+        if isinstance(key, str):
+            key = clean_str(key)  # as set_trace_tags stored it
         try:
             live = self._active(trace_id)
             if live is not None:
@@ -126,7 +128,7 @@ class TraceEdits:
                     raise InvalidArgumentError(
                         f"{name} must be a non-empty str, got {safe_repr(value)}"
                     )
-            self._live(trace_id).set_metadata(values, session_id, user_id)
+            self._live(trace_id).set_metadata(values, _id_text(session_id), _id_text(user_id))
         except LowtraceError as exc:
             self._violation(exc, None)
 
@@ -269,6 +271,12 @@ def string_map(values: Mapping[str, Any] | None, what: str) -> dict[str, str]:
         text = value if type(value) is str else _text(value)
         out[clean_str(key)] = clean_str(text)
     return out
+
+
+def _id_text(value: str | None) -> str | None:
+    """A session or user id as a plain str that every store can encode (lone surrogates
+    as U+FFFD, like every other recorded string)."""
+    return None if value is None else clean_str(str.__str__(value))
 
 
 def _text(value: object) -> str:

@@ -23,6 +23,7 @@ from lowtrace._frozen import EMPTY, freeze_mapping
 from lowtrace._types import SpanStatus, SpanType
 
 __all__ = [
+    "MAX_TOKENS",
     "NULL_BLOB",
     "JsonBlob",
     "SpanEvent",
@@ -104,17 +105,22 @@ class TokenUsage:
     cache_creation_input_tokens: int | None = None
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
+        """The sum, each count capped at ``MAX_TOKENS`` (the stores' columns are int64)."""
         return TokenUsage(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.total_tokens + other.total_tokens,
+            min(self.input_tokens + other.input_tokens, MAX_TOKENS),
+            min(self.output_tokens + other.output_tokens, MAX_TOKENS),
+            min(self.total_tokens + other.total_tokens, MAX_TOKENS),
             _add_optional(self.cache_read_input_tokens, other.cache_read_input_tokens),
             _add_optional(self.cache_creation_input_tokens, other.cache_creation_input_tokens),
         )
 
 
+#: The largest token count kept: sums stop here, as a signed 64-bit SQL column must.
+MAX_TOKENS: Final = 2**63 - 1
+
+
 def _add_optional(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else a + b
+    return b if a is None else a if b is None else min(a + b, MAX_TOKENS)
 
 
 @attrs.frozen

@@ -15,6 +15,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from lowtrace._model import SpanEvent, TokenUsage
+from lowtrace._records import MAX_TOKENS
 from lowtrace._spandata import (
     END,
     MESSAGE,
@@ -413,7 +414,7 @@ def make_token_usage(
     return TokenUsage(
         inp,
         out,
-        inp + out if total_tokens is None else total_tokens,
+        min(inp + out, MAX_TOKENS) if total_tokens is None else total_tokens,
         cache_read_input_tokens,
         cache_creation_input_tokens,
     )

@@ -416,6 +416,24 @@ def test_trace_tags_can_be_added_while_live(client: TracingClient) -> None:
     assert trace is not None and trace.info.tags == {"a": "one", "b": "2"}
 
 
+def test_a_tag_set_with_a_lone_surrogate_in_its_key_is_deleted_by_the_same_key(
+    client: TracingClient,
+) -> None:
+    # The key is stored made valid (U+FFFD); deleting by the key as given must find it,
+    # on the live trace and on the stored one.
+    bad = "k\ud800"
+    root = client.start_trace("t")
+    client.set_trace_tags(root.trace_id, {bad: "1", "keep": "2"})
+    client.delete_trace_tag(root.trace_id, bad)
+    trace = client.end_trace(root.trace_id)
+    assert trace is not None and trace.info.tags == {"keep": "2"}
+    assert client.flush(10)
+    client.set_trace_tags(root.trace_id, {bad: "3"})
+    client.delete_trace_tag(root.trace_id, bad)
+    stored = client.get_trace(root.trace_id)
+    assert stored is not None and stored.info.tags == {"keep": "2"}
+
+
 def test_continuing_a_remote_trace(client: TracingClient) -> None:
     remote_trace, remote_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     root = client.start_trace("tool-service", traceparent=f"00-{remote_trace}-{remote_span}-01")

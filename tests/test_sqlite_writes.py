@@ -8,6 +8,7 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
+import attrs
 import pytest
 
 from lowtrace import SpanType, Trace, TracingClient
@@ -102,4 +103,19 @@ def test_a_failing_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     assert store.count() == 0
     store.export(traces)
     assert store.count() == 6
+    store.shutdown()
+
+
+def test_a_hand_built_token_count_past_64_bits_is_a_store_error(tmp_path: Path) -> None:
+    # Recorded counts stop at 2**63 - 1, but TokenUsage is public: a record built (or
+    # imported) with a larger count is refused as lowtrace's StoreError, nothing written.
+    from lowtrace import TokenUsage
+
+    with TracingClient("memory://") as client:
+        fine, other = record(client, 1), record(client, 2)
+    huge = Trace(attrs.evolve(fine.info, token_usage=TokenUsage(2**63, 0, 2**63)), fine.spans)
+    store = SQLiteStore(tmp_path / "t.db")
+    with pytest.raises(StoreError, match="too large"):
+        store.export([huge, other])
+    assert store.count() == 0
     store.shutdown()

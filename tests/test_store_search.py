@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import random
 import shutil
 import sqlite3
+import string
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -521,4 +523,110 @@ def test_text_with_nul_is_stored_and_found_as_on_every_store(
     assert store.update_trace(tid, lambda t: t) == odd
     assert store.get_trace(tid) == odd
     assert store.delete_traces([tid]) == 1
+    store.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_token_counts_that_add_up_past_64_bits_are_stored_at_the_limit(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    # Each count is below 2**63, but input + output and the trace's sum over two model
+    # calls are not: the SQL columns are signed 64-bit, so the totals stop at 2**63 - 1
+    # instead of failing the whole batch.
+    most = 2**63 - 1
+    store = open_kind(kind, request, tmp_path)
+    with TracingClient("memory://") as client:
+        root = client.start_trace("huge")
+        for name in ("call1", "call2"):
+            span = client.start_span(
+                name, trace_id=root.trace_id, parent_id=root.span_id, span_type=SpanType.LLM
+            )
+            span.set_token_usage(input_tokens=most, output_tokens=most)
+            span.end()
+        huge = client.end_trace(root.trace_id)
+        plain = client.end_trace(client.start_trace("plain").trace_id)
+    assert huge is not None and plain is not None
+    assert huge.info.token_usage == TokenUsage(most, most, most)
+    assert [s.token_usage for s in huge.spans[1:]] == [TokenUsage(most, most, most)] * 2
+    store.export([huge, plain])
+    assert store.get_trace(huge.info.trace_id) == huge
+    assert store.get_trace(plain.info.trace_id) == plain
+    assert store.search_traces(f"total_tokens = {most}") == [huge]
+    store.shutdown()
+
+
+HOSTILE_TEXT = ["lone\ud800x", "\udfff", "rtl\u202egnp.exe", "nul\x00in", "\x00", "\U0010ffff"]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "jsonl", "delta"])
+def test_hostile_text_in_every_field_round_trips_and_leaves_the_batch_intact(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    # Lone surrogates, RTL overrides and NUL in names, tag keys and values, metadata,
+    # session and user ids, payloads, events and status messages: every trace of the
+    # batch reads back as recorded (surrogates made U+FFFD), the plain one unchanged.
+    store = open_kind(kind, request, tmp_path)
+    with TracingClient("memory://") as client:
+        batch = []
+        for bad in HOSTILE_TEXT:
+            root = client.start_trace(f"t{bad}", tags={f"k{bad}": f"v{bad}"}, metadata={bad: bad})
+            client.set_trace_metadata(root.trace_id, session_id=f"s{bad}", user_id=f"u{bad}")
+            span = client.start_span(
+                bad,
+                trace_id=root.trace_id,
+                parent_id=root.span_id,
+                span_type=SpanType.LLM,
+                inputs={bad: bad},
+                attributes={bad: bad, "model": bad},
+            )
+            span.add_event(bad, attributes={bad: [bad, 2**70]})
+            span.end(status="ERROR", status_message=bad, outputs=bad)
+            batch.append(client.end_trace(root.trace_id, status="ERROR", status_message=bad))
+        batch.append(client.end_trace(client.start_trace("plain", tags={"a": "b"}).trace_id))
+    store.export(batch)
+    for trace in batch:
+        assert trace is not None
+        got = store.get_trace(trace.info.trace_id)
+        assert got is not None
+        assert got.info == trace.info
+        for read, recorded in zip(got.spans, trace.spans, strict=True):
+            for field in ("name", "status_message", "attributes", "events", "inputs", "outputs"):
+                assert getattr(read, field) == getattr(recorded, field), field
+    assert store.count() == len(batch)
+    assert store.search_traces("tags.a = 'b'") == batch[-1:]
+    store.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_text_too_long_for_an_index_is_stored_and_found_by_its_start(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    # PostgreSQL refuses an index entry over ~2.7 KB: a trace with a long random name, tag,
+    # span name, session id or metadata must still be stored whole, in the same batch as
+    # a trace with NUL and one whose 900-byte tag must be kept as is.
+    store = open_kind(kind, request, tmp_path)
+    letters = string.ascii_letters + string.digits
+    long = "".join(random.Random(7).choices(letters, k=9000))  # compresses poorly
+    medium = "m" * 900
+    with TracingClient("memory://") as client:
+        root = client.start_trace(long, tags={"k": long, long: "v"}, metadata={"m": long})
+        client.set_trace_metadata(root.trace_id, session_id=long, user_id=long)
+        span = client.start_span(
+            long, trace_id=root.trace_id, parent_id=root.span_id, attributes={"model": long}
+        )
+        span.end()
+        huge = client.end_trace(root.trace_id)
+        nul = client.end_trace(client.start_trace("n\x00ul").trace_id)
+        kept = client.end_trace(client.start_trace("kept", tags={"k": medium}).trace_id)
+    batch = [huge, nul, kept]
+    store.export(batch)
+    for trace in batch:
+        assert trace is not None
+        assert store.get_trace(trace.info.trace_id) == trace
+    assert store.search_traces(f"tags.k = '{medium}'") == [kept]
+    assert store.search_traces(f"name LIKE '{long[:100]}%'") == [huge]
+    assert store.search_traces(f"span.name LIKE '{long[:100]}%'") == [huge]
+    assert huge is not None
+    assert store.update_trace(huge.info.trace_id, lambda t: t) == huge  # written again
+    assert store.get_trace(huge.info.trace_id) == huge
     store.shutdown()

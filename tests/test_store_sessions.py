@@ -100,3 +100,18 @@ def test_a_malformed_filter_is_refused_not_joined_to_the_session_condition(
     with pytest.raises(FilterError):
         store.sessions(bad)
     assert [s.session_id for s in store.sessions("name = 'chat'")] == ["a"]
+
+
+def test_session_and_user_ids_with_lone_surrogates_are_stored_made_valid(
+    client: TracingClient,
+) -> None:
+    # A lone surrogate (text decoded with errors="surrogateescape") cannot be written as
+    # UTF-8: it becomes U+FFFD, as in every other recorded string, and the trace is stored.
+    trace_id = turn(client, "s\ud800", "u\udfff")
+    assert client.flush(10)
+    trace = client.get_trace(trace_id)
+    assert trace is not None
+    assert (trace.info.session_id, trace.info.user_id) == ("s\ufffd", "u\ufffd")
+    assert [(s.session_id, s.user_id) for s in store_of(client).sessions()] == [
+        ("s\ufffd", "u\ufffd")
+    ]

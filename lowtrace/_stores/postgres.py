@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import select
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from lowtrace._model import Trace, merge_traces
@@ -24,14 +25,14 @@ from lowtrace._query.budget import remaining_s
 from lowtrace._query.filter import parse_filter
 from lowtrace._query.literals import storable_text
 from lowtrace._query.sql import POSTGRES, Query, delete_statements, search_page
-from lowtrace._stores.annotations import write_annotations
 from lowtrace._stores.base import TraceList, TraceStore
 from lowtrace._stores.overview import Overview
 from lowtrace._stores.pgoverview import postgres_overview
+from lowtrace._stores.pgrows import pg_values, write_rows
 from lowtrace._stores.pgschema import SCHEMA_VERSION, ensure_schema
 from lowtrace._stores.redact import redact
 from lowtrace._stores.sessions import SessionSummary, sql_sessions
-from lowtrace._stores.sqlrows import merged_by_id, span_rows, summary_row, tag_rows
+from lowtrace._stores.sqlrows import merged_by_id
 from lowtrace.errors import (
     LowtraceError,
     MissingExtraError,
@@ -94,96 +95,33 @@ def _lock_traces(cur: psycopg.Cursor[Any], ids: Sequence[str]) -> None:
     """One writer per trace id at a time, locks taken in sorted order: no deadlocks."""
     cur.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended(t, 0)) FROM unnest(%s::text[]) t ORDER BY t",
-        (_pg_values(ids),),
+        (pg_values(ids),),
     )
 
 
-#: The tables an export fills with ``COPY``: the columns in row order, and their types
-#: (binary ``COPY`` sends each value as the column's own type: half the client's CPU of
-#: text, which spells out every number and doubles the trace's bytes as hex).
-_TRACES: Final = (
-    "traces (trace_id, name, status, status_message, start_time_ms, end_time_ms, "
-    "start_time_ns, end_time_ns, duration_ms, span_count, input_tokens, output_tokens, "
-    "total_tokens, data)",
-    ("text",) * 4 + ("int8",) * 4 + ("float8", "int4", "int8", "int8", "int8", "bytea"),
-)
-_SPANS: Final = (
-    "spans (trace_id, span_id, name, type, status, duration_ms, model, input_tokens, "
-    "output_tokens, trace_start_ms)",
-    ("text",) * 5 + ("float8", "text", "int8", "int8", "int8"),
-)
-_TAGS: Final = ("trace_tags (trace_id, key, value)", ("text",) * 3)
+def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle connection has something to read: the server ended the session (a
+    restart, a terminated backend) and sent its last message, or at least closed the socket.
+    An idle session otherwise receives nothing; psycopg only notices on the next query."""
+    try:
+        if not hasattr(select, "poll"):  # Windows: select() takes any socket there
+            return bool(select.select([conn.fileno()], [], [], 0)[0])
+        poller = select.poll()  # not select(): it refuses descriptors past 1023
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.Error):
+        return True
 
 
-#: PostgreSQL text cannot hold NUL: in the index columns and in the values searched for it
-#: is U+FFFD (the whole trace, kept as bytes, keeps it). Both sides map alike, so a NUL
-#: is found where it was written; it also matches a U+FFFD written as such.
-_NUL_AS: Final = "\ufffd"
-
-
-def _pg_values(values: Iterable[Any]) -> list[Any]:
-    """``values`` with NUL in each text replaced as PostgreSQL text requires."""
-    return [v.replace("\x00", _NUL_AS) if isinstance(v, str) and "\x00" in v else v for v in values]
-
-
-def _pg_many(cur: psycopg.Cursor[Any]) -> Callable[[str, Any], object]:
-    """The cursor's ``executemany``, its rows' text made storable (``_pg_values``)."""
-    return lambda sql, rows: cur.executemany(sql, [_pg_values(row) for row in rows])
-
-
-def _copy(
-    cur: psycopg.Cursor[Any],
-    table: tuple[str, Sequence[str]],
-    rows: Iterable[Sequence[Any]],
-    clean: bool,
-) -> None:
-    """Rows into a table with one binary ``COPY``: the server parses one stream instead of
-    a statement per row, and the whole batch is one round trip. psycopg sends every ~32 KB
-    as it fills, so a lazy ``rows`` is built while the server inserts what came before.
-    ``clean``: text made storable first (``_pg_values``); else text with NUL fails the
-    ``COPY`` with ``psycopg.DataError``."""
-    columns, types = table
-    with cur.copy(f"COPY {columns} FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(types)
-        write = copy.write_row
-        for row in rows:
-            write(_pg_values(row) if clean else row)
-
-
-def _write_rows(
-    cur: psycopg.Cursor[Any], fresh: Mapping[str, Trace], stored: set[str], clean: bool
-) -> None:
-    """Write whole traces (merged with what was stored: ``stored``) and their index rows.
-
-    The stored traces' rows are deleted first, so every row is new and goes in by ``COPY``
-    (which cannot update). The caller holds the traces' advisory locks: no other writer
-    adds a row for these ids until this transaction ends.
-
-    The client's biggest part is each trace's ``data`` (JSON and zstd); the server's are
-    the span rows, then the trace rows. Half of the ``data`` is encoded while the server
-    inserts the spans already sent, the other half while it inserts the traces, so that
-    neither side waits through a whole table (benchmarks/README.md).
-    """
-    if stored:
-        ids = sorted(stored)
-        for table in ("traces", "trace_tags", "spans"):
-            cur.execute(f"DELETE FROM {table} WHERE trace_id = ANY(%s)", (_pg_values(ids),))
-    early: dict[str, tuple[Any, ...]] = {}
-
-    def spans() -> Iterator[tuple[Any, ...]]:
-        for n, (tid, trace) in enumerate(fresh.items()):
-            yield from span_rows(tid, trace)
-            if n % 2:
-                early[tid] = summary_row(trace)
-
-    def traces() -> Iterator[tuple[Any, ...]]:
-        for tid, trace in fresh.items():
-            yield early.pop(tid) if tid in early else summary_row(trace)
-
-    _copy(cur, _SPANS, spans(), clean)
-    _copy(cur, _TRACES, traces(), clean)
-    _copy(cur, _TAGS, tag_rows(fresh), clean)
-    write_annotations(_pg_many(cur), "%s", fresh, stored)
+def _gone(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server closed this idle connection (then closed here too): a thread's
+    first request after a server restart must not fail on it. Never inside a transaction,
+    which must keep its connection."""
+    if conn.info.transaction_status != _IDLE or not _closed_by_server(conn):
+        return False
+    with contextlib.suppress(psycopg.Error):
+        conn.close()
+    return True
 
 
 class PostgresStore(TraceStore):
@@ -209,7 +147,7 @@ class PostgresStore(TraceStore):
         local = self._local
         conn: psycopg.Connection[Any] | None = getattr(local, "conn", None)
         key = (os.getpid(), self._generation)  # a forked child needs its own connections
-        if conn is None or local.key != key or conn.closed:
+        if conn is None or local.key != key or conn.closed or _gone(conn):
             if conn is not None and conn.closed:  # the server dropped it: forget it
                 with self._all_lock:
                     self._all = [e for e in self._all if e[2] is not conn]
@@ -244,7 +182,7 @@ class PostgresStore(TraceStore):
             for index, (owner, thread, conn) in enumerate(self._all):
                 if owner != pid or thread.is_alive():
                     continue
-                if conn.closed or conn.info.transaction_status != _IDLE:
+                if conn.closed or conn.info.transaction_status != _IDLE or _closed_by_server(conn):
                     broken.append(conn)
                 elif adopted is None:
                     self._all[index] = (pid, this, conn)
@@ -255,46 +193,64 @@ class PostgresStore(TraceStore):
                 conn.close()
         return adopted
 
+    @_database_errors(retry=False)
     def _ensure_schema(self, create: bool) -> None:
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             ensure_schema(cur, self.uri, create)
 
+    @_database_errors(retry=False)
     def export(self, traces: Sequence[Trace]) -> None:
-        try:
-            self._export(traces, clean=False)
-        except psycopg.DataError:
-            # Text with NUL, which PostgreSQL text cannot hold: the server refused the COPY and
-            # the transaction rolled back. The batch again, its text made storable. Rare, so
-            # not checked up front (~6 us of the client's CPU per trace, value by value).
-            self._export(traces, clean=True)
+        # Text with NUL, which PostgreSQL text cannot hold, or too long for its index: the
+        # server refused the COPY and the transaction rolled back. The batch again, its
+        # text made storable, then cut. Rare, so not checked up front (~6 us of the
+        # client's CPU per trace, value by value).
+        clean = cut = False
+        while True:
+            try:
+                self._export(traces, clean=clean, cut=cut)
+                return
+            except psycopg.DataError:
+                if clean:
+                    raise
+                clean = True
+            except psycopg.errors.ProgramLimitExceeded:
+                if cut:
+                    raise
+                clean = cut = True
 
-    def _export(self, traces: Sequence[Trace], *, clean: bool) -> None:
+    def _export(self, traces: Sequence[Trace], *, clean: bool, cut: bool) -> None:
         fresh = merged_by_id(traces)  # sorted ids: advisory locks in one order
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             ids = list(fresh)
             _lock_traces(cur, ids)
-            cur.execute("SELECT data FROM traces WHERE trace_id = ANY(%s)", (_pg_values(ids),))
+            cur.execute("SELECT data FROM traces WHERE trace_id = ANY(%s)", (pg_values(ids),))
             stored: set[str] = set()
             for (data,) in cur.fetchall():
                 old = Trace.from_bytes(bytes(data))
                 tid = old.info.trace_id  # as written, NUL and all (the column has U+FFFD)
                 fresh[tid] = merge_traces([old, fresh[tid]])
                 stored.add(tid)
-            _write_rows(cur, fresh, stored, clean)
+            write_rows(cur, fresh, stored, clean, cut)
 
     @_database_errors(retry=False)
     def update_trace(self, trace_id: str, change: Callable[[Trace], Trace]) -> Trace:
+        try:
+            return self._update(trace_id, change, cut=False)
+        except psycopg.errors.ProgramLimitExceeded:  # text too long for its index
+            return self._update(trace_id, change, cut=True)
+
+    def _update(self, trace_id: str, change: Callable[[Trace], Trace], *, cut: bool) -> Trace:
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             _lock_traces(cur, [trace_id])
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", pg_values([trace_id]))
             row = cur.fetchone()
             if row is None:
                 raise TraceNotFoundError(f"no stored trace {trace_id} in {self.uri}")
             new = change(Trace.from_bytes(bytes(row[0])))
-            _write_rows(cur, {trace_id: new}, {trace_id}, clean=True)
+            write_rows(cur, {trace_id: new}, {trace_id}, clean=True, cut=cut)
         return new
 
     @_database_errors(retry=False)
@@ -307,7 +263,7 @@ class PostgresStore(TraceStore):
         conn = self._conn
         with conn.transaction(), conn.cursor() as cur:
             for sql, params in statements:
-                cur.execute(sql, _pg_values(params))
+                cur.execute(sql, pg_values(params))
             return cur.rowcount
 
     @_database_errors(retry=True)
@@ -315,7 +271,7 @@ class PostgresStore(TraceStore):
         if not storable_text(trace_id):
             return None  # no stored trace can have this id
         with self._conn.cursor() as cur:
-            cur.execute("SELECT data FROM traces WHERE trace_id = %s", _pg_values([trace_id]))
+            cur.execute("SELECT data FROM traces WHERE trace_id = %s", pg_values([trace_id]))
             row = cur.fetchone()
         return Trace.from_bytes(bytes(row[0])) if row else None
 
@@ -335,13 +291,13 @@ class PostgresStore(TraceStore):
         conn = self._conn
         if left is None:
             with conn.cursor() as cur:
-                cur.execute(sql, _pg_values(params))
+                cur.execute(sql, pg_values(params))
                 return cur.fetchall()
         try:  # the caller's time limit, as this transaction's statement_timeout
             with conn.transaction(), conn.cursor() as cur:
                 timeout = f"{max(1, int(left * 1000))}ms"
                 cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
-                cur.execute(sql, _pg_values(params))
+                cur.execute(sql, pg_values(params))
                 return cur.fetchall()
         except psycopg.errors.QueryCanceled:
             raise QueryTimeoutError(

@@ -167,6 +167,8 @@ def _as_store_error(path: Path) -> Iterator[None]:
         raise
     except (sqlite3.Error, zstandard.ZstdError, orjson.JSONDecodeError) as exc:
         raise StoreError(f"{path}: {exc}") from exc
+    except OverflowError as exc:  # an int past SQLite's 64 bits (a record built by hand)
+        raise StoreError(f"{path}: a number is too large to store: {exc}") from exc
     except (BaseValidationError, KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"{path}: a stored trace is damaged: {exc!r}") from exc
 

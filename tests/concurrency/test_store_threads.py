@@ -85,3 +85,92 @@ def test_postgres_reuses_the_connection_of_a_thread_that_ended(postgres_uri: str
     finally:
         store.shutdown()
     assert _connections_settle_to(postgres_uri, 0) == 0
+
+
+def test_postgres_does_not_hand_over_a_connection_the_server_closed(
+    postgres_uri: str, postgres_dsn: str
+) -> None:
+    # A server restart (here: its sessions terminated) closes the idle connection an ended
+    # thread left behind; the next thread must get a working connection, not that one.
+    store = open_store(postgres_uri)
+    try:
+        _one_short_lived_thread_after_another(store.count, threads=1)
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (postgres_uri.rsplit("/", 1)[1],),
+            )
+        assert _connections_settle_to(postgres_uri, 0) == 0  # the sessions have ended
+        counted: list[object] = []
+        _one_short_lived_thread_after_another(lambda: counted.append(store.count()), threads=1)
+        assert counted == [0]
+    finally:
+        store.shutdown()
+
+
+def test_postgres_reconnects_when_the_server_closed_this_threads_idle_connection(
+    postgres_uri: str, postgres_dsn: str
+) -> None:
+    # After a server restart the first request of a thread that already had a connection
+    # works too: the closed session is noticed before the request, not by its failure.
+    store = open_store(postgres_uri)
+    try:
+        assert store.count() == 0
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (postgres_uri.rsplit("/", 1)[1],),
+            )
+        assert _connections_settle_to(postgres_uri, 0) == 0
+        assert store.count() == 0
+        assert store.get_trace("0" * 32) is None
+    finally:
+        store.shutdown()
+
+
+def test_postgres_connection_lost_in_the_middle_of_a_request_is_a_store_error(
+    postgres_uri: str,
+) -> None:
+    # The export waits for a trace's lock, held by another session; its own session is
+    # ended meanwhile (as a server restart would): the caller gets lowtrace's StoreError,
+    # not the driver's exception, and the next request works again.
+    from lowtrace import StoreError, TracingClient
+
+    store = open_store(postgres_uri)
+    with TracingClient("memory://") as client:
+        trace = client.end_trace(client.start_trace("t").trace_id)
+    assert trace is not None
+    failed: list[BaseException] = []
+
+    def export() -> None:
+        try:
+            store.export([trace])
+        except BaseException as exc:  # the test inspects it
+            failed.append(exc)
+
+    try:
+        with psycopg.connect(postgres_uri, autocommit=True) as holder:
+            holder.execute("BEGIN")
+            holder.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (trace.info.trace_id,)
+            )
+            worker = threading.Thread(target=export)
+            worker.start()
+            deadline = time.monotonic() + 30
+            waiting = None
+            while waiting is None and time.monotonic() < deadline:
+                holder.execute("SELECT pg_stat_clear_snapshot()")  # fresh each time
+                waiting = holder.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+            assert waiting is not None
+            holder.execute("SELECT pg_terminate_backend(%s)", waiting)
+            worker.join(30)
+            holder.execute("ROLLBACK")
+        assert [type(exc) for exc in failed] == [StoreError]
+        assert store.count() == 0
+        store.export([trace])
+        assert store.get_trace(trace.info.trace_id) == trace
+    finally:
+        store.shutdown()

@@ -348,7 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prices",
         metavar="FILE",
-        help='JSON {"model": [input_per_1M, output_per_1M]} to show costs',
+        help='JSON {"model": [input_per_1M, output_per_1M, cache_read_per_1M, '
+        'cache_write_per_1M]} to show costs (the cache prices are optional)',
     )
     p.set_defaults(run=_cmd_ui)
     return parser

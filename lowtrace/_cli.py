@@ -349,7 +349,7 @@ def _parser() -> argparse.ArgumentParser:
         "--prices",
         metavar="FILE",
         help='JSON {"model": [input_per_1M, output_per_1M, cache_read_per_1M, '
-        'cache_write_per_1M]} to show costs (the cache prices are optional)',
+        "cache_write_per_1M]} to show costs (the cache prices are optional)",
     )
     p.set_defaults(run=_cmd_ui)
     return parser

@@ -37,11 +37,12 @@ def duration_text(ms: float) -> str:
     """``7.12 ms``, ``640 ms``, ``2.13 s``, ``2 min 5 s``: short enough for one line."""
     if ms < 10:
         return f"{ms:.2f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    if ms < 60_000:  # halves round up, as the trace page's script rounds them
-        return f"{math.floor(ms / 10 + 0.5) / 100:.2f} s"
-    minutes, seconds = divmod(round(ms / 1000), 60)
+    # Halves round up here, as the trace page's script (view.js fmtMs) rounds them.
+    if (whole := math.floor(ms + 0.5)) < 1000:
+        return f"{whole} ms"
+    if (hundredths := math.floor(ms / 10 + 0.5)) < 6000:
+        return f"{hundredths / 100:.2f} s"
+    minutes, seconds = divmod(math.floor(ms / 1000 + 0.5), 60)
     return f"{minutes:,} min {seconds} s"
 
 

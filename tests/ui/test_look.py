@@ -15,6 +15,7 @@ import attrs
 import pytest
 
 from lowtrace import SpanType, TracingClient
+from lowtrace._textview import duration_text
 from tests.ui.conftest import serving
 from tests.ui.test_browser import Watched, watched
 
@@ -190,6 +191,9 @@ def test_the_trace_page_links_to_the_other_pages_and_names_its_failure(
         assert page.locator(".ss-turn").count() == 3
         ui.goto(f"{url}/traces/{weather.answered}")
         assert page.locator(".lt-failed").count() == 0
+        # The page's script writes durations as the list, the dashboard and the CLI do.
+        durations = page.locator(".lt-row .lt-dur").all_inner_texts()
+        assert durations == [duration_text(ms) for ms in (2125, 1000, 90)]
         with page.expect_navigation():
             page.click("nav.lt-nav a:has-text('Dashboard')")
         ui.settle()

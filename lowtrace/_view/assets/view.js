@@ -48,10 +48,14 @@
     return node;
   }
 
+  // As lowtrace._textview.duration_text writes it (the list, the dashboard, the CLI).
   function fmtMs(ms) {
-    if (ms < 1) return ms.toFixed(2) + " ms";
-    if (ms < 1000) return ms.toFixed(1) + " ms";
-    return (ms / 1000).toFixed(2) + " s";
+    if (ms < 10) return ms.toFixed(2) + " ms";
+    var whole = Math.floor(ms + 0.5), hundredths = Math.floor(ms / 10 + 0.5);
+    if (whole < 1000) return whole + " ms";
+    if (hundredths < 6000) return (hundredths / 100).toFixed(2) + " s";
+    var s = Math.floor(ms / 1000 + 0.5);
+    return Math.floor(s / 60).toLocaleString("en") + " min " + (s % 60) + " s";
   }
 
   // Collapsible JSON: objects and arrays are <details>; deep levels start closed and are

@@ -92,6 +92,8 @@ def run_agent(question: str) -> Trace | None:
         inputs={"question": question},
         tags={"app_version": "demo-1", "user": "alice"},
     )
+    # Each run is one more turn of the same conversation: see them together under Sessions.
+    client.set_trace_metadata(root.trace_id, session_id="demo-conversation", user_id="alice")
     planner = client.start_span(
         "plan",
         trace_id=root.trace_id,

@@ -126,3 +126,22 @@ def test_with_tracing_off_the_demo_says_so_without_a_traceback(tmp_path: Path) -
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "LOWTRACE_ENABLED=false" in done.stderr and not (tmp_path / "lowtrace.db").exists()
+
+
+def test_each_run_of_the_demo_is_one_more_turn_of_its_conversation(tmp_path: Path) -> None:
+    # A newcomer's Sessions page has something to show after the second run.
+    from lowtrace._stores.uri import open_store
+
+    uri = f"sqlite:///{tmp_path}/demo.db"
+    for _ in range(2):
+        run_demo(tmp_path, uri)
+    store = open_store(uri, create=False)
+    try:
+        (session,) = store.sessions()
+        assert (session.session_id, session.traces, session.user_id) == (
+            "demo-conversation",
+            2,
+            "alice",
+        )
+    finally:
+        store.shutdown()

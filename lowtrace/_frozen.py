@@ -2,8 +2,9 @@
 
 ``FrozenDict`` and ``FrozenList`` subclass ``dict`` and ``list`` so they compare equal to
 plain ones, are serialised natively by orjson and read exactly like JSON values; every
-method that would change them raises ``TypeError``. ``freeze`` converts a JSON-shaped
-value deeply (scalars as they are), sharing nothing mutable with its input.
+method that would change them raises ``TypeError``, and they hash by content. ``freeze``
+converts a JSON-shaped value deeply (scalars as they are), sharing nothing mutable with its
+input.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class FrozenDict(dict[str, Any]):
     __setitem__ = __delitem__ = __ior__ = _refuse
     clear = pop = popitem = setdefault = update = _refuse
 
+    def __hash__(self) -> int:  # type: ignore[override]
+        """Hashable, as a frozen value should be (a finished ``Trace`` is hashed through it)."""
+        return hash(frozenset(dict.items(self)))
+
     def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
         return (FrozenDict, (dict(self),))
 
@@ -66,6 +71,9 @@ class FrozenList(list[Any]):
 
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self))
 
     def __reduce__(self) -> tuple[type[FrozenList], tuple[list[Any]]]:
         return (FrozenList, (list(self),))

@@ -99,6 +99,18 @@ def test_frozen_values_still_read_compare_and_round_trip_like_json() -> None:
         assert "k" not in root.attributes
 
 
+def test_a_finished_trace_hashes_by_content_like_any_frozen_value() -> None:
+    with TracingClient("memory://") as client:
+        trace = finished(client)
+        again = Trace.from_json(trace.to_json())
+        assert again is not trace
+        assert hash(again) == hash(trace)
+        assert len({trace, again, pickle.loads(pickle.dumps(trace))}) == 1
+        assert {trace.spans[0]: "root"}[again.spans[0]] == "root"
+        other = finished(client)
+        assert len({trace, other}) == 2
+
+
 def hostile_trace(client: TracingClient) -> str:
     root = client.start_trace(
         f"name {LONE}",

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lowtrace._stores.uri import open_store
+
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_agent.py"
 BASH = shutil.which("bash")
 
@@ -25,17 +27,24 @@ def run_demo(cwd: Path, uri: str | None) -> tuple[str, dict[str, str]]:
     env.pop("LOWTRACE_URI", None)
     if uri is not None:
         env["LOWTRACE_URI"] = uri
-    done = subprocess.run(
+    done = demo_process(cwd, env, check=True)
+    env.pop("LOWTRACE_URI", None)  # the commands must work in a fresh shell
+    return done.stdout, env
+
+
+def demo_process(
+    cwd: Path, env: dict[str, str], *, check: bool
+) -> subprocess.CompletedProcess[str]:
+    """The demo run once in ``cwd`` with ``env``, its output captured."""
+    return subprocess.run(
         [sys.executable, str(DEMO)],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
+        check=check,
     )
-    env.pop("LOWTRACE_URI", None)  # the commands must work in a fresh shell
-    return done.stdout, env
 
 
 def printed_commands(stdout: str) -> list[str]:
@@ -114,24 +123,13 @@ def test_with_a_store_that_keeps_nothing_the_demo_still_shows_its_trace(tmp_path
 
 
 def test_with_tracing_off_the_demo_says_so_without_a_traceback(tmp_path: Path) -> None:
-    env = {**os.environ, "LOWTRACE_ENABLED": "false"}
-    done = subprocess.run(
-        [sys.executable, str(DEMO)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = demo_process(tmp_path, {**os.environ, "LOWTRACE_ENABLED": "false"}, check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "LOWTRACE_ENABLED=false" in done.stderr and not (tmp_path / "lowtrace.db").exists()
 
 
 def test_each_run_of_the_demo_is_one_more_turn_of_its_conversation(tmp_path: Path) -> None:
     # A newcomer's Sessions page has something to show after the second run.
-    from lowtrace._stores.uri import open_store
-
     uri = f"sqlite:///{tmp_path}/demo.db"
     for _ in range(2):
         run_demo(tmp_path, uri)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final, NamedTuple, Protocol, TypeAlias, cast
 
+from lowtrace._ids import is_span_id, is_trace_id
 from lowtrace._values import safe_repr
 from lowtrace.errors import InvalidArgumentError
 
@@ -44,8 +45,6 @@ TRACESTATE_ATTRIBUTE: Final = "lowtrace.tracestate"
 _TRACEPARENT: Final = re.compile(
     r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.ASCII
 )
-_TRACE_ID: Final = re.compile(r"[0-9a-f]{32}", re.ASCII)
-_SPAN_ID: Final = re.compile(r"[0-9a-f]{16}", re.ASCII)
 _KEY: Final = re.compile(
     r"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})",
     re.ASCII,
@@ -107,11 +106,11 @@ def parse_traceparent(value: str) -> tuple[str, str]:
 
 def format_traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
     """The ``traceparent`` header value for a span; bad or all-zero ids raise."""
-    if not (isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id)) or trace_id == "0" * 32:
+    if not is_trace_id(trace_id):
         raise InvalidArgumentError(
             f"trace_id must be 32 lowercase hex digits, not all zero, got {safe_repr(trace_id)}"
         )
-    if not (isinstance(span_id, str) and _SPAN_ID.fullmatch(span_id)) or span_id == "0" * 16:
+    if not is_span_id(span_id):
         raise InvalidArgumentError(
             f"span_id must be 16 lowercase hex digits, not all zero, got {safe_repr(span_id)}"
         )

@@ -29,7 +29,6 @@ __all__ = [
     "Frame",
     "Run",
     "current_span",
-    "default_client",
     "finish_run",
     "framework_providers",
     "pop_frame",
@@ -159,14 +158,6 @@ def start_model_run(
         frame.absorbed = True
         return None
     return start_run(client, name, span_type, inputs, attributes, parent=frame.run)
-
-
-def default_client(where: str) -> TracingClient | None:
-    """The fluent layer's default client, looked up at call time; None (the call runs
-    untraced, the reason logged once) when it cannot be made."""
-    from lowtrace._default import client_for_tracing
-
-    return client_for_tracing(where)
 
 
 def current_span(client: TracingClient) -> Span | None:

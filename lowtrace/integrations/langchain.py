@@ -27,12 +27,12 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from lowtrace._default import client_for_tracing
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
 from lowtrace.integrations._common import (
     Frame,
     Run,
-    default_client,
     finish_run,
     pop_frame,
     push_frame,
@@ -100,7 +100,7 @@ class LowtraceCallbackHandler(BaseCallbackHandler):
     ) -> None:
         if not self.enabled:
             return
-        client = self._client or default_client(_WHERE)
+        client = self._client or client_for_tracing(_WHERE)
         if client is None:
             return
         try:

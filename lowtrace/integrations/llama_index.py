@@ -20,9 +20,10 @@ import inspect
 import threading
 from typing import TYPE_CHECKING, Any
 
+from lowtrace._default import client_for_tracing
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
-from lowtrace.integrations._common import Run, default_client, finish_run, start_run
+from lowtrace.integrations._common import Run, finish_run, start_run
 
 try:
     from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
@@ -176,7 +177,7 @@ class LowtraceSpanHandler(BaseSpanHandler[_Run]):
     ) -> _Run | None:
         if not self.enabled:
             return None
-        client = self.client or default_client(_WHERE)
+        client = self.client or client_for_tracing(_WHERE)
         if client is None:
             return None
         try:

@@ -22,12 +22,12 @@ import importlib
 from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING, Any
 
+from lowtrace._default import client_for_tracing
 from lowtrace._types import SpanType
 from lowtrace.errors import MissingExtraError
 from lowtrace.integrations._common import (
     AutologState,
     Run,
-    default_client,
     finish_run,
     start_model_run,
     wrap_call,
@@ -91,7 +91,7 @@ def _given(value: Any) -> bool:
 
 
 def _begin(kind: str, resource: Any, kwargs: dict[str, Any]) -> Run | None:
-    client = _Autolog.client or default_client(_WHERE)
+    client = _Autolog.client or client_for_tracing(_WHERE)
     if client is None:
         return None
     try:

@@ -24,12 +24,12 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from lowtrace._default import client_for_tracing
 from lowtrace._types import SpanStatus, SpanType
 from lowtrace.errors import MissingExtraError
 from lowtrace.integrations._common import (
     Frame,
     Run,
-    default_client,
     framework_providers,
     start_run,
 )
@@ -173,7 +173,7 @@ class LowtraceTracingProcessor(TracingProcessor):
         attributes: dict[str, Any],
     ) -> None:
         """Start the span of an SDK trace or span under its SDK parent (if we recorded it)."""
-        client = self._client or default_client(_WHERE)
+        client = self._client or client_for_tracing(_WHERE)
         if client is None:
             return
         try:
